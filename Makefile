@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine:
+#   make run   - create .venv, install, get Fashion-MNIST, run the main job on the shipped zoo
+#   make test  - the same set-up, then the test suite (what CI runs)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA := /usr/share/datasets/fashion-mnist
+
+.PHONY: run test setup data bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+data:
+	@if [ -d "$(DATA)" ] || [ -n "$$PROBE_DATA" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "Fashion-MNIST not found: run 'sudo apt-get install dataset-fashion-mnist', or set PROBE_DATA" \
+		     "to a folder with the four IDX files, or pass --download to the CLIs" >&2; \
+	fi
+
+run: setup data
+	$(BIN)/python -m probe.zoo
+
+test: setup data
+	$(BIN)/python -m pytest -q
+
+bench: setup data
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,362 @@
+"""Datasets: Fashion-MNIST (embedded default), CIFAR-10, image folders, synthetic.
+
+Every dataset is a ``torch.utils.data.Dataset`` whose items are tuples that
+start with ``(image, label)``: ``image`` is float32 in ``[0, 1]`` of shape
+``[C, H, W]``. The ``synthetic`` dataset adds a third element, the boolean
+``[1, H, W]`` mask of the region that holds the class evidence. Datasets carry
+``classes`` (names, index = label), ``name``, ``split`` and ``input_size``.
+
+Fashion-MNIST: Xiao et al. 2017, arXiv:1708.07747.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "FASHION_MNIST_CLASSES", "SYSTEM_FASHION_MNIST", "NAMES", "ImageDataset", "load",
+    "as_tensors", "read_idx", "find_fashion_mnist", "synthetic",
+]
+
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot"]
+SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+NAMES = ["fashion-mnist", "cifar10", "imagefolder:<path>", "synthetic"]
+SYNTHETIC_CLASSES = ["horizontal", "vertical", "diagonal", "checker"]
+
+_FMNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+class ImageDataset(Dataset):
+    """Images held in memory as uint8 (or float) ``[N, C, H, W]`` with integer labels.
+
+    Items are ``(image, label)`` or ``(image, label, mask)`` when masks exist.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, classes: Sequence[str],
+                 name: str, split: str, masks: Optional[torch.Tensor] = None) -> None:
+        if images.ndim != 4:
+            raise ValueError(f"images must be [N, C, H, W], got {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels.long()
+        self.masks = masks
+        self.classes = list(classes)
+        self.name = name
+        self.split = split
+
+    @property
+    def input_size(self) -> Tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, i) -> torch.Tensor:
+        x = self.images[i]
+        return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+
+    def __getitem__(self, i: int):
+        if self.masks is not None:
+            return self.image(i), int(self.labels[i]), self.masks[i]
+        return self.image(i), int(self.labels[i])
+
+    def subset(self, indices: torch.Tensor) -> "ImageDataset":
+        return ImageDataset(self.images[indices], self.labels[indices], classes=self.classes,
+                            name=self.name, split=self.split,
+                            masks=None if self.masks is None else self.masks[indices])
+
+    def __repr__(self) -> str:
+        return (f"ImageDataset({self.name!r}, split={self.split!r}, n={len(self)}, "
+                f"input_size={self.input_size}, classes={len(self.classes)})")
+
+
+def as_tensors(ds: Dataset) -> Tuple[torch.Tensor, torch.Tensor]:
+    """All of a dataset as ``(images float [N, C, H, W] in [0, 1], labels long [N])``."""
+    if isinstance(ds, ImageDataset):
+        return ds.image(slice(None)), ds.labels.clone()
+    xs, ys = zip(*[(item[0], item[1]) for item in ds])
+    return torch.stack(xs), torch.as_tensor(ys, dtype=torch.long)
+
+
+# ----------------------------------------------------------------------------- IDX
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise ValueError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); delete it and "
+                         f"get the dataset again (e.g. `apt-get install --reinstall "
+                         f"dataset-fashion-mnist` or --download)") from None
+
+
+def read_idx(path: Union[str, Path]) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) into a numpy array, checking its header and size."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    fix = ("delete it and get the dataset again (e.g. `apt-get install --reinstall "
+           "dataset-fashion-mnist` or --download)")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number); {fix}")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise ValueError(f"{path} has a truncated IDX header; {fix}")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(f"{path} is truncated or corrupt: header promises {expected} bytes of data "
+                         f"for shape {dims}, file holds {len(raw) - header}; {fix}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _idx_file(folder: Path, stem: str) -> Optional[Path]:
+    for name in (stem + ".gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _candidate_folders(root: Optional[Union[str, Path]]) -> List[Path]:
+    bases = [Path(root)] if root else []
+    if os.environ.get("PROBE_DATA"):
+        bases.append(Path(os.environ["PROBE_DATA"]))
+    folders = [b for b in bases] + [b / "fashion-mnist" for b in bases]
+    folders.append(SYSTEM_FASHION_MNIST)
+    folders += [b / "FashionMNIST" / "raw" for b in bases]  # torchvision's layout
+    return folders
+
+
+def find_fashion_mnist(split: str, root: Optional[Union[str, Path]] = None) -> Tuple[Path, Path]:
+    """Paths of the images/labels IDX files of a split; raises with instructions if absent.
+
+    Looks in ``root`` then ``$PROBE_DATA`` (each directly and in ``fashion-mnist/``),
+    then ``/usr/share/datasets/fashion-mnist/`` (Debian package
+    ``dataset-fashion-mnist``), then torchvision's ``<root>/FashionMNIST/raw``.
+    """
+    img_stem, lbl_stem = _FMNIST_FILES[split]
+    folders = _candidate_folders(root)
+    for folder in folders:
+        imgs, lbls = _idx_file(folder, img_stem), _idx_file(folder, lbl_stem)
+        if imgs and lbls:
+            return imgs, lbls
+    looked = ", ".join(str(f) for f in dict.fromkeys(folders))
+    raise FileNotFoundError(
+        f"Fashion-MNIST {split} files ({img_stem}[.gz]) not found; looked in: {looked}. Get them "
+        f"with `sudo apt-get install dataset-fashion-mnist`, or pass --download (with --data-root "
+        f"DIR) to fetch them with torchvision, or point --data-root / $PROBE_DATA at a folder "
+        f"holding the four IDX files")
+
+
+def _download_fashion_mnist(root: Optional[Union[str, Path]]) -> Path:
+    from torchvision.datasets import FashionMNIST
+    root = Path(root or os.environ.get("PROBE_DATA") or Path.home() / ".cache" / "probe")
+    for train in (True, False):
+        FashionMNIST(str(root), train=train, download=True)
+    return root
+
+
+def _fashion_mnist(split: str, root, download: bool) -> ImageDataset:
+    try:
+        imgs_path, lbls_path = find_fashion_mnist(split, root)
+    except FileNotFoundError:
+        if not download:
+            raise
+        root = _download_fashion_mnist(root)
+        imgs_path, lbls_path = find_fashion_mnist(split, root)
+    images, labels = read_idx(imgs_path), read_idx(lbls_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{imgs_path} / {lbls_path} do not form an image/label pair "
+                         f"(shapes {images.shape}, {labels.shape}); get the dataset again")
+    if labels.max(initial=0) >= len(FASHION_MNIST_CLASSES):
+        raise ValueError(f"{lbls_path} holds labels outside 0..9; get the dataset again")
+    return ImageDataset(torch.from_numpy(images.copy()).unsqueeze(1),
+                        torch.from_numpy(labels.astype(np.int64)),
+                        classes=FASHION_MNIST_CLASSES, name="fashion-mnist", split=split)
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that only rebuilds numpy arrays and builtin containers (CIFAR batch files)."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            obj = _ArrayUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a valid CIFAR-10 batch file ({e}); get the dataset "
+                         f"again (--download)") from None
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
+
+
+def _cifar10(split: str, root, download: bool) -> ImageDataset:
+    base = Path(root or os.environ.get("PROBE_DATA") or Path.home() / ".cache" / "probe")
+    folder = base / "cifar-10-batches-py"
+    if not folder.is_dir() and download:
+        from torchvision.datasets import CIFAR10
+        CIFAR10(str(base), train=split == "train", download=True)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"CIFAR-10 not found at {folder}; pass --data-root to the folder "
+                                f"that holds cifar-10-batches-py/, or --download to fetch it "
+                                f"with torchvision")
+    files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    xs, ys = [], []
+    for fname in files:
+        if not (folder / fname).is_file():
+            raise FileNotFoundError(f"CIFAR-10 file {folder / fname} is missing; get the dataset "
+                                    f"again (--download)")
+        entry = _unpickle(folder / fname)
+        xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.extend(entry.get("labels", entry.get("fine_labels", [])))
+    meta = folder / "batches.meta"
+    classes = ([c.decode() if isinstance(c, bytes) else str(c) for c in _unpickle(meta)["label_names"]]
+               if meta.is_file()
+               else [str(i) for i in range(10)])
+    return ImageDataset(torch.from_numpy(np.concatenate(xs)), torch.tensor(ys), classes=classes,
+                        name="cifar10", split=split)
+
+
+# ----------------------------------------------------------------------------- image folder
+
+
+def _imagefolder(path: str, split: str, input_size: Tuple[int, int, int]) -> ImageDataset:
+    from PIL import Image
+    folder = Path(path)
+    if (folder / split).is_dir():
+        folder = folder / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    if not classes:
+        raise ValueError(f"image folder {folder} has no class subfolders (expected "
+                         f"{folder}/<class>/<image>.png)")
+    exts = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+    c, h, w = input_size
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        for f in sorted((folder / cls).iterdir()):
+            if f.suffix.lower() not in exts:
+                continue
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+                    arr = np.asarray(im, dtype=np.uint8)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"cannot read image {f} ({e})") from None
+            arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+            images.append(torch.from_numpy(arr.copy()))
+            labels.append(label)
+    if not images:
+        raise ValueError(f"image folder {folder} holds no images ({', '.join(sorted(exts))})")
+    return ImageDataset(torch.stack(images), torch.tensor(labels), classes=classes,
+                        name=f"imagefolder:{path}", split=split)
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+def synthetic(n: int, *, size: int = 28, patch: int = 10, seed: int = 0) -> ImageDataset:
+    """Images whose class evidence sits in a known square region.
+
+    Each image is smooth random background texture plus one ``patch x patch``
+    square at a random position holding a grating whose orientation is the
+    class (horizontal, vertical, diagonal stripes, checkerboard). The square's
+    mean intensity does not depend on the class, so only the pattern inside
+    the mask (returned per item) tells the classes apart.
+    """
+    g = torch.Generator().manual_seed(10_007 * seed + 17)
+    labels = torch.randint(0, len(SYNTHETIC_CLASSES), (n,), generator=g)
+    noise = torch.rand(n, 1, size // 4 + 1, size // 4 + 1, generator=g)
+    background = torch.nn.functional.interpolate(noise, size=(size, size), mode="bilinear",
+                                                 align_corners=False)
+    images = 0.15 + 0.5 * background
+    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    ii, jj = torch.meshgrid(torch.arange(patch), torch.arange(patch), indexing="ij")
+    patterns = torch.stack([
+        (ii // 2) % 2, (jj // 2) % 2, ((ii + jj) // 2) % 2, ((ii // 2) + (jj // 2)) % 2,
+    ]).float()
+    tops = torch.randint(0, size - patch + 1, (n,), generator=g)
+    lefts = torch.randint(0, size - patch + 1, (n,), generator=g)
+    contrast = 0.3 + 0.2 * torch.rand(n, generator=g)
+    for k in range(n):
+        t, l = int(tops[k]), int(lefts[k])
+        p = 0.5 + contrast[k] * (patterns[labels[k]] - 0.5)
+        images[k, 0, t:t + patch, l:l + patch] = p
+        masks[k, 0, t:t + patch, l:l + patch] = True
+    images = images + 0.03 * torch.randn(images.shape, generator=g)
+    return ImageDataset(images.clamp(0, 1).float(), labels, classes=SYNTHETIC_CLASSES,
+                        name="synthetic", split="", masks=masks)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def load(name: str, split: str = "test", *, root: Optional[Union[str, Path]] = None,
+         n: Optional[int] = None, seed: int = 0, download: bool = False,
+         input_size: Optional[Tuple[int, int, int]] = None) -> ImageDataset:
+    """Load a dataset split as images in ``[0, 1]``.
+
+    Args:
+        name: ``fashion-mnist``, ``cifar10``, ``imagefolder:<path>`` or ``synthetic``.
+        split: ``train`` or ``test``.
+        root: folder with the files (else ``$PROBE_DATA`` and the system locations).
+        n: keep a seeded random subset of ``n`` images (all if ``None`` or larger).
+        seed: seed of that subset (and of the generated ``synthetic`` images).
+        download: let torchvision download Fashion-MNIST / CIFAR-10 if not found.
+        input_size: ``(C, H, W)`` images of an image folder are converted to
+            (default ``(1, 28, 28)``, the zoo's input).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if n is not None and n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    if name == "fashion-mnist":
+        ds = _fashion_mnist(split, root, download)
+    elif name == "cifar10":
+        ds = _cifar10(split, root, download)
+    elif name.startswith("imagefolder:"):
+        ds = _imagefolder(name[len("imagefolder:"):], split, tuple(input_size or (1, 28, 28)))
+    elif name == "synthetic":
+        size = (input_size or (1, 28, 28))[-1]
+        count = n if n is not None else (4000 if split == "train" else 1000)
+        ds = synthetic(count, size=size, seed=2 * seed + (0 if split == "train" else 1))
+        ds.split = split
+        return ds
+    else:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(NAMES)}")
+    if n is not None and n < len(ds):
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(ds), generator=g)[:n].sort().values
+        ds = ds.subset(idx)
+    return ds
