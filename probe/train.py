@@ -63,7 +63,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
 
 def train(model: zoo.ProbeModel, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
           weight_decay: float, batch_size: int, seed: int, device: str = "cpu",
-          warmup_epochs: float = 0.3, progress: bool = True) -> dict:
+          warmup_epochs: float = 0.3, augmentation: bool = False, progress: bool = True) -> dict:
     """Train ``model`` in place with AdamW and a warmup + cosine schedule.
 
     Returns a dict with ``train_time_s``, ``train_img_per_s`` and final ``train_loss``.
@@ -93,7 +93,7 @@ def train(model: zoo.ProbeModel, x: torch.Tensor, y: torch.Tensor, *, epochs: in
         run_loss, run_correct, run_n = 0.0, 0, 0
         for i in bar:
             idx = order[i * batch_size:(i + 1) * batch_size]
-            xb = augment(x[idx], gen).to(device)
+            xb = (augment(x[idx], gen) if augmentation else x[idx]).to(device)
             yb = y[idx].to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> dict:
     epochs = args.epochs if args.epochs is not None else family.epochs
     lr = args.lr if args.lr is not None else family.lr
     batch_size = args.batch_size or family.batch_size
+    augmentation = family.augment if args.augment is None else args.augment
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
@@ -139,7 +140,8 @@ def run(args: argparse.Namespace) -> dict:
     print(f"training {args.model} ({zoo.count_params(model):,} params) on {len(x_train)} "
           f"{args.data} images for {epochs} epochs, seed {args.seed}", file=sys.stderr)
     stats = train(model, x_train, y_train, epochs=epochs, lr=lr, weight_decay=family.weight_decay,
-                  batch_size=batch_size, seed=args.seed, device=args.device)
+                  batch_size=batch_size, seed=args.seed, device=args.device,
+                  augmentation=augmentation)
 
     out = Path(args.out)
     weights_path = out / f"{args.model}.safetensors"
@@ -169,7 +171,7 @@ def run(args: argparse.Namespace) -> dict:
         "lr": lr,
         "weight_decay": family.weight_decay,
         "optimizer": "AdamW, 0.3-epoch linear warmup + cosine",
-        "augmentation": "random translation <=2 px, horizontal flip",
+        "augmentation": "random translation <=2 px, horizontal flip" if augmentation else "none",
         "test_accuracy": round(test_acc, 4),
         "test_n": len(x_test),
         "test_subset": {"n": SUBSET_N, "seed": SUBSET_SEED, "accuracy": round(sub_acc, 4)},
@@ -184,7 +186,8 @@ def run(args: argparse.Namespace) -> dict:
         "command": " ".join(["python -m probe.train", f"--model {args.model}",
                              f"--epochs {epochs}", f"--seed {args.seed}",
                              f"--threads {torch.get_num_threads()}"]
-                            + ([f"--n-train {args.n_train}"] if args.n_train else [])),
+                            + ([f"--n-train {args.n_train}"] if args.n_train else [])
+                            + (["--augment"] if augmentation else [])),
     }
     atomic_write_json(out / f"{args.model}.json", card)
     print(f"{args.model}: test accuracy {test_acc:.4f} ({len(x_test)} images), "
@@ -207,6 +210,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--data", default="fashion-mnist", help="fashion-mnist (default) or synthetic")
     parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
     parser.add_argument("--download", action="store_true", help="download the dataset if missing")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                        help="random 2-px translations + horizontal flips (default: the family's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--storage-dtype", choices=["float16", "float32"], default="float16")

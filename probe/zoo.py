@@ -56,7 +56,8 @@ class Family:
         builder: ``builder(num_classes, in_chans, img_size) -> nn.Module``.
         description: one line for tables and ``--help``.
         paper: the paper the architecture comes from.
-        epochs, lr, weight_decay, batch_size: training defaults of ``probe.train``.
+        epochs, lr, weight_decay, batch_size, augment: training defaults of ``probe.train``
+            (``augment``: random 2-px translations and horizontal flips).
     """
 
     name: str
@@ -67,6 +68,7 @@ class Family:
     lr: float
     weight_decay: float = 0.05
     batch_size: int = 128
+    augment: bool = False
 
 
 _FAMILIES: Dict[str, Family] = {}
@@ -131,7 +133,7 @@ def _fnet(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
 
 
 @register_family("cnn", description="small ResNet: 3x3 conv stages 28->14->7",
-                 paper="He et al. 2016, arXiv:1512.03385", epochs=2, lr=2e-3)
+                 paper="He et al. 2016, arXiv:1512.03385", epochs=3, lr=2e-3)
 def _cnn(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from .models.cnn import SmallResNet
     return SmallResNet(num_classes=num_classes, in_chans=in_chans, channels=(40, 80, 160),
