@@ -115,7 +115,7 @@ def _gmlp(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
 
 
 @register_family("vit", description="ViT: multi-head self-attention + MLP, class token",
-                 paper="Dosovitskiy et al. 2021, arXiv:2010.11929", epochs=4, lr=1e-3)
+                 paper="Dosovitskiy et al. 2021, arXiv:2010.11929", epochs=5, lr=1e-3)
 def _vit(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from timm.models.vision_transformer import VisionTransformer
     return VisionTransformer(img_size=img_size, patch_size=4, in_chans=in_chans,
