@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test setup data bench clean
+.PHONY: run zoo test setup data bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,9 @@ data:
 	fi
 
 run: setup data
+	$(BIN)/python -m probe.robustness --model mixer
+
+zoo: setup data
 	$(BIN)/python -m probe.zoo
 
 test: setup data

@@ -132,12 +132,12 @@ def _fnet(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
                     num_blocks=4, embed_dim=128, mlp_ratio=(0.5, 4.0), block_layer=FNetBlock)
 
 
-@register_family("cnn", description="small ResNet: 3x3 conv stages 28->14->7",
-                 paper="He et al. 2016, arXiv:1512.03385", epochs=3, lr=2e-3)
+@register_family("cnn", description="small ResNet: 3x3 conv stages 28->14->7->7",
+                 paper="He et al. 2016, arXiv:1512.03385", epochs=3, lr=1e-3)
 def _cnn(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from .models.cnn import SmallResNet
-    return SmallResNet(num_classes=num_classes, in_chans=in_chans, channels=(40, 80, 160),
-                       depths=(1, 1, 1))
+    return SmallResNet(num_classes=num_classes, in_chans=in_chans, channels=(48, 96, 160),
+                       depths=(1, 1, 1), strides=(2, 2, 1), stem_channels=24)
 
 
 class ProbeModel(nn.Module):

@@ -1,9 +1,9 @@
 """A small ResNet-style CNN for 28x28 inputs.
 
 Based on: He et al. 2016, "Deep Residual Learning for Image Recognition"
-(https://arxiv.org/abs/1512.03385), with a 3x3 stride-1 stem (no max-pool) so
-a 28x28 image keeps a 28 -> 14 -> 7 spatial pyramid; the last stage's 7x7 grid
-matches the 7x7 token grid of the patch-4 token models.
+(https://arxiv.org/abs/1512.03385), with a 3x3 stride-1 stem (no max-pool) and
+stage strides (2, 2, 1), so a 28x28 image goes 28 -> 14 -> 7 -> 7; the last
+stages' 7x7 grid matches the 7x7 token grid of the patch-4 token models.
 """
 from __future__ import annotations
 
@@ -47,33 +47,36 @@ class SmallResNet(nn.Module):
     Args:
         num_classes: classifier outputs.
         in_chans: input channels.
-        channels: width of each stage; every stage after the first halves the
-            spatial size.
+        channels: width of each stage.
         depths: BasicBlocks per stage.
+        strides: stride of each stage's first block.
+        stem_channels: width of the 3x3 stride-1 stem.
     """
 
     def __init__(
             self,
             num_classes: int = 10,
             in_chans: int = 1,
-            channels: Sequence[int] = (32, 64, 128),
-            depths: Sequence[int] = (1, 1, 2),
+            channels: Sequence[int] = (48, 96, 160),
+            depths: Sequence[int] = (1, 1, 1),
+            strides: Sequence[int] = (2, 2, 1),
+            stem_channels: int = 24,
     ) -> None:
         super().__init__()
-        if len(channels) != len(depths):
-            raise ValueError("channels and depths need one entry per stage")
+        if not len(channels) == len(depths) == len(strides):
+            raise ValueError("channels, depths and strides need one entry per stage")
         self.num_classes = num_classes
         self.stem = nn.Sequential(
-            nn.Conv2d(in_chans, channels[0], 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels[0]),
+            nn.Conv2d(in_chans, stem_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(stem_channels),
             nn.ReLU(inplace=True),
         )
         stages = []
-        prev = channels[0]
+        prev = stem_channels
         for i, (chs, depth) in enumerate(zip(channels, depths)):
             blocks = []
             for j in range(depth):
-                stride = 2 if (i > 0 and j == 0) else 1
+                stride = strides[i] if j == 0 else 1
                 blocks.append(BasicBlock(prev, chs, stride))
                 prev = chs
             stages.append(nn.Sequential(*blocks))
