@@ -23,7 +23,7 @@ def test_train_writes_weights_and_card_deterministically(tmp_path):
         assert key in card, key
     assert card["sha256"] == again["sha256"], "same command twice must give identical weights"
     assert card["sha256"] == zoo.sha256_file(tmp_path / "a" / "cnn.safetensors")
-    assert card["n_train"] == 96 and card["epochs"] == 1 and card["params"] == 480_450
+    assert card["n_train"] == 96 and card["epochs"] == 1 and card["params"] == 548_978
     model = zoo.load("cnn", weights=tmp_path / "a" / "cnn.safetensors")
     assert model.net.stem[0].weight.dtype == torch.float32
 
