@@ -1,0 +1,332 @@
+"""Tests of probe.corruptions: contract, determinism, errors, parity with imagecorruptions,
+severity ordering, and (when the shipped CNN exists) accuracy under corruption."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from probe import corruptions
+from probe.corruptions import NAMES, corrupt
+
+DETERMINISTIC = ("defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate",
+                 "jpeg_compression", "gaussian_blur", "saturate")
+STOCHASTIC = tuple(n for n in NAMES if n not in DETERMINISTIC)
+CNN_WEIGHTS = Path(corruptions.__file__).resolve().parent / "weights" / "cnn.safetensors"
+
+
+def _photos(size: int, copies: int = 1, count: int = 4) -> np.ndarray:
+    """skimage sample photos resized to ``size`` px: uint8 ``[count * copies, size, size, 3]``."""
+    import skimage.data as skd
+    from PIL import Image
+    photos = [skd.astronaut(), skd.chelsea(), skd.coffee(), skd.rocket()][:count]
+    out = [np.asarray(Image.fromarray(p).resize((size, size), Image.BICUBIC)) for p in photos]
+    return np.stack(out * copies)
+
+
+def _tensor(u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.permute(0, 2, 3, 1).double().numpy()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are small: one thread is faster than two fighting for busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference(request):
+    """The reference package, with glass blur's numba kernel run as plain Python
+    (same algorithm, no multi-second JIT compile per test session)."""
+    ic = pytest.importorskip("imagecorruptions")
+    shuffle = ic.corruptions._shuffle_pixels_njit_glass_blur
+    ic.corruptions._shuffle_pixels_njit_glass_blur = getattr(shuffle, "py_func", shuffle)
+    request.addfinalizer(lambda: setattr(ic.corruptions, "_shuffle_pixels_njit_glass_blur", shuffle))
+
+    def run(u8: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
+        np.random.seed(seed)
+        out = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for img in u8:  # glass blur's own seed draw overflows the pure-Python np.random.seed
+                kwargs = {"seed": np.random.randint(2 ** 31)} if name == "glass_blur" else {}
+                out.append(ic.corrupt(img, severity=severity, corruption_name=name, **kwargs))
+        return np.stack(out)
+    return run
+
+
+# ----------------------------------------------------------------------------- contract
+
+
+def test_names_match_reference_order():
+    assert NAMES[:15] == corruptions.COMMON and len(NAMES) == 19
+    assert set(corruptions._CORRUPTIONS) == set(NAMES)  # every name has an implementation
+    ic = pytest.importorskip("imagecorruptions")
+    assert NAMES == ic.get_corruption_names("all")
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 28, 28), (2, 3, 32, 32)])
+def test_every_corruption_shape_range_dtype(shape):
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    for name in NAMES:
+        for severity in range(1, 6):
+            y = corrupt(x, name, severity)
+            assert y.shape == x.shape and y.dtype == x.dtype and y.device == x.device, name
+            assert torch.isfinite(y).all(), (name, severity)
+            assert float(y.min()) >= 0 and float(y.max()) <= 1, (name, severity)
+
+
+def test_float64_and_odd_sizes():
+    g = torch.Generator().manual_seed(0)
+    for shape in [(1, 3, 17, 45), (2, 1, 5, 9), (1, 3, 70, 90)]:
+        x = torch.rand(*shape, generator=g, dtype=torch.float64)
+        for name in NAMES:
+            y = corrupt(x, name, 3)
+            assert y.shape == x.shape and y.dtype == torch.float64, (name, shape)
+            assert float(y.min()) >= 0 and float(y.max()) <= 1, (name, shape)
+
+
+def test_frost_without_reference_package(monkeypatch):
+    monkeypatch.setattr(corruptions, "_frost_sources", corruptions._procedural_frost)
+    corruptions._frost_textures.cache_clear()
+    try:
+        x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        y = corrupt(x, "frost", 3)
+        assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+        assert float((y - x).abs().mean()) > 0.02
+    finally:
+        corruptions._frost_textures.cache_clear()
+
+
+def test_presets():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(corrupt(x, "contrast", 2), corrupt(x, "contrast", 2, preset="cifar"))
+    assert not torch.equal(corrupt(x, "contrast", 2), corrupt(x, "contrast", 2, preset="imagenet"))
+    assert corruptions.params("gaussian_blur", 5, size=224) == ("imagenet", 6, 1.0)
+    assert corruptions.params("gaussian_blur", 5, size=28) == ("cifar", 1, 28 / 32)
+    with pytest.raises(ValueError, match="preset"):
+        corrupt(x, "fog", 1, preset="mnist")
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def test_generator_determinism():
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    for name in STOCHASTIC:
+        a = corrupt(x, name, 3, generator=torch.Generator().manual_seed(7))
+        b = corrupt(x, name, 3, generator=torch.Generator().manual_seed(7))
+        c = corrupt(x, name, 3, generator=torch.Generator().manual_seed(8))
+        assert torch.equal(a, b), name
+        assert not torch.equal(a, c), name
+        assert torch.equal(corrupt(x, name, 3), corrupt(x, name, 3)), name  # default seed
+    g = torch.Generator().manual_seed(3)
+    first, second = corrupt(x, "gaussian_noise", 1, generator=g), corrupt(x, "gaussian_noise", 1, generator=g)
+    assert not torch.equal(first, second)  # the generator advances
+
+
+def test_deterministic_corruptions_ignore_generator():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    for name in DETERMINISTIC:
+        assert torch.equal(corrupt(x, name, 4, generator=torch.Generator().manual_seed(1)),
+                           corrupt(x, name, 4, generator=torch.Generator().manual_seed(2))), name
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_errors():
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ValueError, match="gaussian_noise, shot_noise"):
+        corrupt(x, "blur", 1)
+    for severity in (0, 6, 2.0, True, "3"):
+        with pytest.raises(ValueError, match="severity"):
+            corrupt(x, "fog", severity)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        corrupt(x * 2, "fog", 1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        corrupt(x - 0.5, "fog", 1)
+    nan = x.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        corrupt(nan, "fog", 1)
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        corrupt(x[0], "fog", 1)
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        corrupt(torch.rand(2, 2, 32, 32), "fog", 1)
+    with pytest.raises(ValueError, match="float"):
+        corrupt((x * 255).to(torch.uint8), "fog", 1)
+    with pytest.raises(ValueError, match="Tensor"):
+        corrupt(x.numpy(), "fog", 1)
+
+
+# ----------------------------------------------------------------------------- parity
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mse = ((a - b) ** 2).mean(axis=(1, 2, 3))
+    return 10 * np.log10(1 / np.maximum(mse, 1e-12))
+
+
+def _mad_ratio(u8: np.ndarray, name: str, severities, reference) -> float:
+    """Mean |corrupted - clean| of ours / of the reference, pooled over severities.
+
+    Images the reference turns black because of its division by zero (spatter
+    without any drop: ``m /= m.max()`` gives NaN, cast to 0) are left out of both.
+    """
+    x, clean = _tensor(u8), u8.astype(np.float64) / 255
+    ours_total = ref_total = 0.0
+    for severity in severities:
+        ref = reference(u8, name, severity, seed=severity).astype(np.float64) / 255
+        ours = _numpy(corrupt(x, name, severity, preset="imagenet",
+                              generator=torch.Generator().manual_seed(severity)))
+        keep = ~((ref.max(axis=(1, 2, 3)) == 0) & (clean.max(axis=(1, 2, 3)) > 0))
+        ours_total += np.abs(ours - clean)[keep].mean()
+        ref_total += np.abs(ref - clean)[keep].mean()
+    return ours_total / ref_total
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_parity_deterministic_32(name, reference):
+    u8 = _photos(32)
+    for severity in range(1, 6):
+        ref = reference(u8, name, severity).astype(np.float64) / 255
+        ours = _numpy(corrupt(_tensor(u8), name, severity, preset="imagenet"))
+        assert _psnr(ours, ref).min() >= 30, (name, severity, _psnr(ours, ref))
+
+
+@pytest.mark.parametrize("name", STOCHASTIC)
+def test_parity_stochastic_32(name, reference):
+    copies = 8 if name in ("spatter", "frost", "fog", "snow") else 2
+    ratio = _mad_ratio(_photos(32, copies=copies), name, range(1, 6), reference)
+    assert 0.85 <= ratio <= 1.15, (name, ratio)
+
+
+@pytest.mark.parametrize("name", ["zoom_blur", "jpeg_compression"])
+def test_parity_deterministic_224(name, reference):
+    u8 = _photos(224, count=2)
+    ref = reference(u8, name, 3).astype(np.float64) / 255
+    ours = _numpy(corrupt(_tensor(u8), name, 3, preset="imagenet"))
+    assert _psnr(ours, ref).min() >= 30
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "motion_blur"])
+def test_parity_stochastic_224(name, reference):
+    ratio = _mad_ratio(_photos(224, count=2), name, [3], reference)
+    assert 0.85 <= ratio <= 1.15, (name, ratio)
+
+
+def test_parity_auto_224_equals_imagenet():
+    x = _tensor(_photos(224, count=1))
+    for name in ("defocus_blur", "glass_blur", "gaussian_noise"):
+        assert torch.equal(corrupt(x, name, 2), corrupt(x, name, 2, preset="imagenet"))
+
+
+# ----------------------------------------------------------------------------- severity order
+
+
+def _mean_ssim(x: torch.Tensor, y: torch.Tensor) -> float:
+    from skimage.metrics import structural_similarity
+    return float(np.mean([structural_similarity(a, b, channel_axis=-1, data_range=1.0)
+                          for a, b in zip(_numpy(x), _numpy(y))]))
+
+
+def _ssim_curve(x: torch.Tensor, name: str, preset: str) -> np.ndarray:
+    return np.array([_mean_ssim(x, corrupt(x, name, s, preset=preset)) for s in range(1, 6)])
+
+
+# Where the published severity tables themselves are not ordered by SSIM, the
+# step is exempt. ImageNet-C snow 2 -> 3 (zoomed, thresholded flakes) and glass
+# blur 3 -> 4 (3 scrambling passes at severity 3, 2 at 4): the reference package
+# does not decrease there either (checked below). CIFAR-10-C's
+# glass blur (more blur at 1 -> 3 hides the shuffle), elastic transform (severity
+# 1 has the largest affine jitter), spatter (water drops at 1-3, mud at 4-5) and
+# snow 4 -> 5 are not monotone in SSIM either.
+IMAGENET_NOT_MONOTONE = {"snow": 1, "glass_blur": 2}  # name -> index of the exempt step
+CIFAR_NOT_MONOTONE = {"glass_blur", "elastic_transform", "spatter", "snow"}
+SSIM_TOLERANCE = 0.015
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_severity_monotonic_imagenet_32(name, reference):
+    copies = 1 if name in DETERMINISTIC else (16 if name == "snow" else 4)  # snow: few big flakes
+    u8 = _photos(32, copies=copies)
+    curve = _ssim_curve(_tensor(u8), name, "imagenet")
+    steps = np.diff(curve)
+    if name in IMAGENET_NOT_MONOTONE:
+        i = IMAGENET_NOT_MONOTONE[name]
+        ref_curve = [_mean_ssim(_tensor(u8), _tensor(reference(u8, name, s, seed=s)))
+                     for s in range(1, 6)]
+        assert np.diff(ref_curve)[i] > -SSIM_TOLERANCE, (name, ref_curve)  # reference: no drop either
+        steps = np.delete(steps, i)
+    assert steps.max() <= SSIM_TOLERANCE, (name, curve)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in CIFAR_NOT_MONOTONE])
+def test_severity_monotonic_auto_gray_28(name):
+    x = _tensor(_photos(28, copies=1 if name in DETERMINISTIC else 4)).mean(dim=1, keepdim=True)
+    curve = _ssim_curve(x, name, "auto")
+    assert np.diff(curve).max() <= SSIM_TOLERANCE, (name, curve)
+
+
+# ----------------------------------------------------------------------------- shipped model
+
+
+@pytest.fixture(scope="module")
+def cnn_and_data():
+    if not (CNN_WEIGHTS.is_file() and CNN_WEIGHTS.with_suffix(".json").is_file()):
+        pytest.skip(f"{CNN_WEIGHTS} (and its model card) not trained yet")
+    from probe import data, zoo
+    model = zoo.load("cnn")
+    x, y = data.as_tensors(data.load("fashion-mnist", "test", n=200))
+    return model, x, y
+
+
+def _accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return 100.0 * float((model(x).argmax(dim=1) == y).float().mean())
+
+
+def test_cnn_accuracy_falls_with_severity(cnn_and_data):
+    model, x, y = cnn_and_data
+    x, y = x[:100], y[:100]
+    curve = []
+    for severity in range(1, 6):
+        accs = [_accuracy(model, corrupt(x, name, severity), y) for name in corruptions.COMMON]
+        curve.append(float(np.mean(accs)))
+    assert np.diff(curve).max() <= 2.0, curve
+    assert curve[-1] < _accuracy(model, x, y)
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "impulse_noise"])
+def test_cnn_accuracy_same_as_reference(cnn_and_data, reference, name):
+    """Gray 28 px -> 32 px RGB -> corrupted by ours and by the reference -> gray 28 px:
+    the CNN's accuracy, averaged over severities 1..5 and two draws, agrees within 2 points."""
+    import torch.nn.functional as F
+    model, x, y = cnn_and_data
+    rgb32 = F.interpolate(x, size=32, mode="bilinear", align_corners=False).clamp(0, 1).expand(-1, 3, -1, -1)
+    u8 = (rgb32 * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    def back(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t.mean(dim=1, keepdim=True), size=28, mode="bilinear",
+                             align_corners=False).clamp(0, 1)
+
+    ours, ref = [], []
+    for draw in range(2):
+        for severity in range(1, 6):
+            seed = 10 * draw + severity
+            g = torch.Generator().manual_seed(seed)
+            ours.append(_accuracy(model, back(corrupt(_tensor(u8), name, severity, preset="imagenet",
+                                                      generator=g)), y))
+            ref.append(_accuracy(model, back(_tensor(reference(u8, name, severity, seed=seed))), y))
+    assert abs(np.mean(ours) - np.mean(ref)) <= 2.0, (name, ours, ref)
