@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA := /usr/share/datasets/fashion-mnist
 
-.PHONY: run zoo test setup data bench clean
+.PHONY: run zoo test setup data browser bench clean
 
 setup: $(VENV)/.installed
 
@@ -26,13 +26,21 @@ data:
 		     "to a folder with the four IDX files, or pass --download to the CLIs" >&2; \
 	fi
 
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "chromium not found: the app's browser test will be skipped ('sudo apt-get install chromium')" >&2; \
+	fi
+
 run: setup data
 	$(BIN)/python -m probe.robustness --model mixer
 
 zoo: setup data
 	$(BIN)/python -m probe.zoo
 
-test: setup data
+test: setup data browser
 	$(BIN)/python -m pytest -q
 
 bench: setup data
