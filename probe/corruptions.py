@@ -51,12 +51,23 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   of numpy views writes the copied value back). It is reproduced exactly, for
   all pixels and images at once, by following each pixel's chain of reads
   (pointer doubling).
-- Gaussian and box filters are products with cached banded matrices; defocus
-  and motion blur (per-image angle) are FFT convolutions of the border-extended
-  image, equal to the reference's spatial filtering; zoom blur is a sum of
-  separable resampling matrices; elastic warps use ``grid_sample`` with the
+- Gaussian and box filters (and Pillow's BOX resize) are products with cached
+  banded matrices; defocus blur is an FFT convolution of the border-extended
+  image, equal to the reference's spatial filtering; motion blur (per-image
+  angle) is the reference's sum of edge-replicated shifted copies, taken as
+  slices of the padded batch; zoom blur is a sum of bilinear resizes
+  (``align_corners=True``, scipy's ``zoom(order=1)``) done on the whole batch as
+  one channels-last image; elastic warps use ``grid_sample`` with the
   reference's border rules; spatter's Canny, distance transform and histogram
   equalisation are batched re-implementations of OpenCV's.
+- JPEG works on flattened 8x8 blocks with one ``[64, 64]`` matrix per direction
+  (2-D DCT divided by the quantisation table, and back), so a whole batch is two
+  matrix products and a rounding; libjpeg's "fancy" chroma upsampling is exactly
+  a bilinear x2 resize.
+- Shot noise at the reference's rates (``c <= 32``) inverts the Poisson CDF at
+  uniform draws, stopping at ``ceil(c)`` counts (the output is clipped at 1
+  there), so the result equals clipped ``Poisson(x c) / c`` in distribution;
+  impulse noise draws 16-bit uniforms.
 - Frost textures are resized once per image size with torch bicubic/bilinear
   interpolation (cached), then cropped at random per image.
 - Where the reference divides by zero (spatter without any drop gives a NaN
@@ -190,6 +201,12 @@ def _pad_index(n: int, before: int, after: int, mode: str, device) -> torch.Tens
 def _pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str) -> torch.Tensor:
     """Pad the last two dims of ``x`` by index (works for pads larger than the image)."""
     h, w = x.shape[-2:]
+    if not (top or bottom or left or right):
+        return x
+    if mode == "edge" and x.ndim >= 3 and min(h, w) > 1:
+        return F.pad(x, (left, right, top, bottom), mode="replicate")
+    if mode == "reflect101" and x.ndim >= 3 and max(top, bottom) < h and max(left, right) < w:
+        return F.pad(x, (left, right, top, bottom), mode="reflect")
     if top or bottom:
         x = x.index_select(-2, _pad_index(h, top, bottom, mode, x.device))
     if left or right:
@@ -268,7 +285,7 @@ def _fft_convolve(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Ten
     k = x.new_zeros(kernel.shape[0], hp, wp)
     k[:, :kh, :kw] = kernel
     k = torch.roll(k, shifts=(-ph, -pw), dims=(1, 2))
-    spectrum = torch.fft.rfft2(xp, s=(hp, wp)) * torch.fft.rfft2(k)[:, None]
+    spectrum = torch.fft.rfft2(xp, s=(hp, wp)).mul_(torch.fft.rfft2(k)[:, None])
     out = torch.fft.irfft2(spectrum, s=(hp, wp))
     return out[..., ph:ph + h, pw:pw + w]
 
@@ -317,14 +334,31 @@ class _Rng:
 
     def normal(self, shape, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
         t = torch.randn(shape, generator=self.g, device=self.g.device, dtype=self.dtype)
-        return self._to(t * std + mean)
+        if std != 1:
+            t.mul_(std)
+        if mean != 0:
+            t.add_(mean)
+        return self._to(t)
 
     def uniform(self, shape, low: float, high: float) -> torch.Tensor:
         t = torch.rand(shape, generator=self.g, device=self.g.device, dtype=self.dtype)
-        return self._to(t * (high - low) + low)
+        if high - low != 1:
+            t.mul_(high - low)
+        if low != 0:
+            t.add_(low)
+        return self._to(t)
 
-    def randint(self, low: int, high: int, shape) -> torch.Tensor:
-        return self._to(torch.randint(low, high, shape, generator=self.g, device=self.g.device))
+    def bits16(self, shape) -> torch.Tensor:
+        """Uniform 16-bit integers (``int16``, all of -32768..32767) of ``shape``: four per
+        64-bit draw of the generator, several times cheaper than ``uniform``."""
+        n = math.prod(shape)
+        t = torch.empty((n + 3) // 4, dtype=torch.int64, device=self.g.device)
+        t.random_(-2 ** 63, None, generator=self.g)
+        return self._to(t.view(torch.int16)[:n].view(shape))
+
+    def randint(self, low: int, high: int, shape, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        return self._to(torch.randint(low, high, shape, generator=self.g, device=self.g.device,
+                                      dtype=dtype))
 
     def poisson(self, rate: torch.Tensor) -> torch.Tensor:
         return self._to(torch.poisson(rate.to(self.g.device), generator=self.g))
@@ -343,26 +377,42 @@ def _clipped_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 def _motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -> torch.Tensor:
-    """The reference package's motion blur, per-image angle (degrees) ``[B]``, via FFT.
+    """The reference package's motion blur, per-image angle (degrees) ``[B]``.
 
     Sum over ``2 * radius + 1`` taps of Gaussian weights of the image shifted by
     ``(-ceil(i sin a - 0.5), -ceil(i cos a - 0.5))`` with edge replication; taps
-    stop once a shift leaves the image (the reference's ``break``).
+    stop once a shift leaves the image (the reference's ``break``). Done as
+    shifted slices of the edge-padded batch, image by image (a few dozen
+    multiply-adds per image, each on a cache-sized slice).
     """
     b, c, h, w = x.shape
     width = 2 * int(radius) + 1
-    i = torch.arange(width, device=x.device, dtype=torch.float64)
+    i = torch.arange(width, dtype=torch.float64)
     k = torch.exp(-i ** 2 / (2 * float(sigma) ** 2))
     k = k / k.sum()
-    a = torch.deg2rad(angle.to(torch.float64))[:, None]
+    a = torch.deg2rad(angle.detach().to("cpu", torch.float64))[:, None]
     dy = -torch.ceil(i * torch.sin(a) - 0.5).long()
     dx = -torch.ceil(i * torch.cos(a) - 0.5).long()
-    inside = ((dy.abs() < h) & (dx.abs() < w)).long().cumprod(dim=1).to(torch.float64)
-    weights = (k * inside).to(x.dtype)
-    p = width - 1
-    kernel = x.new_zeros(b, (2 * p + 1) * (2 * p + 1))
-    kernel.scatter_add_(1, (p + dy) * (2 * p + 1) + (p + dx), weights)
-    return _fft_convolve(x, kernel.view(b, 2 * p + 1, 2 * p + 1), "edge")
+    inside = ((dy.abs() < h) & (dx.abs() < w)).long().cumprod(dim=1)
+    py = min(int(dy.abs().max()), h - 1)
+    px = min(int(dx.abs().max()), w - 1)
+    xp = _pad(x, py, py, px, px, "edge")
+    out = torch.empty_like(x)
+    dy, dx, inside, k = dy.tolist(), dx.tolist(), inside.tolist(), k.tolist()
+    for n in range(b):
+        acc, src = out[n], xp[n]
+        first = True
+        for t in range(width):
+            if not inside[n][t]:
+                break
+            y0, x0 = py - dy[n][t], px - dx[n][t]
+            tap = src[:, y0:y0 + h, x0:x0 + w]
+            if first:
+                torch.mul(tap, k[t], out=acc)
+                first = False
+            else:
+                acc.add_(tap, alpha=k[t])
+    return out
 
 
 # ----------------------------------------------------------------------------- corruptions
@@ -371,21 +421,49 @@ def _motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor
 
 
 def _gaussian_noise(x, c, s, rng, table):
-    return x + rng.normal(x.shape, std=c)
+    return rng.normal(x.shape, std=c).add_(x)
+
+
+def _poisson_capped(rate: torch.Tensor, u: torch.Tensor, cap: int) -> torch.Tensor:
+    """``min(Poisson(rate), cap)`` by inversion of the CDF at uniforms ``u`` (same shape),
+    in cache-sized chunks: ``cap`` steps of the CDF's terms ``exp(-rate) rate^k / k!``."""
+    flat_rate, flat_u = rate.reshape(-1), u.reshape(-1)
+    out = torch.empty_like(flat_rate)
+    chunk = 1 << 16 if rate.device.type == "cpu" else flat_rate.numel()  # CPU: cache-sized
+    for start in range(0, flat_rate.numel(), chunk):
+        lam, v = flat_rate[start:start + chunk], flat_u[start:start + chunk]
+        p = torch.exp(-lam)
+        cdf = p.clone()
+        count = out[start:start + chunk]
+        torch.gt(v, cdf, out=count)
+        below = torch.empty_like(p)  # comparisons written as floats: no bool -> float copy
+        for k in range(1, cap):  # p = exp(-rate) rate^k (finite for rate, k <= 32); / k! on adding
+            p.mul_(lam)
+            cdf.add_(p, alpha=1.0 / math.factorial(k))
+            count.add_(torch.gt(v, cdf, out=below))
+    return out.view(rate.shape)
+
+
+def _threshold16(p: float) -> int:
+    """``t`` with ``P(u < t) = p`` (to 1 / 65536) for :meth:`_Rng.bits16` draws ``u``."""
+    return min(int(round(min(max(p, 0.0), 1.0) * 65536)) - 32768, 32767)
 
 
 def _shot_noise(x, c, s, rng, table):
-    return rng.poisson(x * c) / c
+    cap = int(math.ceil(c))
+    if cap <= 32:  # the output is clipped at 1, i.e. counts >= c: only P(k < cap) matters
+        return _poisson_capped(x * c, rng.uniform(x.shape, 0, 1), cap).mul_(1.0 / c)
+    return rng.poisson(x * c).mul_(1.0 / c)
 
 
 def _impulse_noise(x, c, s, rng, table):
     # each value flips with probability c, to salt or pepper with probability 1/2 (skimage "s&p")
-    u = rng.uniform(x.shape, 0, 1)
-    return torch.where(u < c, (u < c / 2).to(x.dtype), x)
+    u = rng.bits16(x.shape)
+    return x.masked_fill(u < _threshold16(c), 0).masked_fill_(u < _threshold16(c / 2), 1)
 
 
 def _speckle_noise(x, c, s, rng, table):
-    return x + x * rng.normal(x.shape, std=c)
+    return rng.normal(x.shape, std=c).add_(1).mul_(x)
 
 
 def _gaussian_blur(x, c, s, rng, table):
@@ -403,7 +481,7 @@ def _glass_blur(x, c, s, rng, table):
     each pixel follows the chain of such reads to its end by pointer doubling.
     """
     sigma, delta, iterations = c[0] * s, max(1, int(round(c[1] * s))), c[2]
-    x = torch.floor(_gaussian(x, sigma) * 255) / 255  # the reference's uint8 cast
+    x = _gaussian(x, sigma).mul_(255).floor_().div_(255)  # the reference's uint8 cast
     b, ch, h, w = x.shape
     lo, hi_row, hi_col = delta + 1, h - delta, w - delta  # visited rows/cols, inclusive
     if hi_row < lo or hi_col < lo:
@@ -411,23 +489,43 @@ def _glass_blur(x, c, s, rng, table):
     rows = torch.arange(h, device=x.device)[:, None]
     cols = torch.arange(w, device=x.device)[None, :]
     visited = ((rows >= lo) & (rows <= hi_row) & (cols >= lo) & (cols <= hi_col)).reshape(-1)
-    position = torch.arange(h * w, device=x.device).expand(b, -1)
-    offset = (torch.arange(b, device=x.device) * (h * w))[:, None]
-    source = torch.arange(b * h * w, device=x.device)  # output pixel -> input pixel, all images
+    # int32 indices throughout: index_select on int32 is several times faster than int64
+    i32 = torch.int32
+    visited = visited.to(x.device)
+    position = torch.arange(h * w, device=x.device, dtype=i32)
+    offset = (torch.arange(b, device=x.device, dtype=i32) * (h * w))[:, None]
+    identity = torch.arange(b * h * w, device=x.device, dtype=i32)
+    # one draw per pixel for both offsets: dy, dx uniform in [-delta, delta - 1] each
+    n = 2 * delta
+    shifts = torch.arange(n * n, device=x.device, dtype=i32)
+    shifts = (shifts // n - delta) * w + (shifts % n - delta)
+    source = None  # output pixel -> input pixel (flat over all images); None: identity
+    not_visited = ~visited
     for _ in range(iterations):
-        d = rng.randint(-delta, delta, (2, b, h * w))
-        partner = torch.where(visited, position + d[0] * w + d[1], position)
+        if n * n <= 256 and (n * n) & (n * n - 1) == 0:  # a power of two: low bits of 8-bit draws
+            draw = rng.bits16(((b * h * w + 1) // 2,)).view(torch.uint8)[:b * h * w].to(i32)
+            draw &= n * n - 1
+        else:
+            draw = rng.randint(0, n * n, (b * h * w,), dtype=i32)
+        shift = shifts.index_select(0, draw).view(b, h * w).masked_fill_(not_visited, 0)
+        partner = shift + position
         # the partner was visited before (later in raster order): read its new value
-        chained = visited & visited[partner] & (partner > position)
-        nxt = (torch.where(chained, partner, position) + offset).reshape(-1)
+        chained = visited.index_select(0, partner.view(-1)).view(b, h * w)
+        chained &= visited & (shift > 0)
+        partner = partner.add_(offset).view(-1)
+        # follow the chains to their ends by pointer doubling
+        nxt = shift.masked_fill_(~chained, 0).view(-1).add_(identity)
         while True:
-            jumped = nxt[nxt]
+            jumped = nxt.index_select(0, nxt)
             if torch.equal(jumped, nxt):
                 break
             nxt = jumped
-        source = source[(partner + offset).reshape(-1)[nxt]]
-    pixels = x.permute(0, 2, 3, 1).reshape(b * h * w, ch)[source]
-    return _gaussian(pixels.reshape(b, h, w, ch).permute(0, 3, 1, 2), sigma)
+        step = partner.index_select(0, nxt)
+        source = step if source is None else source.index_select(0, step)
+    if source is not None:
+        local = (source.view(b, h * w) - offset).long()[:, None].expand(b, ch, h * w)
+        x = torch.gather(x.reshape(b, ch, h * w), 2, local).view(b, ch, h, w)
+    return _gaussian(x, sigma)
 
 
 def _disk(radius: float, alias_blur: float, device, dtype, *, soft: bool = False) -> torch.Tensor:
@@ -466,54 +564,54 @@ def _motion(x, c, s, rng, table):
     return _motion_blur(x, radius, sigma, angle)
 
 
-@functools.lru_cache(maxsize=64)
-def _zoom_matrix(n: int, factor: float, device: str, dtype: torch.dtype) -> Tuple[int, torch.Tensor]:
-    """One axis of :func:`_clipped_zoom` cropped to ``n``: ``(start, [n, crop] linear weights)``
-    applied to input indices ``start .. start + crop - 1``."""
-    crop = int(math.ceil(n / factor))
-    start = (n - crop) // 2
-    size = int(round(crop * factor))
-    pos = torch.arange(n, dtype=torch.float64) * ((crop - 1) / max(size - 1, 1))
-    lo = pos.floor().long().clamp(max=crop - 1)
-    hi = (lo + 1).clamp(max=crop - 1)
-    frac = pos - lo
-    m = torch.zeros(n, crop, dtype=torch.float64)
-    rows = torch.arange(n)
-    m.index_put_((rows, lo), 1 - frac, accumulate=True)
-    m.index_put_((rows, hi), frac, accumulate=True)
-    return start, m.to(device=device, dtype=dtype)
-
-
 def _zoom_blur(x, c, s, rng, table):
-    h, w = x.shape[-2:]
+    b, ch, h, w = x.shape
+    # all images and channels as the channels of one channels-last image: torch's bilinear
+    # resize then runs vectorised over B * C values per pixel (several times faster)
+    x = x.reshape(1, b * ch, h, w).contiguous(memory_format=torch.channels_last)
     out = x.clone()
-    for factor in c:  # each clipped zoom is separable: two matrix products on the crop
-        top, zh = _zoom_matrix(h, float(factor), str(x.device), x.dtype)
-        left, zw = _zoom_matrix(w, float(factor), str(x.device), x.dtype)
-        crop = x[..., top:top + zh.shape[1], left:left + zw.shape[1]]
-        out += torch.matmul(zh, torch.matmul(crop, zw.t()))
-    return out / (len(c) + 1)
+    for factor in c:  # each clipped zoom: bilinear (align_corners) resize of the central crop
+        cth, ctw = int(math.ceil(h / factor)), int(math.ceil(w / factor))
+        top, left = (h - cth) // 2, (w - ctw) // 2
+        size = (max(int(round(cth * factor)), h), max(int(round(ctw * factor)), w))
+        crop = x[..., top:top + cth, left:left + ctw]
+        if size == (cth, ctw):
+            out += crop
+            continue
+        zoomed = F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
+        out += zoomed[..., :h, :w]
+    out.mul_(1 / (len(c) + 1))
+    return out.reshape(b, ch, h, w).contiguous()
 
 
 def _plasma_fractal(batch: int, mapsize: int, wibbledecay: float, rng: _Rng) -> torch.Tensor:
     """Diamond-square height maps ``[B, N, N]`` in [0, 1] (the reference's ``plasma_fractal``)."""
     m = torch.zeros(batch, mapsize, mapsize, device=rng.device, dtype=rng.dtype)
     step, wibble = mapsize, 100.0
+
+    def mean_plus_noise(total: torch.Tensor) -> torch.Tensor:  # total / 4 + wibble * U(-wibble, wibble)
+        noise = rng.uniform(total.shape, 0, 1).mul_(2 * wibble * wibble).sub_(wibble * wibble)
+        return noise.add_(total, alpha=0.25)
+
     while step >= 2:
         half = step // 2
         corner = m[:, 0::step, 0::step]
         sq = corner + torch.roll(corner, -1, 1)
-        sq = sq + torch.roll(sq, -1, 2)
-        m[:, half::step, half::step] = sq / 4 + wibble * rng.uniform(sq.shape, -wibble, wibble)
+        sq += torch.roll(sq, -1, 2)
+        m[:, half::step, half::step] = mean_plus_noise(sq)
         dr, ul = m[:, half::step, half::step], m[:, 0::step, 0::step]
-        lt = dr + torch.roll(dr, 1, 1) + ul + torch.roll(ul, -1, 2)
-        m[:, 0::step, half::step] = lt / 4 + wibble * rng.uniform(lt.shape, -wibble, wibble)
-        tt = dr + torch.roll(dr, 1, 2) + ul + torch.roll(ul, -1, 1)
-        m[:, half::step, 0::step] = tt / 4 + wibble * rng.uniform(tt.shape, -wibble, wibble)
+        lt = dr + ul
+        lt += torch.roll(dr, 1, 1)
+        lt += torch.roll(ul, -1, 2)
+        m[:, 0::step, half::step] = mean_plus_noise(lt)
+        tt = dr + ul
+        tt += torch.roll(dr, 1, 2)
+        tt += torch.roll(ul, -1, 1)
+        m[:, half::step, 0::step] = mean_plus_noise(tt)
         step //= 2
         wibble /= wibbledecay
-    m = m - m.amin(dim=(1, 2), keepdim=True)
-    return m / m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    m -= m.amin(dim=(1, 2), keepdim=True)
+    return m.div_(m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12))
 
 
 def _fog(x, c, s, rng, table):
@@ -521,7 +619,8 @@ def _fog(x, c, s, rng, table):
     size = 1 << max(0, (max(h, w) - 1).bit_length())
     max_val = x.amax(dim=(1, 2, 3), keepdim=True)
     plasma = _plasma_fractal(b, size, c[1], rng)[:, None, :h, :w]
-    return (x + c[0] * plasma) * max_val / (max_val + c[0])
+    gain = max_val / (max_val + c[0])
+    return torch.addcmul(x * gain, plasma, gain * c[0])
 
 
 @functools.lru_cache(maxsize=2)
@@ -585,10 +684,13 @@ def _frost(x, c, s, rng, table):
     room = sizes[idx] - torch.tensor([h, w], device=x.device)
     u = rng.uniform((b, 2), 0, 1).to(x.device)
     start = torch.minimum((u * room).long(), room - 1)
-    rows = start[:, :1] + torch.arange(h, device=x.device)
-    cols = start[:, 1:] + torch.arange(w, device=x.device)
-    crop = stack[idx[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-    crop = crop.permute(0, 3, 1, 2).to(x.dtype)
+    crops = [stack[i, :, r:r + h, q:q + w] for i, (r, q) in zip(idx.tolist(), start.tolist())]
+    if x.shape[1] == 3 and stack.dtype == x.dtype:
+        out = torch.empty_like(x)
+        for n, crop in enumerate(crops):  # image by image: each product stays in cache
+            torch.mul(crop, c[1], out=out[n]).add_(x[n], alpha=c[0])
+        return out
+    crop = torch.stack(crops).to(x.dtype)
     return _as_rgb_then_mean(lambda rgb: c[0] * rgb + c[1] * crop, x)
 
 
@@ -601,8 +703,9 @@ def _snow(x, c, s, rng, table):
     layer = _motion_blur(layer, max(1, int(round(c[4] * s))), c[5] * s, angle)
     layer = torch.round(layer * 255) / 255
     layer = layer[..., :h, :w]
-    x = c[6] * x + (1 - c[6]) * torch.maximum(x, _gray(x) * 1.5 + 0.5)
-    return x + layer + torch.flip(layer, dims=(-2, -1))
+    layer = layer + torch.flip(layer, dims=(-2, -1))
+    out = torch.maximum(x, (_gray(x) * 1.5).add_(0.5))
+    return out.mul_(1 - c[6]).add_(x, alpha=c[6]).add_(layer)
 
 
 def _equalize_hist(v: torch.Tensor) -> torch.Tensor:
@@ -736,14 +839,16 @@ def _spatter(x, c, s, rng, table):
 
 def _contrast(x, c, s, rng, table):
     means = x.mean(dim=(2, 3), keepdim=True)
-    return (x - means) * c + means
+    return torch.add(means * (1 - c), x, alpha=c)
 
 
 def _brightness(x, c, s, rng, table):
     # HSV value + c with hue and saturation kept == scaling RGB by v'/v (gray where v = 0)
     v = x.amax(dim=1, keepdim=True)
-    v_new = (v + c).clamp(0, 1)
-    return torch.where(v > 0, x * v_new / v.clamp_min(1e-12), v_new.expand_as(x))
+    v_new = (v + c).clamp_(0, 1)
+    black = v <= 0
+    gain = torch.where(black, torch.zeros_like(v), v_new / v.clamp_min(1e-12))
+    return torch.addcmul(v_new.masked_fill_(~black, 0), x, gain)
 
 
 def _saturate(x, c, s, rng, table):
@@ -780,21 +885,9 @@ def _pil_box_weights(n_in: int, n_out: int) -> torch.Tensor:
 
 
 def _box_axis(x: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
-    """Pillow BOX resampling of one axis: averages of contiguous runs, via cumulative sums
-    (upsampling, whose weights are not one run, uses the weight matrix)."""
-    weights = _pil_box_weights(x.shape[dim], n_out)
-    nonzero = weights > 0
-    lo = nonzero.float().argmax(dim=1)
-    count = nonzero.sum(dim=1)
-    if not bool((nonzero.sum(dim=1) == (nonzero.cumsum(dim=1).argmax(dim=1) - lo + 1)).all()):
-        m = weights.to(x.device, x.dtype)
-        return torch.matmul(m, x) if dim == -2 else torch.matmul(x, m.t())
-    sums = F.pad(x.cumsum(dim=dim), (0, 0, 1, 0) if dim == -2 else (1, 0))
-    hi = (lo + count).to(x.device)
-    lo = lo.to(x.device)
-    total = sums.index_select(dim, hi) - sums.index_select(dim, lo)
-    shape = (-1, 1) if dim == -2 else (-1,)
-    return total / count.to(x.device, x.dtype).view(*shape)
+    """Pillow BOX resampling of one axis (``dim`` -2 or -1): a product with its weights."""
+    m = _pil_box_weights(x.shape[dim], n_out).to(x.device, x.dtype)
+    return torch.matmul(m, x) if dim == -2 else torch.matmul(x, m.t())
 
 
 def _box_resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -835,52 +928,74 @@ def _dct_matrix(device: str, dtype: torch.dtype) -> torch.Tensor:
     return m.to(device=device, dtype=dtype)
 
 
-def _jpeg_plane(plane: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Quantise a level-shifted plane ``[B, H, W]`` (H, W multiples of 8) in the 8x8 DCT domain."""
-    b, h, w = plane.shape
-    d = _dct_matrix(str(plane.device), plane.dtype)
-    blocks = plane.reshape(b, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4)
-    coef = d @ blocks @ d.t()
-    coef = torch.round(coef / table) * table
-    blocks = d.t() @ coef @ d
-    return blocks.permute(0, 1, 3, 2, 4).reshape(b, h, w)
+@functools.lru_cache(maxsize=16)
+def _jpeg_matrices(quality: int, chroma: bool, device: str, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(forward, inverse)`` ``[64, 64]`` matrices on flattened 8x8 blocks: the 2-D DCT
+    divided by the quantisation table, and the table times the inverse DCT."""
+    d = _dct_matrix("cpu", torch.float64)
+    k = torch.kron(d, d)  # coef (flattened) = k @ block (flattened)
+    t = _jpeg_table(_JPEG_CHROMA if chroma else _JPEG_LUMA, quality, "cpu", torch.float64).reshape(64)
+    forward = (k / t[:, None]).t()  # blocks [N, 64] @ forward = coef / table
+    inverse = k * t[:, None]  # quantised [N, 64] @ inverse = inverse DCT of (q * table)
+    return forward.to(device=device, dtype=dtype), inverse.to(device=device, dtype=dtype)
+
+
+def _jpeg_plane(plane: torch.Tensor, quality: int, chroma: bool) -> torch.Tensor:
+    """Quantise level-shifted planes ``[..., H, W]`` (H, W multiples of 8) in the 8x8 DCT domain."""
+    shape = plane.shape
+    h, w = shape[-2:]
+    forward, inverse = _jpeg_matrices(int(quality), chroma, str(plane.device), plane.dtype)
+    blocks = plane.reshape(-1, h // 8, 8, w // 8, 8).transpose(2, 3).reshape(-1, 64)
+    q = torch.round_(blocks @ forward)
+    blocks = (q @ inverse).view(-1, h // 8, w // 8, 8, 8).transpose(2, 3)
+    return blocks.reshape(shape)
 
 
 def _upsample_fancy(c: torch.Tensor) -> torch.Tensor:
-    """libjpeg's h2v2 "fancy" (triangle) chroma upsampling of ``[B, h, w]`` to ``[B, 2h, 2w]``."""
-    def axis(t: torch.Tensor, dim: int) -> torch.Tensor:
-        n = t.shape[dim]
-        prev = t.index_select(dim, (torch.arange(n, device=t.device) - 1).clamp(min=0))
-        nxt = t.index_select(dim, (torch.arange(n, device=t.device) + 1).clamp(max=n - 1))
-        even, odd = 0.75 * t + 0.25 * prev, 0.75 * t + 0.25 * nxt
-        return torch.stack((even, odd), dim=dim + 1).flatten(dim, dim + 1)
-    return axis(axis(c, 1), 2)
+    """libjpeg's h2v2 "fancy" (triangle) chroma upsampling of ``[B, C, h, w]`` to ``[B, C, 2h, 2w]``:
+    ``3/4`` of the nearer and ``1/4`` of the farther sample, edges replicated, which is
+    exactly bilinear x2 interpolation with ``align_corners=False``."""
+    return F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+_RGB_TO_YCC = ((0.299, 0.587, 0.114),
+               (-0.168735892, -0.331264108, 0.5),
+               (0.5, -0.418687589, -0.081312411))
+_YCC_TO_RGB = ((1.0, 0.0, 1.402),
+               (1.0, -0.344136286, -0.714136286),
+               (1.0, 1.772, 0.0))
 
 
 def _jpeg_compression(x, c, s, rng, table):
     b, ch, h, w = x.shape
-    luma_t = _jpeg_table(_JPEG_LUMA, c, x.device, x.dtype)
-    v = torch.round(x * 255)
+    v = (x * 255).round_()
     if ch == 1:
         hp, wp = -(-h // 8) * 8, -(-w // 8) * 8
         y = _pad(v[:, 0], 0, hp - h, 0, wp - w, "edge")
-        y = _jpeg_plane(y - 128, luma_t) + 128
+        y = _jpeg_plane(y - 128, c, False) + 128
         return torch.round(y[:, None, :h, :w]).clamp(0, 255) / 255
-    chroma_t = _jpeg_table(_JPEG_CHROMA, c, x.device, x.dtype)
     hp, wp = -(-h // 16) * 16, -(-w // 16) * 16
     v = _pad(v, 0, hp - h, 0, wp - w, "edge")
-    r, g, bl = v[:, 0], v[:, 1], v[:, 2]
-    y = torch.round(0.299 * r + 0.587 * g + 0.114 * bl)
-    cb = -0.168735892 * r - 0.331264108 * g + 0.5 * bl + 128
-    cr = 0.5 * r - 0.418687589 * g - 0.081312411 * bl + 128
-    cb = torch.round(F.avg_pool2d(cb[:, None], 2)[:, 0])
-    cr = torch.round(F.avg_pool2d(cr[:, None], 2)[:, 0])
-    y = _jpeg_plane(y - 128, luma_t) + 128
-    cb = _upsample_fancy(_jpeg_plane(cb - 128, chroma_t).add(128).round().clamp(0, 255)) - 128
-    cr = _upsample_fancy(_jpeg_plane(cr - 128, chroma_t).add(128).round().clamp(0, 255)) - 128
-    y = y.round().clamp(0, 255)
-    rgb = torch.stack((y + 1.402 * cr, y - 0.344136286 * cb - 0.714136286 * cr, y + 1.772 * cb), dim=1)
-    return torch.round(rgb[..., :h, :w]).clamp(0, 255) / 255
+    r, g, bl = v.unbind(1)
+    (yr, yg, yb), (ur, ug, ub), (vr, vg, vb) = _RGB_TO_YCC
+    y = torch.add(r * yr, g, alpha=yg).add_(bl, alpha=yb).round_().sub_(128)
+    # 2x2 means first (the colour transform is linear), then Cb, Cr at quarter resolution
+    pooled = v[..., 0::2, 0::2] + v[..., 1::2, 0::2]
+    pooled += v[..., 0::2, 1::2]
+    pooled += v[..., 1::2, 1::2]
+    pr, pg, pb = pooled.mul_(0.25).unbind(1)
+    cb = torch.add(pr * ur, pg, alpha=ug).add_(pb, alpha=ub)  # level shift: +128 - 128
+    cr = torch.add(pr * vr, pg, alpha=vg).add_(pb, alpha=vb)
+    chroma = torch.stack((cb, cr), dim=1).round_()
+    y = _jpeg_plane(y, c, False).add_(128).round_().clamp_(0, 255)
+    chroma = _jpeg_plane(chroma, c, True).round_().clamp_(-128, 127)
+    cb, cr = _upsample_fancy(chroma).unbind(1)
+    (_, _, rv), (_, gu, gv), (_, bu, _) = _YCC_TO_RGB
+    rgb = torch.empty_like(v)
+    torch.add(y, cr, alpha=rv, out=rgb[:, 0])
+    torch.add(y, cb, alpha=gu, out=rgb[:, 1]).add_(cr, alpha=gv)
+    torch.add(y, cb, alpha=bu, out=rgb[:, 2])
+    return rgb[..., :h, :w].round_().clamp_(0, 255).div_(255)
 
 
 def _elastic_imagenet(x, alpha, s, rng):
@@ -890,10 +1005,15 @@ def _elastic_imagenet(x, alpha, s, rng):
     kh = _gaussian_kernel1d(sigma[0], 3.0, x.device, x.dtype)
     kw = _gaussian_kernel1d(sigma[1], 3.0, x.device, x.dtype)
     field = rng.uniform((b, 2, h, w), -max_d, max_d)
-    field = _separable(field, kh, kw, "symmetric") * alpha
-    rows = torch.arange(h, device=x.device, dtype=x.dtype)[:, None] + field[:, 1]
-    cols = torch.arange(w, device=x.device, dtype=x.dtype)[None, :] + field[:, 0]
-    return _sample_bilinear(x, rows, cols, "symmetric")
+    field = _separable(field, kh, kw, "symmetric")
+    # grid_sample coordinates of (row + alpha * dy, col + alpha * dx), scipy's "reflect"
+    # borders (see _sample_bilinear), written in one pass
+    gx = (2 * torch.arange(w, device=x.device, dtype=x.dtype) + 1) / w - 1
+    gy = (2 * torch.arange(h, device=x.device, dtype=x.dtype) + 1) / h - 1
+    base = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)
+    scale = torch.tensor([2 * alpha / w, 2 * alpha / h], device=x.device, dtype=x.dtype)
+    grid = torch.addcmul(base, field.permute(0, 2, 3, 1), scale)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def _elastic_cifar(x, c, s, rng):
@@ -961,9 +1081,12 @@ def _validate(x: torch.Tensor, name: str, severity: int) -> None:
         raise ValueError(f"x must be float in [0, 1], got {x.dtype}; use x.float() / 255")
     if x.numel() == 0:
         raise ValueError(f"x is empty (shape {tuple(x.shape)})")
-    if torch.isnan(x).any():
+
+
+def _validate_range(x: torch.Tensor) -> None:
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    if math.isnan(lo) or math.isnan(hi):
         raise ValueError("x contains NaN")
-    lo, hi = float(x.min()), float(x.max())
     if lo < 0 or hi > 1:
         raise ValueError(f"x must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
                          f"divide uint8 images by 255")
@@ -993,8 +1116,12 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *,
     dtype = x.dtype if x.dtype == torch.float64 else torch.float32
     table, c, scale = params(name, severity, size=min(x.shape[-2:]), preset=preset)
     rng = _Rng(generator, x.device, dtype)
-    out = _CORRUPTIONS[name](x.to(dtype), c, scale, rng, table)
-    return out.clamp(0, 1).to(x.dtype)
+    xd = x.to(dtype).contiguous()  # e.g. a permuted HWC batch: one copy, then fast NCHW ops
+    _validate_range(xd)
+    out = _CORRUPTIONS[name](xd, c, scale, rng, table)
+    if out.untyped_storage().data_ptr() == xd.untyped_storage().data_ptr():
+        return out.clamp(0, 1).to(x.dtype)  # a view of the input: never modify it in place
+    return out.clamp_(0, 1).to(x.dtype)
 
 
 # ----------------------------------------------------------------------------- CLI

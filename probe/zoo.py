@@ -96,7 +96,7 @@ def _mixer(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
 
 
 @register_family("resmlp", description="ResMLP: linear token mixing + channel MLP, affine norms",
-                 paper="Touvron et al. 2021, arXiv:2105.03404", epochs=3, lr=2e-3)
+                 paper="Touvron et al. 2021, arXiv:2105.03404", epochs=5, lr=2e-3)
 def _resmlp(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
     return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
@@ -124,7 +124,7 @@ def _vit(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
 
 
 @register_family("fnet", description="FNet: parameter-free 2-D Fourier token mixing + channel MLP",
-                 paper="Lee-Thorp et al. 2021, arXiv:2105.03824", epochs=3, lr=2e-3)
+                 paper="Lee-Thorp et al. 2021, arXiv:2105.03824", epochs=5, lr=2e-3)
 def _fnet(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from timm.models.mlp_mixer import MlpMixer
     from .models.fnet import FNetBlock
@@ -133,7 +133,7 @@ def _fnet(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
 
 
 @register_family("cnn", description="small ResNet: 3x3 conv stages 28->14->7->7",
-                 paper="He et al. 2016, arXiv:1512.03385", epochs=3, lr=1e-3)
+                 paper="He et al. 2016, arXiv:1512.03385", epochs=5, lr=1e-3)
 def _cnn(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from .models.cnn import SmallResNet
     return SmallResNet(num_classes=num_classes, in_chans=in_chans, channels=(48, 96, 160),
