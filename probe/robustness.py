@@ -564,8 +564,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist (default), cifar10, imagefolder:<path>, synthetic")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--n", type=int, default=500, help="test images for clean/corruption accuracy "
-                                                      "(default 500)")
+    p.add_argument("--n", "--num-images", dest="n", type=int, default=500,
+                   help="test images for clean/corruption accuracy (default 500; under torchrun "
+                        "write --num-images, torchrun's own parser claims --n)")
     p.add_argument("--n-attack", type=int, default=100,
                    help="of those, images attacked (default 100)")
     p.add_argument("--n-heatmap", type=int, default=100,

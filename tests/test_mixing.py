@@ -69,15 +69,17 @@ def test_extract_cnn_stages(models, x):
                 mod.weight.fill_(0.5)
     maps = mixing.extract(model, x[:1])
     assert [m.layer for m in maps] == ["net.stages.0", "net.stages.1", "net.stages.2"]
-    assert [m.grid for m in maps] == [(28, 28), (14, 14), (7, 7)]
-    assert [m.in_grid for m in maps] == [(28, 28), (28, 28), (14, 14)]
-    assert maps[1].matrix.shape == (1, 1, 196, 784)
+    assert [m.grid for m in maps] == [(14, 14), (7, 7), (7, 7)]
+    assert [m.in_grid for m in maps] == [(28, 28), (14, 14), (7, 7)]
+    assert maps[1].matrix.shape == (1, 1, 49, 196)
     assert all(m.kind == "conv" for m in maps)
-    assert set(maps[0].native) == {"0.conv1", "0.conv2"}
-    # a conv stage mixes locally: nothing beyond its receptive field
+    assert set(maps[0].native) == {"0.conv1", "0.conv2", "0.downsample.0"}
+    # a conv stage mixes locally: nothing beyond its receptive field (two 3x3 convs,
+    # the first with stride 2: at most 3.5 input pixels from the output token's centre)
     d = mixing.mean_mixing_distance(maps[0])
-    assert 0 < float(d) < 2.5
-    assert float(mixing.locality(maps[0], radius=2 * math.sqrt(2) + 1e-6)) == pytest.approx(1.0)
+    assert 0 < float(d) < 3.5
+    assert float(mixing.locality(maps[0], radius=3.5 * math.sqrt(2) + 1e-6)) == pytest.approx(1.0)
+    assert float(mixing.locality(maps[2], radius=2 * math.sqrt(2) + 1e-6)) == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------- invariants of the linear kinds
@@ -216,12 +218,12 @@ def test_conv_effective_is_the_exact_jacobian(models):
         for mod in stage.modules():
             if isinstance(mod, nn.BatchNorm2d):
                 mod.weight.fill_(0.5)
-    z = torch.randn(1, 40, 10, 10, generator=torch.Generator().manual_seed(3)).double()
+    z = torch.randn(1, 48, 10, 10, generator=torch.Generator().manual_seed(3)).double()
     got = mixing._conv_effective(stage, z)
     with torch.no_grad():
         ref = _uniform_shift_reference(
-            lambda v: stage(v.t().reshape(1, 40, 10, 10))[0].reshape(80, 25).t(),
-            z[0].reshape(40, 100).t(), eps=1e-7)   # tiny step: no ReLU kink crossed
+            lambda v: stage(v.t().reshape(1, 48, 10, 10))[0].reshape(96, 25).t(),
+            z[0].reshape(48, 100).t(), eps=1e-7)   # tiny step: no ReLU kink crossed
     torch.testing.assert_close(got[0], ref, atol=1e-6, rtol=1e-5)
     assert got[0].abs().sum() > 0
 

@@ -225,7 +225,7 @@ def test_cli_runs_and_prints_summary(tmp_path):
 
 
 def test_torchrun_two_processes_match_one(tmp_path):
-    args = ["--model", MODEL, "--n", "120", "--n-attack", "60", "--n-heatmap", "6", "--attacks", "fgsm,pgd",
+    args = ["--model", MODEL, "--num-images", "120", "--n-attack", "60", "--n-heatmap", "6", "--attacks", "fgsm,pgd",
             "--epsilons", "0,0.05", "--steps", "3", "--corruptions", "gaussian_noise,fog",
             "--severities", "2", "--no-progress"]
     single = _cli(*args, "--out", str(tmp_path / "one"))

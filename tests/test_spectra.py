@@ -67,4 +67,4 @@ def test_templates_and_their_spectra():
             if isinstance(mod, torch.nn.BatchNorm2d):
                 mod.weight.fill_(0.5)
     conv = mixing.extract(cnn, torch.rand(1, 1, 28, 28))[-1]
-    assert spectra.template_spectra(conv).shape == (49, 14, 14)
+    assert spectra.template_spectra(conv).shape == (49, 7, 7)
