@@ -8,12 +8,13 @@ absolute times are informative only, ratios are the result.
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Tuple
 
-__all__ = ["Row", "register", "BENCHMARKS", "median_time", "machine"]
+__all__ = ["Row", "register", "BENCHMARKS", "median_time", "paired_ratio", "one_thread", "machine"]
 
 
 @dataclass
@@ -60,6 +61,33 @@ def median_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) 
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def paired_ratio(ours: Callable[[], object], baseline: Callable[[], object], *,
+                 rounds: int) -> Tuple[float, float, float]:
+    """``(baseline_s, ours_s, ours/baseline)`` of the median round, each round timed back to
+    back so that load drift hits both sides alike."""
+    median_time(ours, repeats=1)
+    median_time(baseline, repeats=1)
+    pairs = []
+    for _ in range(rounds):
+        b = median_time(baseline, repeats=3, warmup=0)
+        o = median_time(ours, repeats=3, warmup=0)
+        pairs.append((b, o, o / b))
+    pairs.sort(key=lambda p: p[2])
+    return pairs[len(pairs) // 2]
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the block with one torch intra-op thread; the previous count is restored."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def machine() -> str:

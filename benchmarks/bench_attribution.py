@@ -14,33 +14,16 @@ from typing import List
 
 import torch
 
-from benchmarks import Row, median_time, register
+from benchmarks import Row, one_thread, paired_ratio, register
 
 __all__ = ["bench_attribution"]
-
-
-def _paired(ours, baseline, *, rounds: int):
-    """Median over rounds of (ours / baseline), timed back to back: robust to load drift."""
-    median_time(ours, repeats=1)
-    median_time(baseline, repeats=1)
-    pairs = []
-    for _ in range(rounds):
-        b = median_time(baseline, repeats=3, warmup=0)
-        o = median_time(ours, repeats=3, warmup=0)
-        pairs.append((b, o, o / b))
-    pairs.sort(key=lambda p: p[2])
-    return pairs[len(pairs) // 2]
 
 
 @register("attribution")
 def bench_attribution(quick: bool = False) -> List[Row]:
     """Runs with one intra-op thread (restored after), like the other ratio benchmarks."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _bench(quick)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _bench(quick: bool) -> List[Row]:
@@ -67,7 +50,7 @@ def _bench(quick: bool) -> List[Row]:
 
         a, b = ours(), theirs()
         close = torch.allclose(a, b, rtol=1e-4, atol=1e-6)
-        base, mine, ratio = _paired(ours, theirs, rounds=rounds)
+        base, mine, ratio = paired_ratio(ours, theirs, rounds=rounds)
         rows.append(Row(what=f"IG maps ({family}, batch {batch}, n_steps {n_steps}, 1 thread)",
                         baseline="captum IntegratedGradients, same n_steps", ratio=ratio,
                         value=f"{mine * 1e3:.1f} ms vs {base * 1e3:.1f} ms; maps allclose: {close}",

@@ -12,7 +12,7 @@ from typing import List
 
 import torch
 
-from benchmarks import Row, median_time, register
+from benchmarks import Row, median_time, one_thread, paired_ratio, register
 
 __all__ = ["bench_mixing"]
 
@@ -28,29 +28,12 @@ def _loop_jacobian(mlp, rows: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _paired(ours, baseline, *, rounds: int):
-    """Median over rounds of (ours / baseline), each timed back to back: robust to load drift."""
-    median_time(ours, repeats=1)
-    median_time(baseline, repeats=1)
-    pairs = []
-    for _ in range(rounds):
-        b = median_time(baseline, repeats=3, warmup=0)
-        o = median_time(ours, repeats=3, warmup=0)
-        pairs.append((b, o, o / b))
-    pairs.sort(key=lambda p: p[2])
-    return pairs[len(pairs) // 2]
-
-
 @register("mixing")
 def bench_mixing(quick: bool = False) -> List[Row]:
     """Runs with one intra-op thread (restored after): small tensors, and the
     shared 2-core machines make multi-threaded timings of them mostly noise."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _bench(quick)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _bench(quick: bool) -> List[Row]:
@@ -69,7 +52,7 @@ def _bench(quick: bool) -> List[Row]:
         def extract():
             mixing.extract(model, x)
 
-        base, ours, ratio = _paired(extract, forward, rounds=repeats)
+        base, ours, ratio = paired_ratio(extract, forward, rounds=repeats)
         kind = mixing.layers(model)[0].kind
         rows.append(Row(what=f"extract all {kind} maps ({family}, batch {batch}, 1 thread)",
                         baseline="plain forward, no grad", ratio=ratio,

@@ -147,28 +147,28 @@ def _pgd(model, x, y, epsilons, steps):
     return [pgd_linf(model, x, y, eps, steps=steps) for eps in epsilons]
 
 
+def _foolbox_pgd(attack_class, model, x, y, epsilons, steps):
+    """One foolbox PGD run per epsilon, step 2.5 * eps / steps."""
+    out = []
+    for eps in epsilons:
+        attack = attack_class(steps=steps, abs_stepsize=_pgd_stepsize(eps, steps))
+        _, clipped, _ = attack(_fmodel(model), x, y, epsilons=eps)
+        out.append(clipped)
+    return out
+
+
 @_register("pgd-foolbox", norm="linf", minimization=False, default_steps=10,
            description="Linf PGD via foolbox LinfPGD (reference for our pgd)")
 def _pgd_foolbox(model, x, y, epsilons, steps):
     import foolbox as fb
-    out = []
-    for eps in epsilons:
-        attack = fb.attacks.LinfPGD(steps=steps, abs_stepsize=_pgd_stepsize(eps, steps))
-        _, clipped, _ = attack(_fmodel(model), x, y, epsilons=eps)
-        out.append(clipped)
-    return out
+    return _foolbox_pgd(fb.attacks.LinfPGD, model, x, y, epsilons, steps)
 
 
 @_register("pgd-l2", norm="l2", minimization=False, default_steps=10,
            description="L2 PGD, random start (foolbox L2PGD)")
 def _pgd_l2(model, x, y, epsilons, steps):
     import foolbox as fb
-    out = []
-    for eps in epsilons:
-        attack = fb.attacks.L2PGD(steps=steps, abs_stepsize=_pgd_stepsize(eps, steps))
-        _, clipped, _ = attack(_fmodel(model), x, y, epsilons=eps)
-        out.append(clipped)
-    return out
+    return _foolbox_pgd(fb.attacks.L2PGD, model, x, y, epsilons, steps)
 
 
 @_register("deepfool-l2", norm="l2", minimization=True, default_steps=50,

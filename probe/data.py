@@ -11,7 +11,6 @@ Fashion-MNIST: Xiao et al. 2017, arXiv:1708.07747.
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import pickle
 from pathlib import Path

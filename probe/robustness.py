@@ -296,7 +296,10 @@ class _UnitStore:
         return self.units[unit]
 
     def put(self, unit: str, value) -> None:
-        self.units[unit] = value
+        self.update({unit: value})
+
+    def update(self, units: Dict[str, object]) -> None:
+        self.units.update(units)
         if self.writer:
             atomic_write_json(self.path, {"identity": self.identity, "units": self.units})
 
@@ -445,7 +448,7 @@ def run(cfg: RunConfig, *, out: Path, device: str = "cpu", fresh: bool = False,
         x = _adapt(x, model.input_size).to(dist.device)
         y = y.to(dist.device)
         folder = Path(out) / cfg.data / _dirname(cfg.model)
-        base = None
+        base = bmodel = None
         if cfg.corruptions:
             bcfg = _baseline_config(cfg)
             bfolder = Path(out) / cfg.data / _dirname(cfg.baseline)
@@ -464,6 +467,9 @@ def run(cfg: RunConfig, *, out: Path, device: str = "cpu", fresh: bool = False,
         store = _UnitStore(folder / "robustness.units.json", cfg.identity(), fresh=fresh,
                            writer=dist.main)
         dist.barrier()
+        if base is not None and bmodel is model:
+            # same model, data, seed and chunk seeds: the baseline's units are ours
+            store.update({u: v for u, v in bstore.units.items() if u not in store})
         if store.resumed and dist.main and progress:
             print(f"resuming {cfg.model}: {store.resumed} units already done", file=sys.stderr)
         _evaluate(model, x, y, cfg, store, dist, label=cfg.model, progress=progress)

@@ -34,12 +34,7 @@ def _applies(method: str, family: str) -> bool:
     return fams is None or family in fams
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -301,10 +296,6 @@ def test_curves_endpoints_and_shapes(tiny):
 
 @pytest.mark.parametrize("name", ["cnn", "mixer"])
 def test_ig_deletion_beats_random_on_shipped(name):
-    path, card = zoo.WEIGHTS_DIR / f"{name}.safetensors", zoo.WEIGHTS_DIR / f"{name}.json"
-    if not (path.is_file() and card.is_file()):
-        pytest.skip(f"shipped weights {path} (or its model card) do not exist yet (train with "
-                    f"python -m probe.train --model {name})")
     model = zoo.load(name)
     x, _ = data.as_tensors(data.load("fashion-mnist", "test", n=64))
     maps = attribution.attribute(model, x, None, "ig", n_steps=8, internal_batch_size=256)

@@ -3,7 +3,6 @@ severity ordering, and (when the shipped CNN exists) accuracy under corruption."
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from probe.corruptions import NAMES, corrupt
 DETERMINISTIC = ("defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate",
                  "jpeg_compression", "gaussian_blur", "saturate")
 STOCHASTIC = tuple(n for n in NAMES if n not in DETERMINISTIC)
-CNN_WEIGHTS = Path(corruptions.__file__).resolve().parent / "weights" / "cnn.safetensors"
 
 
 def _photos(size: int, copies: int = 1, count: int = 4) -> np.ndarray:
@@ -35,13 +33,7 @@ def _numpy(x: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).double().numpy()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are small: one thread is faster than two fighting for busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -284,8 +276,6 @@ def test_severity_monotonic_auto_gray_28(name):
 
 @pytest.fixture(scope="module")
 def cnn_and_data():
-    if not (CNN_WEIGHTS.is_file() and CNN_WEIGHTS.with_suffix(".json").is_file()):
-        pytest.skip(f"{CNN_WEIGHTS} (and its model card) not trained yet")
     from probe import data, zoo
     model = zoo.load("cnn")
     x, y = data.as_tensors(data.load("fashion-mnist", "test", n=200))

@@ -8,13 +8,7 @@ from probe import hooks, mixing, zoo
 FAMILIES = ["mixer", "resmlp", "gmlp", "vit", "fnet", "cnn"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one intra-op thread is fastest and immune to oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_clean(model: nn.Module, fused=None) -> None:

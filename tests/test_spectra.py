@@ -9,12 +9,7 @@ from probe import mixing, spectra, zoo
 FAMILIES = ["mixer", "resmlp", "gmlp", "vit", "fnet", "cnn"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_grid_spectrum_of_constant_and_checkerboard():

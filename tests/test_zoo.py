@@ -78,7 +78,7 @@ def _subset():
 @pytest.mark.parametrize("name", FAMILIES)
 def test_shipped_model_reproduces_its_card(name):
     if not data.SYSTEM_FASHION_MNIST.is_dir():
-        pytest.skip("dataset-fashion-mnist not installed")
+        pytest.skip("system Fashion-MNIST (Debian dataset-fashion-mnist) not installed; `make test` installs it")
     card = zoo.card(name)
     model = zoo.load(name)
     assert not model.training
@@ -203,7 +203,7 @@ def test_zoo_cli_evaluates_and_writes_json(tmp_path):
     import subprocess
     import sys
     if not data.SYSTEM_FASHION_MNIST.is_dir():
-        pytest.skip("dataset-fashion-mnist not installed")
+        pytest.skip("system Fashion-MNIST (Debian dataset-fashion-mnist) not installed; `make test` installs it")
     proc = subprocess.run([sys.executable, "-m", "probe.zoo", "--model", "cnn", "--model", "fnet",
                            "--n", "200", "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
