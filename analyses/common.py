@@ -1,0 +1,345 @@
+"""What every analysis shares: trained-model cache, result files, figures, verdict rules, CLI.
+
+Each analysis script is ``python -m analyses.<name> [--quick] [--plot-only]``:
+
+- it computes its numbers (training what it needs through :func:`trained`,
+  which caches weights so the analyses reuse each other's models), writes them
+  to ``analyses/results/<name>.json`` and its figures to ``figures/*.pdf``;
+- ``--plot-only`` redraws the figures from the results file without computing;
+- ``--quick`` runs a seconds-scale version into ``runs/analyses_quick/`` so the
+  committed full-scale results are never overwritten by a smoke run;
+- its ``claims(results)`` turns results into :class:`Claim` rows with a verdict
+  computed by :func:`verdict` - ``analyses.report`` collects them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from probe import data, zoo
+from probe.results import atomic_write_json, check_writable, read_json
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "analyses" / "results"
+FIGURES = ROOT / "figures"
+QUICK = ROOT / "runs" / "analyses_quick"
+MODEL_CACHE = ROOT / "runs" / "analyses" / "models"
+
+FAMILIES = ("mixer", "resmlp", "gmlp", "vit", "fnet", "cnn")
+MLP_FAMILIES = ("mixer", "resmlp", "gmlp", "fnet")
+VARIANTS = ("synth",)   # trained by the analyses only (not shipped in the zoo)
+LABELS = {"mixer": "Mixer", "resmlp": "ResMLP", "gmlp": "gMLP", "vit": "ViT", "fnet": "FNet",
+          "cnn": "CNN", "synth": "Synth-Random"}
+COLORS = {"mixer": "#1f77b4", "resmlp": "#17becf", "gmlp": "#2ca02c", "vit": "#d62728",
+          "fnet": "#9467bd", "cnn": "#7f7f7f", "synth": "#ff7f0e"}
+
+VERDICTS = ("supported", "not supported", "inconclusive")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def build(name: str, *, seed: int = 0) -> zoo.ProbeModel:
+    """A seeded random model: a zoo family or an analysis variant (``synth``)."""
+    if name in VARIANTS:
+        from probe.data import FASHION_MNIST_CLASSES
+        from probe.models.synthesizer import synthesizer_mixer
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = synthesizer_mixer(10, 1, 28)
+        return zoo.ProbeModel(net, name=name, family=name, input_size=(1, 28, 28),
+                              classes=FASHION_MNIST_CLASSES, mean=zoo.FASHION_MNIST_MEAN,
+                              std=zoo.FASHION_MNIST_STD)
+    return zoo.build(name, seed=seed)
+
+
+def hyper(name: str) -> dict:
+    """Learning rate / weight decay / batch size of a family (``synth`` uses Mixer's)."""
+    fam = zoo.families()["mixer" if name in VARIANTS else name]
+    return {"lr": fam.lr, "weight_decay": fam.weight_decay, "batch_size": fam.batch_size}
+
+
+def epochs_for(n_train: int, budget: int) -> int:
+    """Epochs giving about ``budget`` training samples (at least one pass)."""
+    return max(1, int(round(budget / n_train)))
+
+
+_TEST_CACHE: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def test_set(n: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST test images (a fixed seeded subset of ``n``, or all 10k)."""
+    key = n or 0
+    if key not in _TEST_CACHE:
+        _TEST_CACHE[key] = data.as_tensors(data.load("fashion-mnist", "test", n=n, seed=0))
+    return _TEST_CACHE[key]
+
+
+def trained(name: str, *, n_train: int, seed: int, epochs: int, test_n: Optional[int] = None,
+            cache: Path = MODEL_CACHE, progress: bool = False) -> Tuple[zoo.ProbeModel, dict]:
+    """Train (or load from ``cache``) ``name`` on ``n_train`` seeded Fashion-MNIST images.
+
+    Deterministic: the subset, initialisation and batch order come from ``seed``.
+    Weights are cached as safetensors with a JSON record (test accuracy on
+    ``test_n`` fixed test images, train time), keyed by every setting, so the
+    analyses share models and a rerun trains nothing.
+    Returns ``(model in eval mode, record)``.
+    """
+    from probe.train import evaluate, train
+    tag = f"{name}_n{n_train}_e{epochs}_s{seed}"
+    weights, card = Path(cache) / f"{tag}.safetensors", Path(cache) / f"{tag}.json"
+    record = read_json(card)
+    model = build(name, seed=seed)
+    if record is not None and weights.is_file() and record.get("test_n") == (test_n or 10000):
+        zoo._load_into(model, zoo.load_state_dict_file(weights), str(weights))
+        return model.eval(), record
+    h = hyper(name)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        x, y = data.as_tensors(data.load("fashion-mnist", "train", n=n_train, seed=seed))
+        stats = train(model, x, y, epochs=epochs, lr=h["lr"], weight_decay=h["weight_decay"],
+                      batch_size=h["batch_size"], seed=seed, progress=progress)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    zoo.save_weights(model, weights, dtype=torch.float32)
+    xt, yt = test_set(test_n)
+    record = {"name": name, "n_train": n_train, "seed": seed, "epochs": epochs,
+              "params": zoo.count_params(model), "test_accuracy": round(evaluate(model, xt, yt), 4),
+              "test_n": len(xt), **stats, "threads": torch.get_num_threads()}
+    atomic_write_json(card, record)
+    return model.eval(), record
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def mean_ci(values: Sequence[float], *, confidence: float = 0.95) -> Tuple[float, float, float]:
+    """``(mean, low, high)``: Student-t interval over seeds (zero width for one value)."""
+    from scipy import stats
+    v = np.asarray(values, dtype=float)
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, m, m
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return m, m - half, m + half
+
+
+def diff_ci(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95
+            ) -> Tuple[float, float, float]:
+    """``(mean(a) - mean(b), low, high)``: Welch interval of the difference of means.
+
+    With a single value on both sides the interval has zero width; with one
+    side constant the other side's spread sets it.
+    """
+    from scipy import stats
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = float(a.mean() - b.mean())
+    va = a.var(ddof=1) / len(a) if len(a) > 1 else 0.0
+    vb = b.var(ddof=1) / len(b) if len(b) > 1 else 0.0
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return d, d, d
+    num = (va + vb) ** 2
+    den = (va ** 2 / (len(a) - 1) if len(a) > 1 else 0.0) + (vb ** 2 / (len(b) - 1) if len(b) > 1 else 0.0)
+    dof = num / den if den > 0 else max(len(a) + len(b) - 2, 1)
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof) * se)
+    return d, d - half, d + half
+
+
+def verdict(low: float, high: float, *, margin: float = 0.0) -> str:
+    """Verdict on a claim "effect > 0" from the 95% interval ``[low, high]`` of the effect.
+
+    The effect is oriented so that positive means "as the claim says".
+
+    - ``supported``: the whole interval is above ``margin`` (a real effect
+      in the claimed direction, larger than what counts as negligible);
+    - ``not supported``: the whole interval is below zero (the opposite
+      holds), or inside ``[-margin, margin]`` (the effect is negligible);
+    - ``inconclusive``: anything else (the interval straddles the margins).
+    """
+    if low > margin:
+        return "supported"
+    if high < 0 or (margin > 0 and -margin <= low and high <= margin):
+        return "not supported"
+    return "inconclusive"
+
+
+def equivalence_verdict(low: float, high: float, *, margin: float) -> str:
+    """Verdict on a claim "the effect is negligible" (|effect| <= ``margin``) from its interval.
+
+    ``supported`` if ``[low, high]`` lies inside ``[-margin, margin]``; ``not supported`` if it
+    lies entirely outside (above ``margin`` or below ``-margin``); otherwise ``inconclusive``.
+    """
+    if -margin <= low and high <= margin:
+        return "supported"
+    if low > margin or high < -margin:
+        return "not supported"
+    return "inconclusive"
+
+
+@dataclass
+class Claim:
+    """One claim of the debate, the measurement that tests it and the computed verdict."""
+
+    key: str
+    claim: str
+    who: str
+    experiment: str
+    figure: str
+    effect: str            # what the number is, oriented so that > 0 agrees with the claim
+    estimate: float
+    low: float
+    high: float
+    margin: float
+    rule: str
+    test: str = "direction"    # "direction": effect > 0 claimed; "equivalence": |effect| <= margin
+    details: Dict[str, object] = field(default_factory=dict)
+    verdict: str = field(init=False, default="")   # always computed from the interval
+
+    def __post_init__(self) -> None:
+        if self.test not in ("direction", "equivalence"):
+            raise ValueError(f"test must be 'direction' or 'equivalence', got {self.test!r}")
+        rule = verdict if self.test == "direction" else equivalence_verdict
+        self.verdict = rule(self.low, self.high, margin=self.margin)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+EQUIVALENCE_RULE = ("supported if the 95% interval of the effect lies inside +-margin; not "
+                    "supported if it lies entirely outside; otherwise inconclusive")
+RULE = ("supported if the 95% interval of the effect lies above the margin; not supported if it "
+        "lies below 0 or inside +-margin; otherwise inconclusive")
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@dataclass
+class Paths:
+    results: Path
+    figures: Path
+    cache: Path
+
+
+def result_path(paths: Paths, name: str) -> Path:
+    return Path(paths.results) / f"{name}.json"
+
+
+def save_results(paths: Paths, name: str, results: dict) -> Path:
+    return atomic_write_json(result_path(paths, name), results)
+
+
+def load_results(paths: Paths, name: str) -> dict:
+    path = result_path(paths, name)
+    obj = read_json(path)
+    if obj is None:
+        raise FileNotFoundError(f"no results at {path}; run `python -m analyses.{name}` first "
+                                f"(or with --quick for a small run)")
+    return obj
+
+
+# When a list, :func:`savefig` also appends ``(name, RGBA array)`` renderings (for the report).
+CAPTURE: Optional[List[Tuple[str, np.ndarray]]] = None
+
+
+def savefig(fig, paths: Paths, name: str) -> Path:
+    """Write ``fig`` as ``<figures>/<name>.pdf`` with fixed metadata (same bytes every run)."""
+    import io
+    import matplotlib.pyplot as plt
+    path = Path(paths.figures) / f"{name}.pdf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"CreationDate": None, "ModDate": None, "Creator": "probe analyses",
+                                "Producer": None})
+    if CAPTURE is not None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=130)
+        buf.seek(0)
+        CAPTURE.append((name, plt.imread(buf)))
+    plt.close(fig)
+    return path
+
+
+def style() -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False,
+                         "axes.grid": True, "grid.alpha": 0.3, "font.size": 9,
+                         "legend.frameon": False, "svg.hashsalt": "probe"})
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"error: {message}\n")
+
+
+def main(name: str, description: str, compute: Callable[[dict, Paths, bool], dict],
+         plot: Callable[[dict, Paths], List[Path]], scales: Dict[str, dict],
+         argv: Optional[Sequence[str]] = None) -> int:
+    """The shared command line of an analysis script.
+
+    ``compute(scale, paths, progress) -> results`` and ``plot(results, paths) -> [pdf paths]``;
+    ``scales`` holds the ``"full"`` and ``"quick"`` settings.
+    """
+    parser = _Parser(prog=f"python -m analyses.{name}", description=description,
+                     epilog=f"full scale: {json.dumps(scales['full'])}; "
+                            f"--quick: {json.dumps(scales['quick'])}")
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds-scale run into runs/analyses_quick/ (smoke test)")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the figures from the results file, compute nothing")
+    parser.add_argument("--results", default=None,
+                        help="results folder (default analyses/results, or runs/analyses_quick/"
+                             "results with --quick)")
+    parser.add_argument("--figures", default=None,
+                        help="figures folder (default figures/, or runs/analyses_quick/figures)")
+    parser.add_argument("--cache", default=None,
+                        help="trained-model cache (default runs/analyses/models, or "
+                             "runs/analyses_quick/models)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else None
+    paths = Paths(Path(args.results) if args.results else (base / "results" if base else RESULTS),
+                  Path(args.figures) if args.figures else (base / "figures" if base else FIGURES),
+                  Path(args.cache) if args.cache else (base / "models" if base else MODEL_CACHE))
+    style()
+    try:
+        if args.threads is not None:
+            if args.threads <= 0:
+                raise ValueError(f"--threads must be positive, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        for folder in (paths.results, paths.figures) + (() if args.plot_only else (paths.cache,)):
+            check_writable(folder)
+        if args.plot_only:
+            results = load_results(paths, name)
+        else:
+            scale = dict(scales["quick" if args.quick else "full"])
+            start = time.perf_counter()
+            results = compute(scale, paths, not args.no_progress)
+            results = {"analysis": name, "scale": "quick" if args.quick else "full",
+                       "settings": scale, **results,
+                       "duration_s": round(time.perf_counter() - start, 1),
+                       "threads": torch.get_num_threads()}
+            save_results(paths, name, results)
+        written = plot(results, paths)
+    except (ValueError, FileNotFoundError, PermissionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{name}: wrote {result_path(paths, name)}" if not args.plot_only else f"{name}:",
+          *(str(p) for p in written), sep="\n  ")
+    return 0
