@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA := /usr/share/datasets/fashion-mnist
 
-.PHONY: run zoo test setup data browser bench clean
+.PHONY: run zoo test setup data browser bench analyses report clean
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,18 @@ test: setup data browser
 
 bench: setup data
 	$(BIN)/python -m benchmarks
+
+# Full-scale analyses (about 2 h on 2 CPU cores, models cached in runs/analyses/models),
+# then the report. data_efficiency first: the others reuse its models.
+ANALYSES := data_efficiency input_dependence mixing_patterns equivalences \
+	robustness_comparison interpretability_comparison cost_accuracy
+analyses: setup data
+	for a in $(ANALYSES); do $(BIN)/python -m analyses.$$a || exit 1; done
+	$(BIN)/python -m analyses.report
+
+# Redraw every figure and the claims report from the committed results (no training).
+report: setup
+	$(BIN)/python -m analyses.report
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

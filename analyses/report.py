@@ -3,8 +3,9 @@
 Reads the analyses' results (``analyses/results/*.json``), redraws every
 analysis figure into ``figures/`` and writes ``figures/claims_report.pdf`` and
 ``REPORT.md``. Verdicts come from each analysis's ``claims()`` and the rules in
-``analyses.common`` - nothing is typed by hand. Regenerating everything from
-the committed results takes well under a minute:
+``analyses.common`` - nothing is typed by hand. With the default (committed)
+results it also refreshes the durations table in README.md. Regenerating
+everything from the committed results takes well under a minute:
 
     python -m analyses.report
 """
@@ -124,6 +125,32 @@ def markdown(found, missing, *, figures_rel: str = "figures") -> str:
                       f"- **Verdict**: **{c.verdict}**"]
     lines += ["", "## Rerunning at ImageNet scale", "", IMAGENET, ""]
     return "\n".join(lines)
+
+
+README_MARKER = "<!-- analyses-durations -->"
+
+
+def durations_table(found) -> str:
+    """Markdown table of each analysis's scale and measured duration (from its results file)."""
+    lines = ["| analysis | command | duration | CPU threads |", "|---|---|---:|---:|"]
+    for name, results, _ in found:
+        minutes = results.get("duration_s", 0) / 60
+        lines.append(f"| {TITLES[name]} | `python -m analyses.{name}` | {minutes:.1f} min | "
+                     f"{results.get('threads', '?')} |")
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, table: str) -> bool:
+    """Replace the block between two README markers by ``table``; False if no markers."""
+    if not path.is_file():
+        return False
+    text = path.read_text()
+    parts = text.split(README_MARKER)
+    if len(parts) != 3:
+        return False
+    from probe.results import atomic_write_text
+    atomic_write_text(path, parts[0] + README_MARKER + "\n" + table + "\n" + README_MARKER + parts[2])
+    return True
 
 
 def _text_page(pdf, title: str, body: List[str]) -> None:
@@ -248,6 +275,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rel = str(Path(paths.figures).resolve())
         from probe.results import atomic_write_text
         atomic_write_text(md_path, markdown(found, missing, figures_rel=rel))
+        if not args.quick and args.results is None:
+            update_readme(common.ROOT / "README.md", durations_table(found))
     except (ValueError, FileNotFoundError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
