@@ -1,0 +1,315 @@
+"""Are MLP, convolution, attention and Fourier mixing the same operations? Checked numerically.
+
+Every check compares two ways of computing the same thing and records the
+maximum absolute difference, on the shipped zoo models (their real weights)
+and on small seeded random modules, for several seeds of random inputs:
+
+- patch embedding (conv, kernel = stride = 4) == unfold + one shared linear map
+  (Tolstikhin et al. 2021, Sec. 2), every token model;
+- every convolution of the CNN == a token-mixing matrix (RepMLP, Ding et al. 2021),
+  on small random inputs (C_in * H * W <= 1024, at least 3x3; a conv is translation
+  equivariant, so its weights are checked whatever the input size);
+- attention == an input-dependent token-mixing matrix (its softmax probabilities)
+  applied to the values (Synthesizer view, Tay et al. 2021), every ViT block;
+- FNet's Fourier mixing == the real 2-D DFT matrix (Lee-Thorp et al. 2021), every
+  block, and the whole FNet == a Mixer-style model whose token mixing is a
+  linear layer holding that matrix (logits compared).
+
+    python -m analyses.equivalences            # full scale (see --help)
+    python -m analyses.equivalences --quick    # seconds, into runs/analyses_quick/
+
+Built on :mod:`probe.equivalences`.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from analyses import common
+from analyses.common import Claim
+
+NAME = "equivalences"
+SCALES = {
+    "full": {"seeds": [0, 1, 2, 3, 4], "images": 16, "tolerance": 1e-4},
+    "quick": {"seeds": [0, 1], "images": 2, "tolerance": 1e-4},
+}
+EPS32 = float(torch.finfo(torch.float32).eps)
+DENSE_INPUTS = 1024       # C_in * H * W of the conv checks (cost grows with its square)
+# check name -> (group, label); group decides which claim a check belongs to
+CHECKS = {
+    "patch_embedding_as_linear": ("mlp_conv_attention", "patch embed = unfold + linear"),
+    "conv_as_token_mixing": ("mlp_conv_attention", "conv = token matrix (RepMLP)"),
+    "attention_as_token_mixing": ("mlp_conv_attention", "attention = P @ V"),
+    "fnet_is_dft": ("fnet", "FNet mixing = Re(DFT)"),
+    "fnet_as_token_linear": ("fnet", "FNet = Mixer w/ DFT (logits)"),
+}
+# probe.equivalences.check_all (small seeded random modules) -> (check, where)
+RANDOM_MODULES = {"patch_embedding_as_linear": ("patch_embedding_as_linear", "random PatchEmbed"),
+                  "conv_as_token_mixing": ("conv_as_token_mixing", "random Conv2d 3->5"),
+                  "fnet_is_dft": ("fnet_is_dft", "random FourierMixing 7x7")}
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+class TokenLinear(nn.Module):
+    """Token mixing by a fixed matrix (a ResMLP/Mixer token layer): ``y[b, t] = sum_s W[t, s] x[b, s]``."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ts,bsc->btc", self.weight.to(x.dtype), x)
+
+
+def fnet_as_token_linear(model: nn.Module, x: torch.Tensor) -> float:
+    """Logits of FNet vs the same network with every Fourier mixing replaced by :class:`TokenLinear`
+    holding the real 2-D DFT matrix (built with numpy, independent of the FNet code)."""
+    from probe.equivalences import _dft_matrix_numpy
+    from probe.models.fnet import FourierMixing
+    twin = copy.deepcopy(model).eval()
+    swapped = 0
+    for name, mod in list(twin.named_modules()):
+        for child_name, child in list(mod.named_children()):
+            if isinstance(child, FourierMixing):
+                setattr(mod, child_name, TokenLinear(_dft_matrix_numpy(tuple(child.grid))))
+                swapped += 1
+    if not swapped:
+        raise ValueError(f"{type(model).__name__} holds no FourierMixing (FNet) module")
+    with torch.no_grad():
+        return float((model.eval()(x) - twin(x)).abs().max())
+
+
+def attention_as_token_mixing(model: nn.Module, x: torch.Tensor) -> List[float]:
+    """Per attention layer: the module's own output (fused attention) vs ``proj(P @ V)``.
+
+    ``P`` are the attention probabilities from :func:`probe.mixing.extract`, used as an
+    input-dependent token-mixing matrix (:meth:`probe.mixing.MixingMap.apply`).
+    """
+    from probe import hooks, mixing
+    maps = [m for m in mixing.extract(model, x) if m.kind == "attention"]
+    if not maps:
+        raise ValueError("the model has no attention layer")
+    modules = dict(model.named_modules())
+    with hooks.evaluating(model), torch.no_grad():
+        with hooks.capture(model, [m.layer for m in maps]) as recs:
+            model(x)
+        errors = []
+        for m in maps:
+            attn, rec = modules[m.layer], recs[m.layer]
+            z = rec.input
+            b, t, c = z.shape
+            v = attn.qkv(z).reshape(b, t, 3, attn.num_heads, c // attn.num_heads)[:, :, 2]
+            mixed = m.apply(v.transpose(1, 2))                          # [B, H, T, D]
+            norm = getattr(attn, "norm", nn.Identity())
+            y = attn.proj(norm(mixed.transpose(1, 2).reshape(b, t, c)))
+            errors.append(float((y - rec.output).abs().max()))
+    return errors
+
+
+def _conv_side(conv: nn.Conv2d) -> int:
+    """Input side for a conv's dense token-mixing matrix: ``C_in * side^2 <= DENSE_INPUTS``, >= 3.
+
+    A convolution is translation equivariant, so a small input checks every
+    weight of the kernel; the dense matrix costs ``(C_in * side^2)^2`` entries per output
+    channel, hence the cap.
+    """
+    return int(min(28, max(3, np.floor(np.sqrt(DENSE_INPUTS / conv.in_channels)))))
+
+
+def conv_matrices(model: nn.Module) -> Dict[str, tuple]:
+    """``{name: (conv, side, M [C_out, C_in, T_out, T_in])}`` for every conv (built once)."""
+    from probe import equivalences as eq
+    out = {}
+    for name, conv in model.named_modules():
+        if isinstance(conv, nn.Conv2d):
+            side = _conv_side(conv)
+            out[name] = (conv, side, eq.conv_token_mixing_matrix(conv, (side, side)))
+    return out
+
+
+def conv_as_token_mixing(conv: nn.Conv2d, matrix: torch.Tensor, x: torch.Tensor) -> float:
+    """max |conv(x) - (M x + b)| with ``M`` from :func:`probe.equivalences.conv_token_mixing_matrix`
+    (as :func:`probe.equivalences.conv_as_token_mixing`, with the matrix built once per conv)."""
+    b, c, h, w = x.shape
+    with torch.no_grad():
+        y = conv(x)
+        mixed = torch.einsum("oits,bis->bot", matrix, x.reshape(b, c, h * w))
+        if conv.bias is not None:
+            mixed = mixed + conv.bias[None, :, None]
+    return float((y.reshape(b, y.shape[1], -1) - mixed).abs().max())
+
+
+def load_models() -> dict:
+    """The shipped zoo (eval mode) and the CNN's conv matrices."""
+    from probe import zoo
+    models = {fam: zoo.load(fam).eval() for fam in zoo.names()}
+    return {"models": models, "convs": conv_matrices(models["cnn"]) if "cnn" in models else {}}
+
+
+def run_checks(zoo_models: dict, seed: int, images: int) -> Dict[str, Dict[str, float]]:
+    """``{check: {where: max abs error}}`` for one seed of random inputs."""
+    from probe import equivalences as eq
+    from probe.models.fnet import FourierMixing
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(images, 1, 28, 28, generator=g)
+    out: Dict[str, Dict[str, float]] = {k: {} for k in CHECKS}
+    for fam, model in zoo_models["models"].items():
+        if fam != "cnn":
+            out["patch_embedding_as_linear"][fam] = eq.patch_embedding_as_linear(
+                model, model.normalize(x))
+        if fam == "vit":
+            for i, e in enumerate(attention_as_token_mixing(model, x)):
+                out["attention_as_token_mixing"][f"vit.block{i}"] = e
+        if fam == "fnet":
+            for name, mix in model.named_modules():
+                if isinstance(mix, FourierMixing):
+                    t = mix.grid[0] * mix.grid[1]
+                    tokens = torch.randn(images, t, 128, generator=g)
+                    out["fnet_is_dft"][f"fnet.{name}"] = eq.fnet_is_dft(mix, tokens)
+            out["fnet_as_token_linear"]["fnet (logits)"] = fnet_as_token_linear(model, x)
+    for name, (conv, side, matrix) in zoo_models["convs"].items():
+        xc = torch.randn(min(images, 4), conv.in_channels, side, side, generator=g)
+        out["conv_as_token_mixing"][f"cnn.{name} ({side}x{side})"] = conv_as_token_mixing(
+            conv, matrix, xc)
+    for key, err in eq.check_all(seed=seed).items():
+        check, where = RANDOM_MODULES[key]
+        out[check][where] = err
+    return out
+
+
+def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
+    from tqdm import tqdm
+    zoo_models = load_models()
+    per_seed = []
+    for seed in tqdm(scale["seeds"], desc="equivalences", unit="seed", disable=not progress):
+        per_seed.append({"seed": seed, "errors": run_checks(zoo_models, seed, scale["images"])})
+    return {"tolerance": scale["tolerance"], "float32_eps": EPS32,
+            "checks": {k: {"group": g, "label": l} for k, (g, l) in CHECKS.items()},
+            "per_seed": per_seed}
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def worst(results: dict, check: str) -> List[float]:
+    """Per seed: the largest error of ``check`` over every place it was applied."""
+    return [max(s["errors"][check].values()) for s in results["per_seed"]]
+
+
+def _claim_numbers(results: dict, group: str):
+    """Per seed, ``log10(tolerance / worst error of the group)`` (errors floored at eps / 100)."""
+    tol = results["tolerance"]
+    checks = [k for k, v in results["checks"].items() if v["group"] == group]
+    per_seed = []
+    for s in results["per_seed"]:
+        err = max(max(s["errors"][k].values()) for k in checks)
+        per_seed.append(float(np.log10(tol / max(err, results["float32_eps"] / 100))))
+    return checks, per_seed
+
+
+RULE = ("effect per seed = log10(tolerance / largest error of any check); supported if every "
+        "seed's effect is > 0 (all errors within tolerance), not supported if every seed's is < 0, "
+        "otherwise inconclusive (the interval is the range over seeds, margin 0)")
+
+
+def claims(results: dict) -> List[Claim]:
+    tol = results["tolerance"]
+    n = len(results["per_seed"])
+    specs = {
+        "mlp_conv_attention": dict(
+            key="mlp_conv_attention_equivalent",
+            claim="MLP, convolution and attention are nearly equivalent: the per-patch MLP is a "
+                  "strided convolution, a convolution is a (sparse) token-mixing MLP and "
+                  "attention is an input-dependent token-mixing matrix",
+            who="the 2021 debate on MLP-Mixer (Tolstikhin et al. Sec. 2: 'per-patch MLP = "
+                "16x16 conv'; LeCun's remark that Mixer is a CNN; RepMLP, Ding et al.; "
+                "Synthesizer, Tay et al.)"),
+        "fnet": dict(
+            key="fnet_is_mixer_with_dft",
+            claim="FNet is a special case of Mixer with a fixed Fourier token-mixing matrix",
+            who="Lee-Thorp et al. 2021 (FNet) and the Mixer discussion treating Fourier mixing "
+                "as a fixed token-mixing MLP layer"),
+    }
+    out = []
+    for group, spec in specs.items():
+        checks, per_seed = _claim_numbers(results, group)
+        lo, hi = min(per_seed), max(per_seed)
+        out.append(Claim(
+            experiment=f"max abs error between the two sides of "
+                       f"{', '.join(results['checks'][k]['label'] for k in checks)}; shipped "
+                       f"zoo weights and random modules, {n} seeds of random inputs; float32",
+            figure="equivalences.pdf",
+            effect=f"log10(tolerance {tol:g} / largest max abs error over the checks): > 0 "
+                   f"means every check agrees within tolerance (exact up to float32 rounding)",
+            estimate=lo, low=lo, high=hi, margin=0.0, rule=RULE,
+            details={"max_abs_error": {k: float(max(worst(results, k))) for k in checks},
+                     "tolerance": tol, "float32_eps": results["float32_eps"]},
+            **spec))
+    return out
+
+
+# ----------------------------------------------------------------------------- figure
+
+
+def _short(where: str) -> str:
+    for prefix in ("cnn.net.", "fnet.net.", "vit."):
+        if where.startswith(prefix):
+            return where[len(prefix):]
+    return where
+
+
+def plot(results: dict, paths: common.Paths) -> List[Path]:
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    colors = {"mlp_conv_attention": "#1f77b4", "fnet": "#9467bd"}
+    rows = []          # (label, where, errors over seeds, group)
+    for check, info in results["checks"].items():
+        for where in results["per_seed"][0]["errors"][check]:
+            errs = [s["errors"][check][where] for s in results["per_seed"]]
+            rows.append((info["label"], where, errs, info["group"]))
+    tol, eps = results["tolerance"], results["float32_eps"]
+    floor = eps / 100                  # exact zeros (bitwise equal) drawn at the floor
+    top = max([tol] + [max(r[2]) for r in rows]) * 30
+    fig, ax = plt.subplots(figsize=(7.5, 0.2 * len(rows) + 1.5))
+    ys = np.arange(len(rows))[::-1]
+    for y, (_, _, errs, group) in zip(ys, rows):
+        e = np.asarray(errs, dtype=float)
+        worst_err = float(e.max())
+        if worst_err > 0:
+            ax.barh(y, worst_err - floor, left=floor, color=colors[group], alpha=0.8, height=0.7)
+        else:
+            ax.text(floor * 1.3, y, "0 (bitwise equal)", fontsize=5.5, va="center")
+        ax.plot(np.maximum(e, floor), [y] * len(e), "k.", ms=2)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([f"{label}: {_short(where)}" for label, where, _, _ in rows], fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlim(floor, top)
+    ax.set_ylim(-0.8, len(rows) + 0.3)
+    ax.axvline(eps, color="k", ls="--", lw=0.8)
+    ax.axvline(tol, color="r", ls="-", lw=0.8)
+    ax.text(eps, len(rows) - 0.4, " float32 eps", fontsize=7)
+    ax.text(tol, len(rows) - 0.4, f" tolerance {tol:g}", fontsize=7, color="r")
+    ax.set_xlabel("max abs error between the two sides\n(log scale; bar: worst seed, dots: seeds)")
+    ax.set_title(f"Equivalences on the shipped zoo and random modules\n"
+                 f"({len(results['per_seed'])} seeds of random inputs, float32)", fontsize=9)
+    ax.legend(handles=[Patch(color=colors["mlp_conv_attention"], label="MLP / conv / attention"),
+                       Patch(color=colors["fnet"], label="FNet = Mixer with DFT")],
+              loc="center right", fontsize=7)
+    fig.tight_layout()
+    return [common.savefig(fig, paths, "equivalences")]
+
+
+def main(argv=None) -> int:
+    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
