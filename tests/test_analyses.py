@@ -252,3 +252,13 @@ def test_cost_accuracy_claim_cases():
     noisy = _ca_results([900, 1400, 1100], [1000, 1010, 990], [0.80, 0.88, 0.85],
                         [0.85, 0.85, 0.85])
     assert [c.verdict for c in cost_accuracy.claims(noisy)] == ["inconclusive", "inconclusive"]
+
+
+def test_committed_report_and_readme_match_committed_results():
+    """REPORT.md and the README durations are what the committed results give (not hand-edited)."""
+    paths = common.Paths(common.RESULTS, common.FIGURES, common.MODEL_CACHE)
+    found, missing, _ = report.collect(paths, redraw=False)
+    assert missing == [] and len(found) == len(report.ANALYSES)
+    assert all(results["scale"] == "full" for _, results, _ in found)
+    assert (common.ROOT / "REPORT.md").read_text() == report.markdown(found, missing)
+    assert report.durations_table(found) in (common.ROOT / "README.md").read_text()
