@@ -61,6 +61,8 @@ NAME = "interpretability_comparison"
 # The full scale's sizes keep all 18 models under 8 min on 2 CPU cores: per-model cost
 # measured with these settings on the quick-scale models (same architectures, so the same
 # cost); each row of the results records its ``eval_time_s`` and per-method ``timing_s``.
+# The quick scale keeps three families (an MLP, the ViT and the CNN) to stay a ~20 s smoke run;
+# tests/test_attribution.py runs every method on every family.
 SCALES = {
     "full": {"seeds": [0, 1, 2], "families": list(common.FAMILIES), "n_train": 30000, "epochs": 1,
              "test_n": None, "n_images": 48, "n_sanity": 8,
@@ -69,8 +71,8 @@ SCALES = {
              "baseline": "mean", "secondary_baseline": "black", "secondary_methods": ["saliency"],
              "silhouette_threshold": 0.05, "n_examples": 4,
              "example_method": "integrated_gradients", "eval_seed": 0},
-    "quick": {"seeds": [0, 1], "families": list(common.FAMILIES), "n_train": 100, "epochs": 1,
-              "test_n": 300, "n_images": 3, "n_sanity": 1,
+    "quick": {"seeds": [0, 1], "families": ["mixer", "vit", "cnn"], "n_train": 100, "epochs": 1,
+              "test_n": 100, "n_images": 3, "n_sanity": 1,
               "methods": ["saliency", "integrated_gradients", "occlusion", "grad_cam"],
               "ig_steps": 2, "occlusion_window": 14, "occlusion_stride": 14, "curve_steps": 3,
               "baseline": "mean", "secondary_baseline": "black", "secondary_methods": ["saliency"],
@@ -132,7 +134,10 @@ def _sanity(model, x, target, method, options, maps, seed) -> dict:
 
 def evaluate_model(model, x: torch.Tensor, masks: torch.Tensor, scale: dict, *, seed: int,
                    keep_maps: int = 0) -> dict:
-    """All metrics of one model on images ``x`` ``[B, C, H, W]`` with silhouettes ``masks``."""
+    """All metrics of one model on images ``x`` ``[B, C, H, W]`` with silhouettes ``masks``.
+
+    ``keep_maps``: store the first that many maps of ``scale["example_method"]`` (for the figure).
+    """
     with torch.no_grad():
         target = model(x).argmax(1)
     row: dict = {"methods": {}, "timing_s": {}}
@@ -141,9 +146,10 @@ def evaluate_model(model, x: torch.Tensor, masks: torch.Tensor, scale: dict, *, 
         start = time.perf_counter()
         options = method_options(method, scale)
         maps = attribution.attribute(model, x, target, method, **options)
-        curve = dict(steps=scale["curve_steps"], seed=scale["eval_seed"])
-        dele = attribution.deletion_curve(model, x, target, maps, baseline=scale["baseline"], **curve)
-        ins = attribution.insertion_curve(model, x, target, maps, baseline=scale["baseline"], **curve)
+        curve = {"steps": scale["curve_steps"], "seed": scale["eval_seed"],
+                 "baseline": scale["baseline"]}
+        dele = attribution.deletion_curve(model, x, target, maps, **curve)
+        ins = attribution.insertion_curve(model, x, target, maps, **curve)
         rec = {"deletion_auc": _r(dele.auc.mean()), "insertion_auc": _r(ins.auc.mean()),
                "deletion_random_auc": _r(dele.random_auc.mean()),
                "insertion_random_auc": _r(ins.random_auc.mean()),
@@ -153,16 +159,17 @@ def evaluate_model(model, x: torch.Tensor, masks: torch.Tensor, scale: dict, *, 
                "insertion_curve": [_r(v, 4) for v in ins.scores.mean(0)]}
         if scale.get("secondary_baseline") is not None and method in scale["secondary_methods"]:
             b = scale["secondary_baseline"]
-            d2 = attribution.deletion_curve(model, x, target, maps, baseline=b, **curve)
-            i2 = attribution.insertion_curve(model, x, target, maps, baseline=b, **curve)
-            rec.update({f"deletion_auc_{b}": _r(d2.auc.mean()), f"insertion_auc_{b}": _r(i2.auc.mean()),
+            d2 = attribution.deletion_curve(model, x, target, maps, **{**curve, "baseline": b})
+            i2 = attribution.insertion_curve(model, x, target, maps, **{**curve, "baseline": b})
+            rec.update({f"deletion_auc_{b}": _r(d2.auc.mean()),
+                        f"insertion_auc_{b}": _r(i2.auc.mean()),
                         f"deletion_random_auc_{b}": _r(d2.random_auc.mean()),
                         f"insertion_random_auc_{b}": _r(i2.random_auc.mean())})
         loc = attribution.localization(maps, masks, mass="positive").summary()
         rec["localization"] = {k: (_r(v) if isinstance(v, float) else v) for k, v in loc.items()}
         rec["sanity"] = _sanity(model, x[:n_sanity], target[:n_sanity], method, options,
                                 maps[:n_sanity], seed)
-        if keep_maps:
+        if keep_maps and method == scale["example_method"]:
             rec["example_maps"] = [[[_r(v, 4) for v in line] for line in m]
                                    for m in maps[:keep_maps].tolist()]
         row["methods"][method] = rec
@@ -183,15 +190,12 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     bar = tqdm(jobs, desc="interpretability", unit="model", disable=not progress)
     for seed, fam in bar:
         bar.set_postfix(model=fam, seed=seed)
-        model, rec = common.trained(fam, n_train=scale["n_train"], seed=seed, epochs=scale["epochs"],
-                                    test_n=scale["test_n"], cache=paths.cache)
+        model, rec = common.trained(fam, n_train=scale["n_train"], seed=seed,
+                                    epochs=scale["epochs"], test_n=scale["test_n"],
+                                    cache=paths.cache)
         start = time.perf_counter()
         keep = scale["n_examples"] if seed == scale["seeds"][0] else 0
         row = evaluate_model(model, x, masks, scale, seed=seed, keep_maps=keep)
-        if keep:   # only the example method's maps are stored
-            for m, r in row["methods"].items():
-                if m != scale["example_method"]:
-                    r.pop("example_maps", None)
         correct = [int(p == int(t)) for p, t in zip(row["predicted"], y.tolist())]
         rows.append({"family": fam, "seed": seed, "test_accuracy": rec["test_accuracy"],
                      "accuracy_on_images": _r(float(np.mean(correct))), **row,
@@ -221,7 +225,10 @@ def _value(rec: dict, metric: str) -> float:
 
 
 def table(results: dict, metric: str) -> Dict[str, Dict[str, Dict[int, float]]]:
-    """``{family: {method or "mean": {seed: value}}}``; "mean" averages the methods (NaN skipped)."""
+    """``{family: {method or "mean": {seed: value}}}``; "mean" averages the methods.
+
+    NaN values (e.g. a map without positive mass) are skipped in the mean.
+    """
     out: Dict[str, Dict[str, Dict[int, float]]] = {}
     for row in results["rows"]:
         per = out.setdefault(row["family"], {})
@@ -296,7 +303,8 @@ def claims(results: dict) -> List[Claim]:
         gaps = paired_gap(t, MEAN, "cnn", mlps, sign=sign)
         est, lo, hi = common.mean_ci(gaps) if gaps else (float("nan"),) * 3
         details = {
-            "per_method": {m: _ci(paired_gap(t, m, "cnn", mlps, sign=sign), margin) for m in methods},
+            "per_method": {m: _ci(paired_gap(t, m, "cnn", mlps, sign=sign), margin)
+                           for m in methods},
             "vs_vit": ({m: _ci(paired_gap(t, m, "vit", mlps, sign=sign), margin)
                         for m in [MEAN, *methods]} if "vit" in t else {}),
             "family_mean": {f: {m: _r(_nanmean(list(v.values()))) for m, v in t[f].items()}
@@ -319,7 +327,7 @@ def claims(results: dict) -> List[Claim]:
         out.append(Claim(
             key=key, claim=claim,
             who=WHO,
-            experiment=f"{', '.join(methods)} maps of {', '.join(LABELS[f] for f in sorted(t, key=common.FAMILIES.index))} "
+            experiment=f"{', '.join(methods)} maps of {', '.join(LABELS[f] for f in _order(t))} "
                        f"on the same {results.get('images', {}).get('n', '?')} Fashion-MNIST test "
                        f"images (predicted class), {n_seeds} seeds, models trained on "
                        f"{settings.get('n_train', '?')} images",

@@ -262,3 +262,13 @@ def test_committed_report_and_readme_match_committed_results():
     assert all(results["scale"] == "full" for _, results, _ in found)
     assert (common.ROOT / "REPORT.md").read_text() == report.markdown(found, missing)
     assert report.durations_table(found) in (common.ROOT / "README.md").read_text()
+
+
+def test_committed_results_were_made_with_the_full_settings():
+    """Each committed results file was computed at its script's current full scale."""
+    import importlib
+    for name in report.ANALYSES:
+        module = importlib.import_module(f"analyses.{name}")
+        results = common.load_results(common.Paths(common.RESULTS, common.FIGURES, common.MODEL_CACHE),
+                                      name)
+        assert results["settings"] == json.loads(json.dumps(module.SCALES["full"])), name

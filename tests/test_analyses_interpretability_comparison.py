@@ -35,6 +35,7 @@ def test_quick_run_writes_results_and_figures(quick):
     scale = ic.SCALES["quick"]
     assert results["analysis"] == ic.NAME and results["scale"] == "quick"
     assert len(results["rows"]) == len(scale["seeds"]) * len(scale["families"])
+    assert "cnn" in scale["families"] and set(scale["families"]) & set(common.MLP_FAMILIES)
     assert {(r["family"], r["seed"]) for r in results["rows"]} == {
         (f, s) for f in scale["families"] for s in scale["seeds"]}
     assert 0.0 < results["images"]["mask_fraction"] < 1.0
@@ -111,15 +112,16 @@ def _results(faith: dict, sanity: dict, loc: dict, *, seeds=(0, 1, 2), noise=0.0
         for s in seeds:
             e = noise * rng.standard_normal(3)
             rec = {"insertion_auc": 0.5 + faith[fam] / 2 + e[0] / 2,
-                   "deletion_auc": 0.5 - faith[fam] / 2 - e[0] / 2,
+                   "deletion_auc": 0.5 - faith[fam] / 2 - e[0] / 2, "deletion_random_auc": 0.5,
                    "sanity": {"final": sanity[fam] + e[1], "correlation_by_layer": [sanity[fam]]},
                    "localization": {"mass_inside": loc[fam] + e[2]}}
             rows.append({"family": fam, "seed": s, "methods": {m: dict(rec) for m in METHODS}})
     return {"rows": rows, "settings": {"n_train": 30000}, "images": {"n": 64, "mask_fraction": 0.5}}
 
 
-def _levels(cnn: float, other: float) -> dict:
-    return {f: (cnn if f == "cnn" else other) for f in common.FAMILIES}
+def _levels(reference: float, mlp: float) -> dict:
+    """CNN and ViT at ``reference``, the MLP families at ``mlp``."""
+    return {f: (mlp if f in common.MLP_FAMILIES else reference) for f in common.FAMILIES}
 
 
 def _verdicts(results: dict) -> dict:
@@ -131,6 +133,11 @@ def test_claims_supported_when_mlps_clearly_worse():
     assert set(_verdicts(r).values()) == {"supported"}
     faith = ic.claims(r)[0]
     assert faith.estimate == pytest.approx(0.2, abs=0.03)   # CNN - MLPs, > 0 = claim
+    # deletion AUC relative to random: MLPs 0.35 / 0.5 vs CNN 0.25 / 0.5
+    assert faith.details["relative_deletion"]["mean"]["estimate"] == pytest.approx(0.2, abs=0.03)
+    assert faith.details["relative_deletion"]["mean"]["verdict"] == "supported"
+    assert faith.details["vs_vit"]["mean"]["verdict"] == "supported"
+    assert set(faith.details["per_method"]) == set(METHODS)
 
 
 def test_claims_not_supported_when_mlps_clearly_better():
