@@ -8,7 +8,8 @@ come first in :data:`NAMES` (the order of the paper and of the reference
 :func:`corrupt` takes a batch ``[B, C, H, W]`` of floats in ``[0, 1]`` with
 ``C`` = 1 or 3 and any ``H, W`` (Fashion-MNIST's 28x28 grayscale included), and
 returns a tensor of the same shape, dtype and device, in ``[0, 1]``. Everything
-is torch (CPU or CUDA), batched over images; all randomness comes from the
+is torch (CPU or CUDA), batched over images (on CPU a few MB of images at a
+time, so that intermediates stay in cache); all randomness comes from the
 given ``torch.Generator`` (``generator=None`` uses a generator seeded with
 :data:`DEFAULT_SEED`, so the same call gives the same output).
 
@@ -51,8 +52,9 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   of numpy views writes the copied value back). It is reproduced exactly, for
   all pixels and images at once, by following each pixel's chain of reads
   (pointer doubling).
-- Gaussian and box filters (and Pillow's BOX resize) are products with cached
-  banded matrices; defocus blur is an FFT convolution of the border-extended
+- Gaussian and box filters (and Pillow's BOX resize, and pixelate's down-and-up
+  resize as one matrix per axis) are products with cached banded matrices, on
+  CPU tile by tile over the band only; defocus blur is an FFT convolution of the border-extended
   image, equal to the reference's spatial filtering; motion blur (per-image
   angle) is the reference's sum of edge-replicated shifted copies, taken as
   slices of the padded batch; zoom blur is a sum of bilinear resizes
@@ -62,8 +64,9 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   equalisation are batched re-implementations of OpenCV's.
 - JPEG works on flattened 8x8 blocks with one ``[64, 64]`` matrix per direction
   (2-D DCT divided by the quantisation table, and back), so a whole batch is two
-  matrix products and a rounding; libjpeg's "fancy" chroma upsampling is exactly
-  a bilinear x2 resize.
+  matrix products and a rounding; libjpeg's "fancy" chroma upsampling (exactly
+  a bilinear x2 resize) is a banded product per axis, applied once to the
+  chroma share of each RGB channel.
 - Shot noise at the reference's rates (``c <= 32``) inverts the Poisson CDF at
   uniform draws, stopping at ``ceil(c)`` counts (the output is clipped at 1
   there), so the result equals clipped ``Poisson(x c) / c`` in distribution;
@@ -97,6 +100,10 @@ EXTRA: List[str] = ["speckle_noise", "gaussian_blur", "spatter", "saturate"]
 NAMES: List[str] = COMMON + EXTRA
 PRESETS = ("auto", "imagenet", "cifar")
 DEFAULT_SEED = 0
+# On CPU a batch is corrupted a few images at a time, about this many values each:
+# every intermediate then stays in cache, and under glibc's 32 MB mmap threshold, so
+# freed buffers are reused instead of being mapped (and page-faulted) afresh.
+_CHUNK = 1 << 21
 _REFERENCE_SIZE = {"imagenet": 224, "cifar": 32}
 
 
@@ -224,9 +231,62 @@ def _gaussian_kernel1d(sigma: float, truncate: float, device, dtype) -> torch.Te
     return (k / k.sum()).to(dtype)
 
 
+_TILE = 32  # output samples per tile of a banded product (see _Band)
+
+
+class _Band:
+    """A matrix ``[n_out, n_in]`` applied along one axis, whose rows each read a short
+    run of input samples (a filter or resampling band).
+
+    On CPU the product is done tile by tile when that saves most of the work: each
+    :data:`_TILE` output samples multiply only the input samples they read (a
+    9-tap filter on 224 px: 40 instead of 224 multiply-adds per output sample).
+    """
+
+    def __init__(self, m: torch.Tensor, device, dtype: torch.dtype) -> None:
+        n_out, n_in = m.shape
+        self.m = m.to(device=device, dtype=dtype)
+        self.n_out, self.n_in = n_out, n_in
+        cols = torch.arange(n_in)
+        nonzero = m != 0
+        first = torch.where(nonzero, cols, n_in).amin(dim=1)
+        last = torch.where(nonzero, cols, -1).amax(dim=1)
+        spans = []
+        for r0 in range(0, n_out, _TILE):
+            r1 = min(r0 + _TILE, n_out)
+            c0, c1 = int(first[r0:r1].min()), int(last[r0:r1].max()) + 1
+            if c1 <= c0:  # all-zero rows: any one column gives them
+                c0, c1 = 0, 1
+            spans.append((r0, r1, c0, c1))
+        self.tiles = None
+        work = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans)
+        if torch.device(device).type == "cpu" and 2 * work <= n_out * n_in:
+            # (rows, cols, tile, its transpose): contiguous tiles for both directions
+            self.tiles = [(slice(r0, r1), slice(c0, c1), self.m[r0:r1, c0:c1].contiguous(),
+                           self.m[r0:r1, c0:c1].t().contiguous()) for r0, r1, c0, c1 in spans]
+
+    def along(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """``m`` applied to axis ``dim`` (-2 or -1) of ``x [..., H, W]``."""
+        if self.tiles is None:
+            return torch.matmul(self.m, x) if dim == -2 else torch.matmul(x, self.m.t())
+        shape = list(x.shape)
+        shape[dim] = self.n_out
+        out = x.new_empty(shape)
+        if dim == -1:
+            src, dst = x.reshape(-1, self.n_in), out.view(-1, self.n_out)
+            for rows, cols, _, tile_t in self.tiles:
+                torch.matmul(src[:, cols], tile_t, out=dst[:, rows])
+        else:
+            src = x.reshape(-1, self.n_in, x.shape[-1])
+            dst = out.view(-1, self.n_out, x.shape[-1])
+            for rows, cols, tile, _ in self.tiles:
+                torch.bmm(tile.expand(src.shape[0], -1, -1), src[:, cols], out=dst[:, rows])
+        return out
+
+
 @functools.lru_cache(maxsize=64)
-def _filter_matrix(n: int, kernel: Tuple[float, ...], mode: str, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """``[n, n]`` matrix of a 1-D correlation with ``kernel`` (odd) and ``mode`` borders."""
+def _filter_band(n: int, kernel: Tuple[float, ...], mode: str, device: str, dtype: torch.dtype) -> _Band:
+    """The ``[n, n]`` 1-D correlation with ``kernel`` (odd) and ``mode`` borders."""
     k = torch.tensor(kernel, dtype=torch.float64)
     r = k.numel() // 2
     src = _pad_index(n, r, r, mode, "cpu")
@@ -234,20 +294,20 @@ def _filter_matrix(n: int, kernel: Tuple[float, ...], mode: str, device: str, dt
     rows = torch.arange(n)[:, None].expand_as(cols)
     m = torch.zeros(n, n, dtype=torch.float64)
     m.index_put_((rows, cols), k.expand_as(cols), accumulate=True)
-    return m.to(device=device, dtype=dtype)
+    return _Band(m, device, dtype)
 
 
 def _separable(x: torch.Tensor, kh: torch.Tensor, kw: torch.Tensor, mode: str) -> torch.Tensor:
     """Separable filtering of ``x [..., H, W]`` with odd 1-D kernels (borders by ``mode``).
 
-    Done as two matrix products with cached banded matrices: on CPU this is an
-    order of magnitude faster than ``conv2d`` with single-channel kernels.
+    Done as two products with cached banded matrices (:class:`_Band`): on CPU this
+    is an order of magnitude faster than ``conv2d`` with single-channel kernels.
     """
     h, w = x.shape[-2:]
     if kh.numel() > 1:
-        x = torch.matmul(_filter_matrix(h, tuple(kh.tolist()), mode, str(x.device), x.dtype), x)
+        x = _filter_band(h, tuple(kh.tolist()), mode, str(x.device), x.dtype).along(x, -2)
     if kw.numel() > 1:
-        x = torch.matmul(x, _filter_matrix(w, tuple(kw.tolist()), mode, str(x.device), x.dtype).t())
+        x = _filter_band(w, tuple(kw.tolist()), mode, str(x.device), x.dtype).along(x, -1)
     return x
 
 
@@ -459,7 +519,7 @@ def _shot_noise(x, c, s, rng, table):
 def _impulse_noise(x, c, s, rng, table):
     # each value flips with probability c, to salt or pepper with probability 1/2 (skimage "s&p")
     u = rng.bits16(x.shape)
-    return x.masked_fill(u < _threshold16(c), 0).masked_fill_(u < _threshold16(c / 2), 1)
+    return torch.where(u < _threshold16(c), (u < _threshold16(c / 2)).to(x.dtype), x)
 
 
 def _speckle_noise(x, c, s, rng, table):
@@ -491,7 +551,6 @@ def _glass_blur(x, c, s, rng, table):
     visited = ((rows >= lo) & (rows <= hi_row) & (cols >= lo) & (cols <= hi_col)).reshape(-1)
     # int32 indices throughout: index_select on int32 is several times faster than int64
     i32 = torch.int32
-    visited = visited.to(x.device)
     position = torch.arange(h * w, device=x.device, dtype=i32)
     offset = (torch.arange(b, device=x.device, dtype=i32) * (h * w))[:, None]
     identity = torch.arange(b * h * w, device=x.device, dtype=i32)
@@ -500,21 +559,22 @@ def _glass_blur(x, c, s, rng, table):
     shifts = torch.arange(n * n, device=x.device, dtype=i32)
     shifts = (shifts // n - delta) * w + (shifts % n - delta)
     source = None  # output pixel -> input pixel (flat over all images); None: identity
-    not_visited = ~visited
     for _ in range(iterations):
         if n * n <= 256 and (n * n) & (n * n - 1) == 0:  # a power of two: low bits of 8-bit draws
             draw = rng.bits16(((b * h * w + 1) // 2,)).view(torch.uint8)[:b * h * w].to(i32)
             draw &= n * n - 1
         else:
             draw = rng.randint(0, n * n, (b * h * w,), dtype=i32)
-        shift = shifts.index_select(0, draw).view(b, h * w).masked_fill_(not_visited, 0)
+        shift = shifts.index_select(0, draw).view(b, h * w).mul_(visited)  # 0: not visited
         partner = shift + position
         # the partner was visited before (later in raster order): read its new value
-        chained = visited.index_select(0, partner.view(-1)).view(b, h * w)
-        chained &= visited & (shift > 0)
+        chained = visited.index_select(0, partner.view(-1)).view(b, h * w).logical_and_(shift > 0)
         partner = partner.add_(offset).view(-1)
-        # follow the chains to their ends by pointer doubling
-        nxt = shift.masked_fill_(~chained, 0).view(-1).add_(identity)
+        # follow the chains to their ends by pointer doubling: 4 rounds unchecked (a batch
+        # has chains of more than 8 reads), then until nothing moves
+        nxt = shift.mul_(chained).view(-1).add_(identity)
+        for _ in range(4):
+            nxt = nxt.index_select(0, nxt)
         while True:
             jumped = nxt.index_select(0, nxt)
             if torch.equal(jumped, nxt):
@@ -581,7 +641,9 @@ def _zoom_blur(x, c, s, rng, table):
         zoomed = F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
         out += zoomed[..., :h, :w]
     out.mul_(1 / (len(c) + 1))
-    return out.reshape(b, ch, h, w).contiguous()
+    # back to NCHW as one 2-D transpose ([H * W, B * C] -> [B * C, H * W]), which torch
+    # copies in cache blocks (several times faster than the generic strided copy)
+    return out.permute(0, 2, 3, 1).reshape(h * w, b * ch).t().contiguous().view(b, ch, h, w)
 
 
 def _plasma_fractal(batch: int, mapsize: int, wibbledecay: float, rng: _Rng) -> torch.Tensor:
@@ -852,15 +914,19 @@ def _brightness(x, c, s, rng, table):
 
 
 def _saturate(x, c, s, rng, table):
+    gray_sat = min(max(float(c[1]), 0.0), 1.0)  # the new saturation of gray pixels (S = 0)
+
     def rgb(x3: torch.Tensor) -> torch.Tensor:
+        # HSV with S -> clamp(S * c0 + c1, 0, 1): each channel is v - S' v (v - x) / delta,
+        # i.e. lerp(v, x, S' v / delta) (S = delta / v; 0 for black, where delta = 0 too)
         v = x3.amax(dim=1, keepdim=True)
         delta = v - x3.amin(dim=1, keepdim=True)
-        sat = torch.where(v > 0, delta / v.clamp_min(1e-12), torch.zeros_like(v))
-        sat_new = (sat * c[0] + c[1]).clamp(0, 1)
-        # each channel is v * (1 - s * g(hue)); gray pixels have hue 0 (red) in skimage
-        g = torch.where(delta > 0, (v - x3) / delta.clamp_min(1e-12),
-                        torch.tensor([0., 1., 1.], device=x3.device, dtype=x3.dtype).view(1, 3, 1, 1))
-        return v * (1 - sat_new * g)
+        sat = torch.div(delta, v.clamp_min(1e-12)).mul_(c[0]).add_(c[1]).clamp_(0, 1)
+        weight = sat.mul_(v).div_(delta.clamp_min(1e-12))  # finite; delta = 0 where x = v
+        out = torch.lerp(v.expand_as(x3), x3, weight)
+        if gray_sat:  # gray pixels have hue 0 (red) in skimage: G and B drop to v (1 - S')
+            out[:, 1:].addcmul_((delta == 0).to(x3.dtype), v, value=-gray_sat)
+        return out
     return _as_rgb_then_mean(rgb, x)
 
 
@@ -884,23 +950,25 @@ def _pil_box_weights(n_in: int, n_out: int) -> torch.Tensor:
     return wts
 
 
-def _box_axis(x: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
-    """Pillow BOX resampling of one axis (``dim`` -2 or -1): a product with its weights."""
-    m = _pil_box_weights(x.shape[dim], n_out).to(x.device, x.dtype)
-    return torch.matmul(m, x) if dim == -2 else torch.matmul(x, m.t())
-
-
-def _box_resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    return _box_axis(_box_axis(x, h, -2), w, -1)
+@functools.lru_cache(maxsize=16)
+def _pixelate_band(n: int, small: int, up: str, device: str, dtype: torch.dtype) -> _Band:
+    """One axis of pixelate as one ``[n, n]`` matrix: Pillow BOX resampling to ``small``
+    samples, then back to ``n`` with BOX (``up="box"``) or Pillow NEAREST (``up="nearest"``:
+    sample ``floor((i + 0.5) * small / n)``, taken from torch's "nearest-exact")."""
+    down = _pil_box_weights(n, small)
+    if up == "box":
+        return _Band(_pil_box_weights(small, n) @ down, device, dtype)
+    ramp = torch.arange(small, dtype=torch.float64).view(1, 1, small)
+    src = F.interpolate(ramp, size=n, mode="nearest-exact").view(n).long()
+    return _Band(down[src], device, dtype)
 
 
 def _pixelate(x, c, s, rng, table):
     h, w = x.shape[-2:]
-    small = _box_resize(x, max(1, int(h * c)), max(1, int(w * c)))
-    if table == "cifar":
-        return _box_resize(small, h, w)
-    # Pillow's NEAREST takes source pixel floor((i + 0.5) * in / out), as "nearest-exact" does
-    return F.interpolate(small, size=(h, w), mode="nearest-exact")
+    up = "box" if table == "cifar" else "nearest"
+    rows = _pixelate_band(h, max(1, int(h * c)), up, str(x.device), x.dtype)
+    cols = _pixelate_band(w, max(1, int(w * c)), up, str(x.device), x.dtype)
+    return cols.along(rows.along(x, -2), -1)
 
 
 _JPEG_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
@@ -940,22 +1008,38 @@ def _jpeg_matrices(quality: int, chroma: bool, device: str, dtype: torch.dtype) 
     return forward.to(device=device, dtype=dtype), inverse.to(device=device, dtype=dtype)
 
 
-def _jpeg_plane(plane: torch.Tensor, quality: int, chroma: bool) -> torch.Tensor:
-    """Quantise level-shifted planes ``[..., H, W]`` (H, W multiples of 8) in the 8x8 DCT domain."""
+def _jpeg_plane(plane: torch.Tensor, quality: int, chroma: bool, shift: float = 0.0) -> torch.Tensor:
+    """Quantise level-shifted planes ``[..., H, W]`` (H, W multiples of 8) in the 8x8 DCT domain;
+    ``shift`` is added on the way back to the plane layout."""
     shape = plane.shape
     h, w = shape[-2:]
     forward, inverse = _jpeg_matrices(int(quality), chroma, str(plane.device), plane.dtype)
     blocks = plane.reshape(-1, h // 8, 8, w // 8, 8).transpose(2, 3).reshape(-1, 64)
     q = torch.round_(blocks @ forward)
     blocks = (q @ inverse).view(-1, h // 8, w // 8, 8, 8).transpose(2, 3)
-    return blocks.reshape(shape)
+    out = plane.new_empty(shape)
+    torch.add(blocks, shift, out=out.view(-1, h // 8, 8, w // 8, 8))
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _fancy_band(n: int, device: str, dtype: torch.dtype) -> _Band:
+    """libjpeg's h2v2 "fancy" (triangle) chroma upsampling of an axis, ``[2n, n]``: ``3/4`` of
+    the nearer and ``1/4`` of the farther sample, edges replicated (which is bilinear x2
+    interpolation with ``align_corners=False``)."""
+    i = torch.arange(n)
+    m = torch.zeros(2 * n, n, dtype=torch.float64)
+    for parity, farther in ((0, (i - 1).clamp(min=0)), (1, (i + 1).clamp(max=n - 1))):
+        m[2 * i + parity, i] += 0.75
+        m[2 * i + parity, farther] += 0.25
+    return _Band(m, device, dtype)
 
 
 def _upsample_fancy(c: torch.Tensor) -> torch.Tensor:
-    """libjpeg's h2v2 "fancy" (triangle) chroma upsampling of ``[B, C, h, w]`` to ``[B, C, 2h, 2w]``:
-    ``3/4`` of the nearer and ``1/4`` of the farther sample, edges replicated, which is
-    exactly bilinear x2 interpolation with ``align_corners=False``."""
-    return F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False)
+    """Fancy upsampling of ``[..., h, w]`` to ``[..., 2h, 2w]`` (:func:`_fancy_band`)."""
+    h, w = c.shape[-2:]
+    c = _fancy_band(w, str(c.device), c.dtype).along(c, -1)
+    return _fancy_band(h, str(c.device), c.dtype).along(c, -2)
 
 
 _RGB_TO_YCC = ((0.299, 0.587, 0.114),
@@ -967,13 +1051,13 @@ _YCC_TO_RGB = ((1.0, 0.0, 1.402),
 
 
 def _jpeg_compression(x, c, s, rng, table):
+    # the output is left unclamped: corrupt() clamps to [0, 1], as libjpeg clamps to 0..255
     b, ch, h, w = x.shape
     v = (x * 255).round_()
     if ch == 1:
         hp, wp = -(-h // 8) * 8, -(-w // 8) * 8
-        y = _pad(v[:, 0], 0, hp - h, 0, wp - w, "edge")
-        y = _jpeg_plane(y - 128, c, False) + 128
-        return torch.round(y[:, None, :h, :w]).clamp(0, 255) / 255
+        y = _pad(v[:, 0], 0, hp - h, 0, wp - w, "edge").sub_(128)
+        return _jpeg_plane(y, c, False, 128.0)[:, None, :h, :w].round_().div_(255)
     hp, wp = -(-h // 16) * 16, -(-w // 16) * 16
     v = _pad(v, 0, hp - h, 0, wp - w, "edge")
     r, g, bl = v.unbind(1)
@@ -987,15 +1071,16 @@ def _jpeg_compression(x, c, s, rng, table):
     cb = torch.add(pr * ur, pg, alpha=ug).add_(pb, alpha=ub)  # level shift: +128 - 128
     cr = torch.add(pr * vr, pg, alpha=vg).add_(pb, alpha=vb)
     chroma = torch.stack((cb, cr), dim=1).round_()
-    y = _jpeg_plane(y, c, False).add_(128).round_().clamp_(0, 255)
-    chroma = _jpeg_plane(chroma, c, True).round_().clamp_(-128, 127)
-    cb, cr = _upsample_fancy(chroma).unbind(1)
+    y = _jpeg_plane(y, c, False, 128.0).round_().clamp_(0, 255)
+    cb, cr = _jpeg_plane(chroma, c, True).round_().clamp_(-128, 127).unbind(1)
+    # each RGB channel is Y plus a mix of Cb, Cr: mixed at chroma resolution, then upsampled
     (_, _, rv), (_, gu, gv), (_, bu, _) = _YCC_TO_RGB
-    rgb = torch.empty_like(v)
-    torch.add(y, cr, alpha=rv, out=rgb[:, 0])
-    torch.add(y, cb, alpha=gu, out=rgb[:, 1]).add_(cr, alpha=gv)
-    torch.add(y, cb, alpha=bu, out=rgb[:, 2])
-    return rgb[..., :h, :w].round_().clamp_(0, 255).div_(255)
+    mix = torch.empty_like(pooled)
+    torch.mul(cr, rv, out=mix[:, 0])
+    torch.mul(cb, gu, out=mix[:, 1]).add_(cr, alpha=gv)
+    torch.mul(cb, bu, out=mix[:, 2])
+    rgb = _upsample_fancy(mix).add_(y[:, None])
+    return rgb[..., :h, :w].round_().div_(255)
 
 
 def _elastic_imagenet(x, alpha, s, rng):
@@ -1118,7 +1203,14 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *,
     rng = _Rng(generator, x.device, dtype)
     xd = x.to(dtype).contiguous()  # e.g. a permuted HWC batch: one copy, then fast NCHW ops
     _validate_range(xd)
-    out = _CORRUPTIONS[name](xd, c, scale, rng, table)
+    fn = _CORRUPTIONS[name]
+    step = max(1, _CHUNK // xd[0].numel())
+    if xd.device.type == "cpu" and step < xd.shape[0]:
+        out = torch.empty_like(xd)
+        for i in range(0, xd.shape[0], step):
+            torch.clamp(fn(xd[i:i + step], c, scale, rng, table), 0, 1, out=out[i:i + step])
+        return out.to(x.dtype)
+    out = fn(xd, c, scale, rng, table)
     if out.untyped_storage().data_ptr() == xd.untyped_storage().data_ptr():
         return out.clamp(0, 1).to(x.dtype)  # a view of the input: never modify it in place
     return out.clamp_(0, 1).to(x.dtype)
