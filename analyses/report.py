@@ -220,23 +220,23 @@ def write_pdf(path: Path, found, missing, captured) -> Path:
                          f"margin {c.margin:g}", f"Rule: {c.rule}", f"VERDICT: {c.verdict}", ""]
             _text_page(pdf, TITLES[name], body)
             for fig_name in dict.fromkeys(c.figure.removesuffix(".pdf") for c in claims):
-                for key in [k for k in images if k == fig_name or k.startswith(name)] or []:
-                    fig = plt.figure(figsize=(11.69, 8.27))
-                    ax = fig.add_axes([0.02, 0.02, 0.96, 0.9])
-                    ax.imshow(images.pop(key))
-                    ax.axis("off")
-                    fig.suptitle(f"{TITLES[name]}: figures/{key}.pdf", fontsize=10)
-                    pdf.savefig(fig)
-                    plt.close(fig)
+                for key in [k for k in images if k == fig_name or k.startswith(name)]:
+                    _image_page(pdf, f"{TITLES[name]}: figures/{key}.pdf", images.pop(key))
         for key, img in images.items():     # any remaining figure of the analyses
-            fig = plt.figure(figsize=(11.69, 8.27))
-            ax = fig.add_axes([0.02, 0.02, 0.96, 0.9])
-            ax.imshow(img)
-            ax.axis("off")
-            fig.suptitle(f"figures/{key}.pdf", fontsize=10)
-            pdf.savefig(fig)
-            plt.close(fig)
+            _image_page(pdf, f"figures/{key}.pdf", img)
     return path
+
+
+def _image_page(pdf, title: str, image) -> None:
+    """A landscape page showing one rendered figure."""
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(11.69, 8.27))
+    ax = fig.add_axes([0.02, 0.02, 0.96, 0.9])
+    ax.imshow(image)
+    ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    pdf.savefig(fig)
+    plt.close(fig)
 
 
 class _Parser(argparse.ArgumentParser):
