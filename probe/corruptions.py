@@ -52,16 +52,16 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   of numpy views writes the copied value back). It is reproduced exactly, for
   all pixels and images at once, by following each pixel's chain of reads
   (pointer doubling).
-- Gaussian and box filters (and Pillow's BOX resize, and pixelate's down-and-up
-  resize as one matrix per axis) are products with cached banded matrices, on
-  CPU tile by tile over the band only; defocus blur is an FFT convolution of the border-extended
-  image, equal to the reference's spatial filtering; motion blur (per-image
-  angle) is the reference's sum of edge-replicated shifted copies, taken as
-  slices of the padded batch; zoom blur is a sum of bilinear resizes
-  (``align_corners=True``, scipy's ``zoom(order=1)``) done on the whole batch as
-  one channels-last image; elastic warps use ``grid_sample`` with the
-  reference's border rules; spatter's Canny, distance transform and histogram
-  equalisation are batched re-implementations of OpenCV's.
+- Gaussian and box filters (and Pillow's BOX resize) are products with cached
+  banded matrices, on CPU tile by tile over the band only; defocus blur is an
+  FFT convolution of the border-extended image, equal to the reference's
+  spatial filtering; motion blur (per-image angle) is the reference's sum of
+  edge-replicated shifted copies, taken as slices of the padded batch; zoom
+  blur is a sum of bilinear resizes (``align_corners=True``, scipy's
+  ``zoom(order=1)``) done on the whole batch as one channels-last image;
+  elastic warps use ``grid_sample`` with the reference's border rules;
+  spatter's Canny, distance transform and histogram equalisation are batched
+  re-implementations of OpenCV's.
 - JPEG works on flattened 8x8 blocks with one ``[64, 64]`` matrix per direction
   (2-D DCT divided by the quantisation table, and back), so a whole batch is two
   matrix products and a rounding; libjpeg's "fancy" chroma upsampling (exactly
@@ -486,9 +486,17 @@ def _gaussian_noise(x, c, s, rng, table):
 
 def _poisson_capped(rate: torch.Tensor, u: torch.Tensor, cap: int) -> torch.Tensor:
     """``min(Poisson(rate), cap)`` by inversion of the CDF at uniforms ``u`` (same shape),
-    in cache-sized chunks: ``cap`` steps of the CDF's terms ``exp(-rate) rate^k / k!``."""
+    for ``0 <= rate <= cap``, in cache-sized chunks: ``cap`` steps of adding the CDF's
+    terms ``exp(-rate) rate^k / k!``.
+
+    A term is kept as ``exp(-rate) (rate / a)^k`` times the scalar ``a^k / k!`` with
+    ``a = cap / e``: every kept value is then at most 1 (its maximum is at
+    ``rate = k = cap``), so nothing overflows float32 for any ``cap``, and a kept value
+    small enough to underflow stands for a term below 1e-28.
+    """
     flat_rate, flat_u = rate.reshape(-1), u.reshape(-1)
     out = torch.empty_like(flat_rate)
+    a = max(cap / math.e, 1.0)
     chunk = 1 << 16 if rate.device.type == "cpu" else flat_rate.numel()  # CPU: cache-sized
     for start in range(0, flat_rate.numel(), chunk):
         lam, v = flat_rate[start:start + chunk], flat_u[start:start + chunk]
@@ -497,9 +505,12 @@ def _poisson_capped(rate: torch.Tensor, u: torch.Tensor, cap: int) -> torch.Tens
         count = out[start:start + chunk]
         torch.gt(v, cdf, out=count)
         below = torch.empty_like(p)  # comparisons written as floats: no bool -> float copy
-        for k in range(1, cap):  # p = exp(-rate) rate^k (finite for rate, k <= 32); / k! on adding
-            p.mul_(lam)
-            cdf.add_(p, alpha=1.0 / math.factorial(k))
+        scaled = lam * (1.0 / a)
+        weight = 1.0
+        for k in range(1, cap):
+            weight *= a / k  # a^k / k!
+            p.mul_(scaled)
+            cdf.add_(p, alpha=weight)
             count.add_(torch.gt(v, cdf, out=below))
     return out.view(rate.shape)
 
@@ -511,7 +522,7 @@ def _threshold16(p: float) -> int:
 
 def _shot_noise(x, c, s, rng, table):
     cap = int(math.ceil(c))
-    if cap <= 32:  # the output is clipped at 1, i.e. counts >= c: only P(k < cap) matters
+    if cap <= 64:  # the output is clipped at 1, i.e. counts >= c: only P(k < cap) matters
         return _poisson_capped(x * c, rng.uniform(x.shape, 0, 1), cap).mul_(1.0 / c)
     return rng.poisson(x * c).mul_(1.0 / c)
 
@@ -951,24 +962,23 @@ def _pil_box_weights(n_in: int, n_out: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=16)
-def _pixelate_band(n: int, small: int, up: str, device: str, dtype: torch.dtype) -> _Band:
-    """One axis of pixelate as one ``[n, n]`` matrix: Pillow BOX resampling to ``small``
-    samples, then back to ``n`` with BOX (``up="box"``) or Pillow NEAREST (``up="nearest"``:
-    sample ``floor((i + 0.5) * small / n)``, taken from torch's "nearest-exact")."""
-    down = _pil_box_weights(n, small)
-    if up == "box":
-        return _Band(_pil_box_weights(small, n) @ down, device, dtype)
-    ramp = torch.arange(small, dtype=torch.float64).view(1, 1, small)
-    src = F.interpolate(ramp, size=n, mode="nearest-exact").view(n).long()
-    return _Band(down[src], device, dtype)
+def _box_band(n_in: int, n_out: int, device: str, dtype: torch.dtype) -> _Band:
+    """Pillow BOX resampling of an axis from ``n_in`` to ``n_out`` samples."""
+    return _Band(_pil_box_weights(n_in, n_out), device, dtype)
+
+
+def _box_resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    x = _box_band(x.shape[-2], h, str(x.device), x.dtype).along(x, -2)
+    return _box_band(x.shape[-1], w, str(x.device), x.dtype).along(x, -1)
 
 
 def _pixelate(x, c, s, rng, table):
     h, w = x.shape[-2:]
-    up = "box" if table == "cifar" else "nearest"
-    rows = _pixelate_band(h, max(1, int(h * c)), up, str(x.device), x.dtype)
-    cols = _pixelate_band(w, max(1, int(w * c)), up, str(x.device), x.dtype)
-    return cols.along(rows.along(x, -2), -1)
+    small = _box_resize(x, max(1, int(h * c)), max(1, int(w * c)))
+    if table == "cifar":
+        return _box_resize(small, h, w)
+    # Pillow's NEAREST takes source pixel floor((i + 0.5) * in / out), as "nearest-exact" does
+    return F.interpolate(small, size=(h, w), mode="nearest-exact")
 
 
 _JPEG_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,

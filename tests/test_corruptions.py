@@ -127,6 +127,23 @@ def test_generator_determinism():
     assert not torch.equal(first, second)  # the generator advances
 
 
+@pytest.mark.parametrize("cap", [3, 12, 60])
+def test_capped_poisson_matches_poisson_pmf(cap):
+    """Shot noise's inversion sampler draws min(Poisson(rate), cap) with the exact pmf, up to
+    the cap of ImageNet-C severity 1 (rate 60, where terms rate^k / k! exceed float32)."""
+    from scipy import stats
+    n = 200_000
+    for rate in (0.0, 0.3, 2.5, cap / 2, cap):
+        u = torch.rand(n, generator=torch.Generator().manual_seed(cap))
+        k = corruptions._poisson_capped(torch.full((n,), float(rate)), u, cap)
+        assert k.min() >= 0 and k.max() <= cap and torch.equal(k, k.round())
+        freq = torch.bincount(k.long(), minlength=cap + 1).double() / n
+        pmf = [stats.poisson.pmf(i, rate) for i in range(cap)] + [stats.poisson.sf(cap - 1, rate)]
+        # 4.5 binomial standard errors per count (about 1e-6 false alarms per bin)
+        tol = 4.5 * np.sqrt(np.maximum(pmf, 1 / n) / n)
+        assert np.all(np.abs(freq.numpy() - np.array(pmf)) <= tol), (cap, rate)
+
+
 def test_deterministic_corruptions_ignore_generator():
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     for name in DETERMINISTIC:
