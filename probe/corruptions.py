@@ -67,9 +67,10 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   matrix products and a rounding; libjpeg's "fancy" chroma upsampling (exactly
   a bilinear x2 resize) is a banded product per axis, applied once to the
   chroma share of each RGB channel.
-- Shot noise at the reference's rates (``c <= 32``) inverts the Poisson CDF at
-  uniform draws, stopping at ``ceil(c)`` counts (the output is clipped at 1
-  there), so the result equals clipped ``Poisson(x c) / c`` in distribution;
+- Shot noise at rates ``c <= 64`` (all of ImageNet-C's) inverts the Poisson CDF
+  at uniform draws, stopping at ``ceil(c)`` counts (the output is clipped at 1
+  there), so the result equals clipped ``Poisson(x c) / c`` in distribution
+  (CIFAR-10-C's larger rates use ``torch.poisson``);
   impulse noise draws 16-bit uniforms.
 - Frost textures are resized once per image size with torch bicubic/bilinear
   interpolation (cached), then cropped at random per image.
