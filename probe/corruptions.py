@@ -942,7 +942,6 @@ def _saturate(x, c, s, rng, table):
     return _as_rgb_then_mean(rgb, x)
 
 
-@functools.lru_cache(maxsize=16)
 def _pil_box_weights(n_in: int, n_out: int) -> torch.Tensor:
     """Pillow's BOX resampling weights ``[n_out, n_in]`` (``precompute_coeffs``)."""
     scale = n_in / n_out
