@@ -75,6 +75,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import hooks
+from .zoo import family_of, last_child
 
 __all__ = [
     "Method", "METHODS", "ALIASES", "register_method", "method_names", "attribute",
@@ -339,34 +340,6 @@ def _occlusion(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, windo
 # ----------------------------------------------------------------------------- Grad-CAM
 
 
-def _last_child(model: nn.Module, path: str) -> Optional[str]:
-    container = dict(model.named_modules()).get(path)
-    if container is None:
-        return None
-    children = list(container.named_children())
-    return f"{path}.{children[-1][0]}" if children else None
-
-
-def _last_block(container: str) -> Callable[[nn.Module], Optional[str]]:
-    return lambda model: _last_child(model, container)
-
-
-def _vit_cam_layer(model: nn.Module) -> Optional[str]:
-    # With class-token pooling the patch tokens leaving the last block never reach
-    # the head (zero gradient); the last block's norm1 output (its attention input)
-    # is the last token grid the class token reads from (as in pytorch-grad-cam).
-    block = _last_child(model, "net.blocks")
-    if block is None or "norm1" not in dict(dict(model.named_modules())[block].named_children()):
-        return block
-    return f"{block}.norm1"
-
-
-# family -> resolver of the Grad-CAM layer path
-_CAM_LAYERS: Dict[str, Callable[[nn.Module], Optional[str]]] = {
-    "cnn": _last_block("net.stages"), "mixer": _last_block("net.blocks"),
-    "resmlp": _last_block("net.blocks"), "gmlp": _last_block("net.blocks"),
-    "fnet": _last_block("net.blocks"), "vit": _vit_cam_layer,
-}
 _CAM_FALLBACKS = ("net.blocks", "net.stages", "net.layer4", "net.features", "blocks", "stages")
 
 
@@ -377,16 +350,16 @@ def grad_cam_layer(model: nn.Module) -> str:
     ``norm1`` (see the module docstring). Other models: the last child of the
     first of ``net.blocks``, ``net.stages``, ``net.layer4``, ``net.features``.
     """
-    family = getattr(model, "family", None)
-    if family in _CAM_LAYERS:
-        layer = _CAM_LAYERS[family](model)
+    family = family_of(model)
+    if family is not None:
+        layer = family.gradcam_layer(model)
         if layer is not None:
             return layer
     for path in _CAM_FALLBACKS:
-        layer = _last_child(model, path)
+        layer = last_child(path)(model)
         if layer is not None:
             return layer
-    raise ValueError(f"no Grad-CAM layer known for family {family!r}; pass layer='<module path>' "
+    raise ValueError(f"no Grad-CAM layer known for {getattr(model, 'name', type(model).__name__)!r}; pass layer='<module path>' "
                      f"(a module whose output is [B, C, h, w] or [B, T, C])")
 
 

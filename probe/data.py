@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = [
+    "fit_to_model",
     "FASHION_MNIST_CLASSES", "SYSTEM_FASHION_MNIST", "NAMES", "ImageDataset", "load",
     "as_tensors", "read_idx", "find_fashion_mnist", "synthetic",
 ]
@@ -93,6 +94,30 @@ def as_tensors(ds: Dataset) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- IDX
+
+
+def fit_to_model(x: torch.Tensor, input_size: Tuple[int, int, int]) -> torch.Tensor:
+    """Resize ``[B, C, H, W]`` images in ``[0, 1]`` and match channels to a model's ``(C, H, W)``.
+
+    The one conversion used by every tool (CLIs, app, analyses): bilinear resize
+    when the side differs; 1 channel -> C by repetition, C -> 1 by the channel
+    mean. Other channel changes raise ``ValueError``.
+    """
+    import torch.nn.functional as F
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"expected images of shape [B, C, H, W], got {got}")
+    c, h, w = (int(v) for v in input_size)
+    if tuple(x.shape[-2:]) != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+    if x.shape[1] != c:
+        if x.shape[1] == 1:
+            x = x.expand(-1, c, -1, -1)
+        elif c == 1:
+            x = x.mean(1, keepdim=True)
+        else:
+            raise ValueError(f"cannot map {x.shape[1]}-channel images to a model with {c} channels")
+    return x.contiguous()
 
 
 def _read_bytes(path: Path) -> bytes:

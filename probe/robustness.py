@@ -639,8 +639,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.weights not in ("shipped", "random"):
             if len(models) > 1:
                 raise ValueError("--weights PATH applies to a single --model")
-            if not Path(args.weights).is_file():
-                raise FileNotFoundError(f"weights file {args.weights} does not exist")
+            from . import zoo
+            zoo.load(models[0], weights=args.weights)   # any unreadable file fails here, before work
         check_writable(args.out)
         main_process = int(os.environ.get("RANK", "0")) == 0
         if main_process:

@@ -36,9 +36,9 @@ import torch
 import torch.nn as nn
 
 __all__ = [
-    "Family", "ProbeModel", "WEIGHTS_DIR", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
+    "Family", "ProbeModel", "register_family", "last_child", "family_of", "WEIGHTS_DIR", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
     "names", "families", "load", "build", "card", "count_params", "count_flops",
-    "load_state_dict_file", "save_weights", "sha256_file",
+    "load_state_dict_file", "save_weights", "sha256_file", "WeightsFileError",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -47,23 +47,62 @@ FASHION_MNIST_STD = (0.3530,)
 TIMM_PREFIX = "timm:"
 
 
+def last_child(root: str) -> Callable[[nn.Module], Optional[str]]:
+    """A resolver: the path of the last child of module ``root`` (``"net.blocks"`` -> ``"net.blocks.3"``)."""
+
+    def resolve(model: nn.Module) -> Optional[str]:
+        modules = dict(model.named_modules())
+        if root not in modules:
+            return None
+        children = [n for n, _ in modules[root].named_children()]
+        return f"{root}.{children[-1]}" if children else None
+
+    return resolve
+
+
+def _vit_cam_layer(model: nn.Module) -> Optional[str]:
+    # With class-token pooling the patch tokens leaving the last block never reach
+    # the head (zero gradient); the last block's norm1 output (its attention input)
+    # is the last token grid the class token reads from (as in pytorch-grad-cam).
+    block = last_child("net.blocks")(model)
+    if block is None or "norm1" not in dict(dict(model.named_modules())[block].named_children()):
+        return block
+    return f"{block}.norm1"
+
+
 @dataclass(frozen=True)
 class Family:
-    """One zoo family: how to build it and how it was trained.
+    """One zoo family: how to build it, how it was trained, and how the tools treat it.
+
+    Everything family-specific lives here, so adding a family touches one registration.
 
     Attributes:
         name: registry key (``"mixer"``).
         builder: ``builder(num_classes, in_chans, img_size) -> nn.Module``.
         description: one line for tables and ``--help``.
         paper: the paper the architecture comes from.
+        label: display name in figures and tables (``"Mixer"``).
+        color: default colour of the family in figures.
+        mixing_kind: the :class:`probe.mixing.MixingMap` kind its token mixing is extracted as.
+        group: ``"mlp"`` (token mixing without attention or convolution), ``"attention"``
+            or ``"conv"``; the analyses' "MLPs" group is ``group == "mlp"``.
+        gradcam_layer: resolver ``model -> module path`` of the Grad-CAM layer.
+        rollout: whether attention rollout applies (attention weights exist).
         epochs, lr, weight_decay, batch_size, augment: training defaults of ``probe.train``
-            (``augment``: random 2-px translations and horizontal flips).
+            (``augment``: random 2-px translations and horizontal flips; the shipped zoo
+            was trained without it).
     """
 
     name: str
     builder: Callable[[int, int, int], nn.Module]
     description: str
     paper: str
+    label: str
+    color: str
+    mixing_kind: str
+    group: str
+    gradcam_layer: Callable[[nn.Module], Optional[str]]
+    rollout: bool
     epochs: int
     lr: float
     weight_decay: float = 0.05
@@ -72,23 +111,32 @@ class Family:
 
 
 _FAMILIES: Dict[str, Family] = {}
+_GROUPS = ("mlp", "attention", "conv")
 
 
-def register_family(name: str, *, description: str, paper: str, epochs: int, lr: float,
-                    weight_decay: float = 0.05, batch_size: int = 128):
-    """Decorator that adds a builder to the zoo registry under ``name``."""
+def register_family(name: str, *, description: str, paper: str, label: str, color: str,
+                    mixing_kind: str, group: str, epochs: int, lr: float,
+                    gradcam_layer: Callable[[nn.Module], Optional[str]] = last_child("net.blocks"),
+                    rollout: bool = False, weight_decay: float = 0.05, batch_size: int = 128,
+                    augment: bool = False):
+    """Decorator that adds a builder to the zoo registry under ``name`` (see :class:`Family`)."""
+    if group not in _GROUPS:
+        raise ValueError(f"group must be one of {_GROUPS}, got {group!r}")
 
     def wrap(fn: Callable[[int, int, int], nn.Module]):
         if name in _FAMILIES:
             raise ValueError(f"zoo family {name!r} is registered twice")
-        _FAMILIES[name] = Family(name, fn, description, paper, epochs, lr, weight_decay, batch_size)
+        _FAMILIES[name] = Family(name, fn, description, paper, label, color, mixing_kind, group,
+                                 gradcam_layer, rollout, epochs, lr, weight_decay, batch_size,
+                                 augment)
         return fn
 
     return wrap
 
 
 @register_family("mixer", description="MLP-Mixer: token-mixing MLP + channel MLP",
-                 paper="Tolstikhin et al. 2021, arXiv:2105.01601", epochs=3, lr=2e-3)
+                 paper="Tolstikhin et al. 2021, arXiv:2105.01601", label="Mixer", color="#1f77b4",
+                 mixing_kind="token-mlp", group="mlp", epochs=3, lr=2e-3)
 def _mixer(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from timm.models.mlp_mixer import MlpMixer
     return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
@@ -96,7 +144,8 @@ def _mixer(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
 
 
 @register_family("resmlp", description="ResMLP: linear token mixing + channel MLP, affine norms",
-                 paper="Touvron et al. 2021, arXiv:2105.03404", epochs=5, lr=2e-3)
+                 paper="Touvron et al. 2021, arXiv:2105.03404", label="ResMLP", color="#17becf",
+                 mixing_kind="token-linear", group="mlp", epochs=5, lr=2e-3)
 def _resmlp(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
     return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
@@ -105,7 +154,8 @@ def _resmlp(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
 
 
 @register_family("gmlp", description="gMLP: spatial gating unit (token projection x gate)",
-                 paper="Liu et al. 2021, arXiv:2105.08050", epochs=3, lr=2e-3)
+                 paper="Liu et al. 2021, arXiv:2105.08050", label="gMLP", color="#2ca02c",
+                 mixing_kind="spatial-gating", group="mlp", epochs=3, lr=2e-3)
 def _gmlp(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from timm.layers import GatedMlp
     from timm.models.mlp_mixer import MlpMixer, SpatialGatingBlock
@@ -115,7 +165,9 @@ def _gmlp(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
 
 
 @register_family("vit", description="ViT: multi-head self-attention + MLP, class token",
-                 paper="Dosovitskiy et al. 2021, arXiv:2010.11929", epochs=5, lr=1e-3)
+                 paper="Dosovitskiy et al. 2021, arXiv:2010.11929", label="ViT", color="#d62728",
+                 mixing_kind="attention", group="attention", gradcam_layer=_vit_cam_layer,
+                 rollout=True, epochs=5, lr=1e-3)
 def _vit(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from timm.models.vision_transformer import VisionTransformer
     return VisionTransformer(img_size=img_size, patch_size=4, in_chans=in_chans,
@@ -124,7 +176,8 @@ def _vit(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
 
 
 @register_family("fnet", description="FNet: parameter-free 2-D Fourier token mixing + channel MLP",
-                 paper="Lee-Thorp et al. 2021, arXiv:2105.03824", epochs=5, lr=2e-3)
+                 paper="Lee-Thorp et al. 2021, arXiv:2105.03824", label="FNet", color="#9467bd",
+                 mixing_kind="fourier", group="mlp", epochs=5, lr=2e-3)
 def _fnet(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from timm.models.mlp_mixer import MlpMixer
     from .models.fnet import FNetBlock
@@ -133,7 +186,9 @@ def _fnet(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
 
 
 @register_family("cnn", description="small ResNet: 3x3 conv stages 28->14->7->7",
-                 paper="He et al. 2016, arXiv:1512.03385", epochs=5, lr=1e-3)
+                 paper="He et al. 2016, arXiv:1512.03385", label="CNN", color="#7f7f7f",
+                 mixing_kind="conv", group="conv", gradcam_layer=last_child("net.stages"),
+                 epochs=5, lr=1e-3)
 def _cnn(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from .models.cnn import SmallResNet
     return SmallResNet(num_classes=num_classes, in_chans=in_chans, channels=(48, 96, 160),
@@ -198,6 +253,11 @@ def names() -> List[str]:
 def families() -> Dict[str, Family]:
     """Registry of zoo families (name -> :class:`Family`)."""
     return dict(_FAMILIES)
+
+
+def family_of(model: nn.Module) -> Optional[Family]:
+    """The registration of ``model``'s family (zoo models and recognised timm models), else ``None``."""
+    return _FAMILIES.get(getattr(model, "family", None))
 
 
 def _unknown_model(name: str) -> ValueError:
@@ -269,47 +329,112 @@ def sha256_file(path: Union[str, Path]) -> str:
     return h.hexdigest()
 
 
+_ACCEPTED = ("accepted formats: .safetensors, or a torch checkpoint readable with "
+             "torch.load(weights_only=True) holding a state dict (optionally under 'state_dict' "
+             "or 'model')")
+
+
+class WeightsFileError(ValueError):
+    """A weights file that cannot be read as a state dict; the message names the file and the fix."""
+
+
+def _bad_file(path: Path, what: str) -> WeightsFileError:
+    return WeightsFileError(f"cannot load weights file {path}: {what}; {_ACCEPTED}")
+
+
 def _unwrap_checkpoint(obj) -> Dict[str, torch.Tensor]:
     if isinstance(obj, dict):
         for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
             if key in obj and isinstance(obj[key], dict):
                 obj = obj[key]
                 break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError("checkpoint does not hold a state dict of tensors")
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        kind = type(obj).__name__ if not isinstance(obj, dict) else "a dict without tensors"
+        raise ValueError(f"it holds {kind}, not a state dict of tensors")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def _read_head(path: Path, size: int = 16) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except PermissionError:
+        raise PermissionError(f"cannot load weights file {path}: permission denied; make it readable "
+                              f"(chmod +r) or copy it somewhere you can read") from None
+    except OSError as e:
+        raise _bad_file(path, f"it cannot be read ({e.strerror or e})") from None
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    header_len = int.from_bytes(head[:8], "little")
+    return 0 < header_len <= size - 8 and head[8:9] == b"{"
 
 
 def load_state_dict_file(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """Read weights from ``.safetensors`` or a torch checkpoint without unsafe unpickling.
 
-    Torch checkpoints (``.pth``, ``.pt``, ``.bin``, ``.ckpt``) go through
+    Torch checkpoints (``.pth``, ``.pt``, ``.bin``, ``.ckpt``, any name) go through
     ``torch.load(weights_only=True)``: a checkpoint that needs arbitrary code to
     unpickle is refused with ``ValueError`` instead of being executed.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        PermissionError: ``path`` cannot be read.
+        WeightsFileError (a ``ValueError``): anything else that makes the file
+            unreadable as a state dict (a directory, empty, text, random bytes,
+            truncated, a zip that is not a checkpoint, no tensors inside). The
+            message names the file, what was wrong and the accepted formats.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
+    if not path.exists():
+        raise FileNotFoundError(f"weights file {path} does not exist; pass --weights PATH to an "
+                                f"existing file ({_ACCEPTED})")
+    if path.is_dir():
+        raise _bad_file(path, "it is a directory, not a file")
+    size = path.stat().st_size
+    head = _read_head(path)
+    if size == 0:
+        raise _bad_file(path, "the file is empty")
+    if path.suffix == ".safetensors" or _looks_like_safetensors(head, size):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
         try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"weights file {path} is not a readable safetensors file ({e}); "
-                             f"re-download or retrain it") from None
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise _bad_file(path, f"it is not a readable safetensors file ({str(e).splitlines()[0]}); "
+                                  f"re-download or retrain it") from None
+        if not state:
+            raise _bad_file(path, "the safetensors file holds no tensors")
+        return state
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        printable = all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+        what = "it is a text file" if printable else "it is neither a safetensors file nor a torch checkpoint"
+        raise _bad_file(path, what)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"refusing to load {path}: it is not a plain tensor checkpoint and "
-                         f"unpickling it could run code ({str(e).splitlines()[0]}). Convert it to "
-                         f"safetensors in a trusted environment first") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"weights file {path} is corrupt or not a torch checkpoint ({e})") from None
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise WeightsFileError(
+                f"refusing to load {path}: it is not a plain tensor checkpoint and unpickling it "
+                f"could run code ({msg}). Convert it to safetensors in a trusted environment "
+                f"first") from None
+        raise _bad_file(path, f"it is corrupt or truncated ({msg})") from None
+    except Exception as e:  # torch's readers raise many types (IndexError, KeyError, zip errors) on bad bytes
+        first = str(e).splitlines()[0] if str(e) else ""
+        kind = type(e).__name__
+        if head.startswith(b"PK\x03\x04") and ("archive" in first or "zip" in first.lower()
+                                                 or kind in ("KeyError", "BadZipFile")):
+            what = f"it is a zip archive but not a torch checkpoint, or a truncated one ({kind}: {first})"
+        else:
+            what = f"it is corrupt or truncated ({kind}: {first})"
+        raise _bad_file(path, what) from None
     try:
         return _unwrap_checkpoint(obj)
     except ValueError as e:
-        raise ValueError(f"weights file {path}: {e}") from None
+        raise _bad_file(path, str(e)) from None
 
 
 def _load_into(model: ProbeModel, state: Dict[str, torch.Tensor], source: str) -> None:
@@ -324,8 +449,15 @@ def _load_into(model: ProbeModel, state: Dict[str, torch.Tensor], source: str) -
         if unexpected:
             parts.append(f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
         if wrong:
-            parts.append(f"wrong shape {wrong[:3]}")
-        raise ValueError(f"weights in {source} do not fit {model.name}: {'; '.join(parts)}")
+            parts.append("wrong shape " + ", ".join(
+                f"{k} {tuple(state[k].shape)} (expected {tuple(target[k].shape)})" for k in wrong[:3]))
+        raise WeightsFileError(f"weights in {source} do not fit {model.name}: {'; '.join(parts)}; "
+                               f"pass weights saved from the same architecture")
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad = "NaN" if bool(torch.isnan(v).any()) else "inf"
+            raise WeightsFileError(f"weights in {source}: tensor {k!r} contains {bad} values; the "
+                                   f"checkpoint is broken (a diverged training?), retrain or re-export it")
     state = {k: v.to(target[k].dtype) for k, v in state.items()}
     model.net.load_state_dict(state, strict=True)
 
