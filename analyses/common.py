@@ -34,13 +34,13 @@ FIGURES = ROOT / "figures"
 QUICK = ROOT / "runs" / "analyses_quick"
 MODEL_CACHE = ROOT / "runs" / "analyses" / "models"
 
-FAMILIES = ("mixer", "resmlp", "gmlp", "vit", "fnet", "cnn")
-MLP_FAMILIES = ("mixer", "resmlp", "gmlp", "fnet")
+# Family facts come from the zoo's registry (probe/zoo.py); the one analysis-only variant,
+# the Synthesizer-Random Mixer (probe/models/synthesizer.py), adds its own label and colour.
+FAMILIES = tuple(zoo.names())
+MLP_FAMILIES = tuple(n for n, f in zoo.families().items() if f.group == "mlp")
 VARIANTS = ("synth",)   # trained by the analyses only (not shipped in the zoo)
-LABELS = {"mixer": "Mixer", "resmlp": "ResMLP", "gmlp": "gMLP", "vit": "ViT", "fnet": "FNet",
-          "cnn": "CNN", "synth": "Synth-Random"}
-COLORS = {"mixer": "#1f77b4", "resmlp": "#17becf", "gmlp": "#2ca02c", "vit": "#d62728",
-          "fnet": "#9467bd", "cnn": "#7f7f7f", "synth": "#ff7f0e"}
+LABELS = {**{n: f.label for n, f in zoo.families().items()}, "synth": "Synth-Random"}
+COLORS = {**{n: f.color for n, f in zoo.families().items()}, "synth": "#ff7f0e"}
 
 VERDICTS = ("supported", "not supported", "inconclusive")
 

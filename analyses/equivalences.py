@@ -135,18 +135,6 @@ def conv_matrices(model: nn.Module) -> Dict[str, tuple]:
     return out
 
 
-def conv_as_token_mixing(conv: nn.Conv2d, matrix: torch.Tensor, x: torch.Tensor) -> float:
-    """max |conv(x) - (M x + b)| with ``M`` from :func:`probe.equivalences.conv_token_mixing_matrix`
-    (as :func:`probe.equivalences.conv_as_token_mixing`, with the matrix built once per conv)."""
-    b, c, h, w = x.shape
-    with torch.no_grad():
-        y = conv(x)
-        mixed = torch.einsum("oits,bis->bot", matrix, x.reshape(b, c, h * w))
-        if conv.bias is not None:
-            mixed = mixed + conv.bias[None, :, None]
-    return float((y.reshape(b, y.shape[1], -1) - mixed).abs().max())
-
-
 def load_models() -> dict:
     """The shipped zoo (eval mode) and the CNN's conv matrices."""
     from probe import zoo
@@ -177,8 +165,8 @@ def run_checks(zoo_models: dict, seed: int, images: int) -> Dict[str, Dict[str, 
             out["fnet_as_token_linear"]["fnet (logits)"] = fnet_as_token_linear(model, x)
     for name, (conv, side, matrix) in zoo_models["convs"].items():
         xc = torch.randn(min(images, 4), conv.in_channels, side, side, generator=g)
-        out["conv_as_token_mixing"][f"cnn.{name} ({side}x{side})"] = conv_as_token_mixing(
-            conv, matrix, xc)
+        out["conv_as_token_mixing"][f"cnn.{name} ({side}x{side})"] = eq.conv_as_token_mixing(
+            conv, xc, matrix=matrix)
     for key, err in eq.check_all(seed=seed).items():
         check, where = RANDOM_MODULES[key]
         out[check][where] = err

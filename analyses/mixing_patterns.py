@@ -120,7 +120,7 @@ def panels(family: str, m, image_size: int) -> dict:
         return {"title": title, "values": _round(mat[i * m.grid[1] + j].reshape(hi, wi)),
                 "query_px": centre}
 
-    if family == "mixer" and isinstance(m.native, dict) and "fc1" in m.native:
+    if m.kind == "token-mlp" and isinstance(m.native, dict) and "fc1" in m.native:
         units = templates(m)                                             # [hidden, h, w]
         k = units.shape[0]
         for u in [round(i * (k - 1) / (PANELS - 2)) for i in range(PANELS - 1)]:

@@ -1,7 +1,8 @@
 """Attack and end-to-end robustness-run speed, as ratios against bare model compute.
 
 - PGD-k: our Linf PGD (and foolbox's LinfPGD) vs k bare forward+backward passes
-  (gradient w.r.t. the input) of the same model on the same batch.
+  (gradient w.r.t. the input) of the same model on the same batch, timed
+  interleaved with :func:`benchmarks.paired_ratio`.
 - End to end: the default ``python -m probe.robustness --model mixer`` run vs its
   model-compute floor: every forward pass the run made (recorded by a hook,
   with its batch size and whether gradients were on) replayed alone, forward
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks import Row, median_time, register
+from benchmarks import Row, median_time, paired_ratio, register
 
 
 def _model(name: str):
@@ -55,13 +56,12 @@ def attacks_speed(quick: bool = False):
         def foolbox_pgd():
             foolbox_attack(fmodel, x, y, epsilons=0.03)
 
-        t_bare = median_time(bare, repeats=repeats)
-        t_ours = median_time(ours, repeats=repeats)
-        t_fb = median_time(foolbox_pgd, repeats=repeats)
+        _, t_ours, r_ours = paired_ratio(ours, bare, rounds=repeats)
+        _, t_fb, r_fb = paired_ratio(foolbox_pgd, bare, rounds=repeats)
         rows.append(Row(f"{name}: our PGD-{k}, batch {batch}", f"{k} bare forward+backward",
-                        t_ours / t_bare, f"{t_ours * 1e3:.0f} ms", repeats))
+                        r_ours, f"{t_ours * 1e3:.0f} ms", repeats))
         rows.append(Row(f"{name}: foolbox LinfPGD-{k}, batch {batch}", f"{k} bare forward+backward",
-                        t_fb / t_bare, f"{t_fb * 1e3:.0f} ms", repeats))
+                        r_fb, f"{t_fb * 1e3:.0f} ms", repeats))
     return rows
 
 
@@ -70,6 +70,7 @@ def end_to_end(quick: bool = False):
     from probe import robustness
     records = collections.Counter()
     models = {}
+    handles = []
     real_load = robustness._load_model
 
     def counting_load(name, device, weights="shipped"):
@@ -78,9 +79,9 @@ def end_to_end(quick: bool = False):
         except (FileNotFoundError, ValueError):
             model = real_load(name, device, "random")
         models[name] = model
-        model.register_forward_hook(
+        handles.append(model.register_forward_hook(
             lambda mod, inp, out, name=name: records.update(
-                [(name, inp[0].shape[0], torch.is_grad_enabled())]))
+                [(name, inp[0].shape[0], torch.is_grad_enabled())])))
         return model
 
     cfg = robustness.RunConfig(model="mixer")
@@ -98,6 +99,8 @@ def end_to_end(quick: bool = False):
             total = time.perf_counter() - start
     finally:
         robustness._load_model = real_load
+        for handle in handles:          # the replay below must not be counted
+            handle.remove()
     floor = 0.0
     for (name, batch, grad), count in records.items():
         model = models[name]

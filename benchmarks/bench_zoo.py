@@ -3,14 +3,15 @@
 Inference: ``ProbeModel`` (shape check + normalisation inside) vs the bare
 architecture on pre-normalised input. Training: one ``probe.train`` step
 (batched augmentation, forward, backward, AdamW) vs a bare forward + backward +
-AdamW step on the same batch. Both ratios are ours / baseline wall time.
+AdamW step on the same batch. Both ratios are ours / baseline wall time, timed
+interleaved (baseline, ours, baseline, ours ...) with :func:`benchmarks.paired_ratio`.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks import Row, median_time, register
+from benchmarks import Row, paired_ratio, register
 
 
 @register("zoo-throughput")
@@ -18,7 +19,7 @@ def zoo_throughput(quick: bool = False):
     from probe import zoo
     from probe.train import augment
 
-    repeats = 3 if quick else 7
+    rounds = 3 if quick else 7
     batch = 64 if quick else 256
     rows = []
     for name in zoo.names():
@@ -27,10 +28,9 @@ def zoo_throughput(quick: bool = False):
         y = torch.randint(0, 10, (batch,))
         xn = model.normalize(x)
         with torch.no_grad():
-            ours = median_time(lambda: model(x), repeats=repeats)
-            bare = median_time(lambda: model.net(xn), repeats=repeats)
-        rows.append(Row(f"{name}: inference, batch {batch}", "bare net forward", ours / bare,
-                        f"{batch / ours:,.0f} img/s", repeats))
+            _, ours, ratio = paired_ratio(lambda: model(x), lambda: model.net(xn), rounds=rounds)
+        rows.append(Row(f"{name}: inference, batch {batch}", "bare net forward", ratio,
+                        f"{batch / ours:,.0f} img/s", rounds))
 
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -49,8 +49,7 @@ def zoo_throughput(quick: bool = False):
             loss.backward()
             opt.step()
 
-        ours = median_time(ours_step, repeats=repeats)
-        bare = median_time(bare_step, repeats=repeats)
+        _, ours, ratio = paired_ratio(ours_step, bare_step, rounds=rounds)
         rows.append(Row(f"{name}: training step, batch {batch}", "bare forward+backward+AdamW",
-                        ours / bare, f"{batch / ours:,.0f} img/s", repeats))
+                        ratio, f"{batch / ours:,.0f} img/s", rounds))
     return rows

@@ -40,8 +40,9 @@ class AttackSpec:
             that run once per epsilon (FGSM, PGD, APGD).
         default_steps: iterations when ``steps`` is not given.
         description: one line for ``--help`` and tables.
-        runner: ``runner(model, x, y, epsilons, steps) -> list[Tensor]``, one
-            adversarial batch per epsilon.
+        runner: ``runner(model, x, y, epsilons, steps, seed) -> list[Tensor]``, one
+            adversarial batch per epsilon; ``seed`` seeds randomness the attack keeps
+            apart from torch's global generator (APGD's own).
     """
 
     name: str
@@ -135,7 +136,7 @@ def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float,
 
 @_register("fgsm", norm="linf", minimization=False, default_steps=1,
            description="fast gradient sign method (foolbox LinfFastGradientAttack)")
-def _fgsm(model, x, y, epsilons, steps):
+def _fgsm(model, x, y, epsilons, steps, seed):
     import foolbox as fb
     _, clipped, _ = fb.attacks.FGSM()(_fmodel(model), x, y, epsilons=list(epsilons))
     return clipped
@@ -143,7 +144,7 @@ def _fgsm(model, x, y, epsilons, steps):
 
 @_register("pgd", norm="linf", minimization=False, default_steps=10,
            description="Linf PGD, random start, step 2.5*eps/steps (ours, same algorithm as foolbox)")
-def _pgd(model, x, y, epsilons, steps):
+def _pgd(model, x, y, epsilons, steps, seed):
     return [pgd_linf(model, x, y, eps, steps=steps) for eps in epsilons]
 
 
@@ -159,21 +160,21 @@ def _foolbox_pgd(attack_class, model, x, y, epsilons, steps):
 
 @_register("pgd-foolbox", norm="linf", minimization=False, default_steps=10,
            description="Linf PGD via foolbox LinfPGD (reference for our pgd)")
-def _pgd_foolbox(model, x, y, epsilons, steps):
+def _pgd_foolbox(model, x, y, epsilons, steps, seed):
     import foolbox as fb
     return _foolbox_pgd(fb.attacks.LinfPGD, model, x, y, epsilons, steps)
 
 
 @_register("pgd-l2", norm="l2", minimization=False, default_steps=10,
            description="L2 PGD, random start (foolbox L2PGD)")
-def _pgd_l2(model, x, y, epsilons, steps):
+def _pgd_l2(model, x, y, epsilons, steps, seed):
     import foolbox as fb
     return _foolbox_pgd(fb.attacks.L2PGD, model, x, y, epsilons, steps)
 
 
 @_register("deepfool-l2", norm="l2", minimization=True, default_steps=50,
            description="L2 DeepFool, minimal perturbation clipped to each epsilon (foolbox)")
-def _deepfool(model, x, y, epsilons, steps):
+def _deepfool(model, x, y, epsilons, steps, seed):
     import foolbox as fb
     _, clipped, _ = fb.attacks.L2DeepFoolAttack(steps=steps)(_fmodel(model), x, y,
                                                              epsilons=list(epsilons))
@@ -182,7 +183,7 @@ def _deepfool(model, x, y, epsilons, steps):
 
 @_register("cw-l2", norm="l2", minimization=True, default_steps=50,
            description="L2 Carlini-Wagner, 5 binary-search steps (foolbox)")
-def _cw(model, x, y, epsilons, steps):
+def _cw(model, x, y, epsilons, steps, seed):
     import foolbox as fb
     attack = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=5, steps=steps, stepsize=0.01,
                                               initial_const=1e-2)
@@ -192,14 +193,14 @@ def _cw(model, x, y, epsilons, steps):
 
 @_register("apgd-ce", norm="linf", minimization=False, default_steps=20,
            description="APGD with cross-entropy loss (AutoAttack, via pyautoattack)")
-def _apgd(model, x, y, epsilons, steps):
+def _apgd(model, x, y, epsilons, steps, seed):
     from pyautoattack.autopgd_base import APGDAttack
     out = []
     for eps in epsilons:
         if eps == 0:
             out.append(x.clone())
             continue
-        attack = APGDAttack(model, n_iter=steps, norm="Linf", eps=eps, seed=0, loss="ce",
+        attack = APGDAttack(model, n_iter=steps, norm="Linf", eps=eps, seed=seed, loss="ce",
                             device=x.device)
         out.append(attack.perturb(x, y).detach())
     return out
@@ -228,7 +229,7 @@ def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str, epsilon
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        advs = spec.runner(model, x, y, epsilons, steps)
+        advs = spec.runner(model, x, y, epsilons, steps, seed)
     correct = []
     with torch.no_grad():
         for eps, adv in zip(epsilons, advs):

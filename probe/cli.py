@@ -13,14 +13,16 @@ Shared options (:func:`add_shared`): ``--model`` (repeatable; zoo family or
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
 __all__ = ["OneLineParser", "parser", "add_shared", "safe_name", "run_main", "apply_threads",
-           "USER_ERRORS", "check_common"]
+           "USER_ERRORS", "check_common", "float_list",
+           "severity_list", "name_list"]
 
 # Errors a user can cause (bad name, missing file, unreadable weights, unwritable folder).
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
@@ -103,10 +105,53 @@ def check_common(args: argparse.Namespace) -> None:
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for but no CUDA device is available; use --device cpu")
     models = getattr(args, "model", None) or []
+    from .zoo import check_name
+    for m in models:
+        check_name(m)
     weights = getattr(args, "weights", "shipped")
     if weights not in ("shipped", "random") and len(models) > 1:
         raise ValueError("--weights PATH applies to a single --model")
     apply_threads(getattr(args, "threads", None))
+
+
+def float_list(text: str) -> List[float]:
+    """argparse type: comma-separated non-negative numbers (epsilons)."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(v < 0 or math.isnan(v) for v in values):
+        raise argparse.ArgumentTypeError(f"epsilons must be >= 0, got {text!r}")
+    return values
+
+
+def severity_list(text: str) -> List[int]:
+    """argparse type: comma-separated severities in 1..5."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 or v > 5 for v in values):
+        raise argparse.ArgumentTypeError(f"severities must be in 1..5, got {text!r}")
+    return values
+
+
+def name_list(valid: Callable[[], List[str]], what: str) -> Callable[[str], List[str]]:
+    """argparse type: comma-separated names from ``valid()``, or ``all`` / ``none``."""
+
+    def parse(text: str) -> List[str]:
+        if text.strip().lower() == "none":
+            return []
+        if text.strip().lower() == "all":
+            return list(valid())
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in names if v not in valid()]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad)}; valid: "
+                                             f"{', '.join(valid())}, all, none")
+        return names
+
+    return parse
 
 
 def run_main(body: Callable[[], int]) -> int:

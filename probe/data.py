@@ -11,8 +11,10 @@ Fashion-MNIST: Xiao et al. 2017, arXiv:1708.07747.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -21,9 +23,9 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = [
-    "fit_to_model",
+    "fit_to_model", "load_upload", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS",
     "FASHION_MNIST_CLASSES", "SYSTEM_FASHION_MNIST", "NAMES", "ImageDataset", "load",
-    "as_tensors", "read_idx", "find_fashion_mnist", "synthetic",
+    "as_tensors", "read_idx", "find_fashion_mnist", "fashion_mnist_available", "synthetic",
 ]
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
@@ -168,6 +170,17 @@ def _candidate_folders(root: Optional[Union[str, Path]]) -> List[Path]:
     folders.append(SYSTEM_FASHION_MNIST)
     folders += [b / "FashionMNIST" / "raw" for b in bases]  # torchvision's layout
     return folders
+
+
+def fashion_mnist_available(root: Optional[Union[str, Path]] = None) -> bool:
+    """Whether both Fashion-MNIST splits are found where :func:`load` looks (``root``, ``$PROBE_DATA``,
+    the system copy)."""
+    try:
+        find_fashion_mnist("train", root)
+        find_fashion_mnist("test", root)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def find_fashion_mnist(split: str, root: Optional[Union[str, Path]] = None) -> Tuple[Path, Path]:
@@ -341,6 +354,80 @@ def synthetic(n: int, *, size: int = 28, patch: int = 10, seed: int = 0) -> Imag
     images = images + 0.03 * torch.randn(images.shape, generator=g)
     return ImageDataset(images.clamp(0, 1).float(), labels, classes=SYNTHETIC_CLASSES,
                         name="synthetic", split="", masks=masks)
+
+
+# ----------------------------------------------------------------------------- uploads
+
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000           # ~ 6300 x 6300; larger headers are refused before decoding
+_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+
+
+def load_upload(data: bytes, input_size: Tuple[int, int, int] = (1, 28, 28), *,
+                invert: bool = False, max_bytes: int = MAX_UPLOAD_BYTES,
+                max_pixels: int = MAX_UPLOAD_PIXELS) -> torch.Tensor:
+    """An uploaded PNG/JPEG as a ``[1, C, H, W]`` float tensor in ``[0, 1]`` of ``input_size``.
+
+    The type is checked by content (magic bytes, then PIL's own format), the
+    size in bytes before anything is parsed, and the pixel count from the
+    header before the image is decoded (no decompression bombs).
+
+    Args:
+        data: the file's bytes.
+        input_size: ``(C, H, W)`` to convert to (1 channel: grayscale; 3: RGB).
+        invert: ``1 - x`` (Fashion-MNIST shows light objects on a dark background).
+        max_bytes: largest accepted file size.
+        max_pixels: largest accepted ``width * height``.
+
+    Raises:
+        ValueError: with a message that says what is wrong and what to upload instead.
+    """
+    from PIL import Image, UnidentifiedImageError
+    if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
+        raise ValueError("the uploaded file is empty; upload a PNG or JPEG image")
+    if len(data) > max_bytes:
+        raise ValueError(f"the uploaded file is {len(data) / 2**20:.1f} MB; the limit is "
+                         f"{max_bytes / 2**20:.0f} MB. Upload a smaller PNG or JPEG")
+    kind = next((k for magic, k in _MAGIC.items() if bytes(data[:len(magic)]) == magic), None)
+    if kind is None:
+        raise ValueError("this file is not a PNG or JPEG image (checked by its content, not "
+                         "its name); upload a PNG or JPEG")
+    if kind == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
+        w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if w * h > max_pixels:               # refused from the header, before PIL parses it
+            raise ValueError(_too_many_pixels(w, h, max_pixels))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(bytes(data)), formats=[kind])
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"the image is far too large ({e}); at most {max_pixels:,} pixels are "
+                         f"accepted. Downscale it and upload again") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"this {kind} file cannot be read ({e}); it may be truncated or "
+                         f"corrupt. Re-save it and upload again") from None
+    w, h = img.size
+    if w <= 0 or h <= 0 or w * h > max_pixels:
+        raise ValueError(_too_many_pixels(w, h, max_pixels))
+    c, th, tw = input_size
+    if c not in (1, 3):
+        raise ValueError(f"models with {c} input channels cannot take an uploaded image; "
+                         f"pick a model with 1 (grayscale) or 3 (RGB) input channels")
+    try:
+        img.load()
+        img = img.convert("L" if c == 1 else "RGB").resize((tw, th), Image.BILINEAR)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"this {kind} file cannot be decoded ({e}); re-save it and upload "
+                         f"again") from None
+    x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).float().div(255.0)
+    x = x.view(th, tw, c).permute(2, 0, 1)[None].contiguous()
+    return 1.0 - x if invert else x
+
+
+def _too_many_pixels(w: int, h: int, max_pixels: int) -> str:
+    return (f"the image is {w} x {h} pixels; at most {max_pixels:,} pixels are accepted. "
+            f"Downscale it and upload again")
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -88,12 +88,15 @@ def conv_token_mixing_matrix(conv: nn.Conv2d, grid: Tuple[int, int]) -> Tensor:
     return resp.permute(2, 0, 3, 1).contiguous()
 
 
-def conv_as_token_mixing(conv: nn.Conv2d, x: Tensor) -> float:
+def conv_as_token_mixing(conv: nn.Conv2d, x: Tensor, *, matrix: Optional[Tensor] = None) -> float:
     """Conv output vs the same conv rewritten as a token-mixing matrix (RepMLP-style).
 
     Args:
         conv: any ``nn.Conv2d`` (keep ``C * H * W`` small: the matrix is dense).
         x: ``[B, C_in, H, W]``.
+        matrix: the conv's ``[C_out, C_in, T_out, T_in]`` matrix for inputs of ``x``'s
+            size, if already built by :func:`conv_token_mixing_matrix` (reused across
+            many inputs); default: built here.
 
     Returns:
         max |conv(x) - (M x + b)|.
@@ -101,13 +104,17 @@ def conv_as_token_mixing(conv: nn.Conv2d, x: Tensor) -> float:
     if x.ndim != 4 or x.shape[1] != conv.in_channels:
         raise ValueError(f"x must be [B, {conv.in_channels}, H, W], got {tuple(x.shape)}")
     b, c, h, w = x.shape
-    if c * h * w > 8192:
-        raise ValueError(f"dense token-mixing matrix of {c * h * w} inputs is too large; use a "
-                         f"smaller input (C * H * W <= 8192)")
-    m = conv_token_mixing_matrix(conv, (h, w))                         # [o, i, t, s]
+    if matrix is None:
+        if c * h * w > 8192:
+            raise ValueError(f"dense token-mixing matrix of {c * h * w} inputs is too large; use a "
+                             f"smaller input (C * H * W <= 8192)")
+        matrix = conv_token_mixing_matrix(conv, (h, w))                # [o, i, t, s]
+    elif matrix.ndim != 4 or tuple(matrix.shape[1:2]) != (c,) or matrix.shape[3] != h * w:
+        raise ValueError(f"matrix {tuple(matrix.shape)} does not fit inputs {tuple(x.shape)}; "
+                         f"build it with conv_token_mixing_matrix(conv, ({h}, {w}))")
     with torch.no_grad():
         y = conv(x)
-        mixed = torch.einsum("oits,bis->bot", m, x.reshape(b, c, h * w))
+        mixed = torch.einsum("oits,bis->bot", matrix, x.reshape(b, c, h * w))
         if conv.bias is not None:
             mixed = mixed + conv.bias[None, :, None]
     return float((y.reshape(b, y.shape[1], -1) - mixed).abs().max())

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import data, zoo
+from . import cli, data, zoo
 from .results import atomic_write_json, check_writable
 
 __all__ = ["train", "evaluate", "augment", "main", "SUBSET_N", "SUBSET_SEED"]
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.OneLineParser(
         prog="python -m probe.train",
         description="Train a zoo model deterministically and write safetensors weights plus a "
                     "model card JSON.")
@@ -217,19 +217,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--storage-dtype", choices=["float16", "float32"], default="float16")
     parser.add_argument("--out", default="runs/weights", help="output folder (default runs/weights)")
     args = parser.parse_args(argv)
-    try:
-        if args.model not in zoo.names():
-            raise ValueError(f"unknown model {args.model!r}; trainable zoo families: "
-                             f"{', '.join(zoo.names())}")
-        for opt in ("epochs", "n_train", "batch_size", "threads"):
-            value = getattr(args, opt)
-            if value is not None and value <= 0:
-                raise ValueError(f"--{opt.replace('_', '-')} must be positive, got {value}")
-        check_writable(args.out)
-        run(args)
-    except (ValueError, FileNotFoundError, PermissionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.run_main(lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.model not in zoo.names():
+        raise ValueError(f"unknown model {args.model!r}; trainable zoo families: "
+                         f"{', '.join(zoo.names())}")
+    for opt in ("epochs", "n_train", "batch_size", "threads"):
+        value = getattr(args, opt)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{opt.replace('_', '-')} must be positive, got {value}")
+    check_writable(args.out)
+    run(args)
     return 0
 
 

@@ -27,17 +27,18 @@ import json
 import math
 import pickle
 import sys
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
+from . import models as _models  # noqa: F401  (importing it registers the zoo families)
+from .registry import _FAMILIES, Family, families, family_of, last_child, names, register_family
+
 __all__ = [
-    "Family", "ProbeModel", "register_family", "last_child", "family_of", "WEIGHTS_DIR", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
-    "names", "families", "load", "build", "card", "count_params", "count_flops",
+    "Family", "ProbeModel", "register_family", "check_name", "last_child", "family_of", "WEIGHTS_DIR", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
+    "names", "families", "load", "load_or_random", "weights_stamp", "build", "card", "count_params", "count_flops",
     "load_state_dict_file", "save_weights", "sha256_file", "WeightsFileError",
 ]
 
@@ -45,154 +46,6 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
 TIMM_PREFIX = "timm:"
-
-
-def last_child(root: str) -> Callable[[nn.Module], Optional[str]]:
-    """A resolver: the path of the last child of module ``root`` (``"net.blocks"`` -> ``"net.blocks.3"``)."""
-
-    def resolve(model: nn.Module) -> Optional[str]:
-        modules = dict(model.named_modules())
-        if root not in modules:
-            return None
-        children = [n for n, _ in modules[root].named_children()]
-        return f"{root}.{children[-1]}" if children else None
-
-    return resolve
-
-
-def _vit_cam_layer(model: nn.Module) -> Optional[str]:
-    # With class-token pooling the patch tokens leaving the last block never reach
-    # the head (zero gradient); the last block's norm1 output (its attention input)
-    # is the last token grid the class token reads from (as in pytorch-grad-cam).
-    block = last_child("net.blocks")(model)
-    if block is None or "norm1" not in dict(dict(model.named_modules())[block].named_children()):
-        return block
-    return f"{block}.norm1"
-
-
-@dataclass(frozen=True)
-class Family:
-    """One zoo family: how to build it, how it was trained, and how the tools treat it.
-
-    Everything family-specific lives here, so adding a family touches one registration.
-
-    Attributes:
-        name: registry key (``"mixer"``).
-        builder: ``builder(num_classes, in_chans, img_size) -> nn.Module``.
-        description: one line for tables and ``--help``.
-        paper: the paper the architecture comes from.
-        label: display name in figures and tables (``"Mixer"``).
-        color: default colour of the family in figures.
-        mixing_kind: the :class:`probe.mixing.MixingMap` kind its token mixing is extracted as.
-        group: ``"mlp"`` (token mixing without attention or convolution), ``"attention"``
-            or ``"conv"``; the analyses' "MLPs" group is ``group == "mlp"``.
-        gradcam_layer: resolver ``model -> module path`` of the Grad-CAM layer.
-        rollout: whether attention rollout applies (attention weights exist).
-        epochs, lr, weight_decay, batch_size, augment: training defaults of ``probe.train``
-            (``augment``: random 2-px translations and horizontal flips; the shipped zoo
-            was trained without it).
-    """
-
-    name: str
-    builder: Callable[[int, int, int], nn.Module]
-    description: str
-    paper: str
-    label: str
-    color: str
-    mixing_kind: str
-    group: str
-    gradcam_layer: Callable[[nn.Module], Optional[str]]
-    rollout: bool
-    epochs: int
-    lr: float
-    weight_decay: float = 0.05
-    batch_size: int = 128
-    augment: bool = False
-
-
-_FAMILIES: Dict[str, Family] = {}
-_GROUPS = ("mlp", "attention", "conv")
-
-
-def register_family(name: str, *, description: str, paper: str, label: str, color: str,
-                    mixing_kind: str, group: str, epochs: int, lr: float,
-                    gradcam_layer: Callable[[nn.Module], Optional[str]] = last_child("net.blocks"),
-                    rollout: bool = False, weight_decay: float = 0.05, batch_size: int = 128,
-                    augment: bool = False):
-    """Decorator that adds a builder to the zoo registry under ``name`` (see :class:`Family`)."""
-    if group not in _GROUPS:
-        raise ValueError(f"group must be one of {_GROUPS}, got {group!r}")
-
-    def wrap(fn: Callable[[int, int, int], nn.Module]):
-        if name in _FAMILIES:
-            raise ValueError(f"zoo family {name!r} is registered twice")
-        _FAMILIES[name] = Family(name, fn, description, paper, label, color, mixing_kind, group,
-                                 gradcam_layer, rollout, epochs, lr, weight_decay, batch_size,
-                                 augment)
-        return fn
-
-    return wrap
-
-
-@register_family("mixer", description="MLP-Mixer: token-mixing MLP + channel MLP",
-                 paper="Tolstikhin et al. 2021, arXiv:2105.01601", label="Mixer", color="#1f77b4",
-                 mixing_kind="token-mlp", group="mlp", epochs=3, lr=2e-3)
-def _mixer(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
-    from timm.models.mlp_mixer import MlpMixer
-    return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
-                    num_blocks=4, embed_dim=128, mlp_ratio=(0.5, 4.0))
-
-
-@register_family("resmlp", description="ResMLP: linear token mixing + channel MLP, affine norms",
-                 paper="Touvron et al. 2021, arXiv:2105.03404", label="ResMLP", color="#17becf",
-                 mixing_kind="token-linear", group="mlp", epochs=5, lr=2e-3)
-def _resmlp(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
-    from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
-    return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
-                    num_blocks=4, embed_dim=128, mlp_ratio=4,
-                    block_layer=partial(ResBlock, init_values=0.1), norm_layer=Affine)
-
-
-@register_family("gmlp", description="gMLP: spatial gating unit (token projection x gate)",
-                 paper="Liu et al. 2021, arXiv:2105.08050", label="gMLP", color="#2ca02c",
-                 mixing_kind="spatial-gating", group="mlp", epochs=3, lr=2e-3)
-def _gmlp(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
-    from timm.layers import GatedMlp
-    from timm.models.mlp_mixer import MlpMixer, SpatialGatingBlock
-    return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
-                    num_blocks=4, embed_dim=112, mlp_ratio=6,
-                    block_layer=SpatialGatingBlock, mlp_layer=GatedMlp)
-
-
-@register_family("vit", description="ViT: multi-head self-attention + MLP, class token",
-                 paper="Dosovitskiy et al. 2021, arXiv:2010.11929", label="ViT", color="#d62728",
-                 mixing_kind="attention", group="attention", gradcam_layer=_vit_cam_layer,
-                 rollout=True, epochs=5, lr=1e-3)
-def _vit(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
-    from timm.models.vision_transformer import VisionTransformer
-    return VisionTransformer(img_size=img_size, patch_size=4, in_chans=in_chans,
-                             num_classes=num_classes, embed_dim=128, depth=4, num_heads=4,
-                             mlp_ratio=2.0)
-
-
-@register_family("fnet", description="FNet: parameter-free 2-D Fourier token mixing + channel MLP",
-                 paper="Lee-Thorp et al. 2021, arXiv:2105.03824", label="FNet", color="#9467bd",
-                 mixing_kind="fourier", group="mlp", epochs=5, lr=2e-3)
-def _fnet(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
-    from timm.models.mlp_mixer import MlpMixer
-    from .models.fnet import FNetBlock
-    return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
-                    num_blocks=4, embed_dim=128, mlp_ratio=(0.5, 4.0), block_layer=FNetBlock)
-
-
-@register_family("cnn", description="small ResNet: 3x3 conv stages 28->14->7->7",
-                 paper="He et al. 2016, arXiv:1512.03385", label="CNN", color="#7f7f7f",
-                 mixing_kind="conv", group="conv", gradcam_layer=last_child("net.stages"),
-                 epochs=5, lr=1e-3)
-def _cnn(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
-    from .models.cnn import SmallResNet
-    return SmallResNet(num_classes=num_classes, in_chans=in_chans, channels=(48, 96, 160),
-                       depths=(1, 1, 1), strides=(2, 2, 1), stem_channels=24)
 
 
 class ProbeModel(nn.Module):
@@ -245,24 +98,24 @@ class ProbeModel(nn.Module):
         return f"name={self.name!r}, family={self.family!r}, input_size={self.input_size}"
 
 
-def names() -> List[str]:
-    """The shipped zoo family names, in registry order."""
-    return list(_FAMILIES)
-
-
-def families() -> Dict[str, Family]:
-    """Registry of zoo families (name -> :class:`Family`)."""
-    return dict(_FAMILIES)
-
-
-def family_of(model: nn.Module) -> Optional[Family]:
-    """The registration of ``model``'s family (zoo models and recognised timm models), else ``None``."""
-    return _FAMILIES.get(getattr(model, "family", None))
-
-
 def _unknown_model(name: str) -> ValueError:
     return ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}, "
                       f"or timm:<arch> for any timm architecture (e.g. timm:resnet50)")
+
+
+def check_name(name: str) -> None:
+    """Raise ``ValueError`` (with the valid names) unless ``name`` is a zoo family or a timm arch."""
+    if not isinstance(name, str):
+        raise ValueError(f"model name must be a string, got {type(name).__name__}")
+    if name.startswith(TIMM_PREFIX):
+        import timm
+        arch = name[len(TIMM_PREFIX):]
+        if not timm.is_model(arch):
+            close = timm.list_models(f"*{arch.split('_')[0]}*")[:8] if arch else []
+            hint = f" (similar: {', '.join(close)})" if close else ""
+            raise ValueError(f"unknown timm architecture {arch!r}{hint}; see timm.list_models()")
+    elif name not in _FAMILIES:
+        raise _unknown_model(name)
 
 
 def build(name: str, *, seed: int = 0) -> ProbeModel:
@@ -507,6 +360,43 @@ def load(name: str, *, weights: Optional[Union[str, Path]] = "shipped", device: 
     return model.to(device).eval()
 
 
+def load_or_random(name: str, *, weights: str = "shipped") -> Tuple[ProbeModel, Optional[str]]:
+    """``(model, note)``: :func:`load`, or a seeded RANDOM init when shipped weights are unusable.
+
+    ``note`` is ``None`` when the model is what was asked for. It says RANDOM (and
+    the command that makes the weights) when a zoo family's shipped weights are
+    missing or corrupt, and for ``timm:`` models, which are never downloaded.
+
+    Args:
+        name: a zoo family or ``timm:<arch>``.
+        weights: ``"shipped"`` or ``"random"``.
+
+    Raises:
+        ValueError: an unknown model (with the valid names) or other ``weights``.
+    """
+    if weights not in ("shipped", "random"):
+        raise ValueError(f"weights must be 'shipped' or 'random', got {weights!r}; load a weights "
+                         f"file with probe.zoo.load(name, weights=path)")
+    check_name(name)
+    if weights == "random":
+        return load(name, weights="random"), None
+    if name.startswith(TIMM_PREFIX):
+        return load(name), f"{name}: RANDOM initialisation (timm weights are never downloaded)"
+    try:
+        return load(name), None
+    except (FileNotFoundError, ValueError) as e:
+        note = (f"{name}: shipped weights not usable ({str(e).split(';')[0]}); showing a RANDOM "
+                f"initialisation. Make them with `python -m probe.train --model {name} "
+                f"--out probe/weights`")
+        return load(name, weights="random"), note
+
+
+def weights_stamp(name: str) -> Optional[float]:
+    """Modification time of a zoo model's shipped weights, ``None`` if missing or ``timm:`` (a cache key)."""
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    return path.stat().st_mtime if not name.startswith(TIMM_PREFIX) and path.is_file() else None
+
+
 def save_weights(model: ProbeModel, path: Union[str, Path], *, dtype: torch.dtype = torch.float16) -> str:
     """Write ``model.net``'s weights as safetensors (floats cast to ``dtype``); return sha256."""
     from safetensors.torch import save_file
@@ -566,13 +456,15 @@ def _evaluate_zoo(args: argparse.Namespace) -> int:
     for m in models:
         if m not in _FAMILIES:
             raise _unknown_model(m)
+    if args.n is not None and args.n <= 0:
+        raise ValueError(f"--n must be positive, got {args.n}")
     ds = data.load(args.data, split="test", root=args.data_root, n=args.n, seed=args.seed,
                    download=args.download)
     x, y = data.as_tensors(ds)
     torch.manual_seed(args.seed)
     rows = []
     for name in models:
-        model = load(name, device=args.device)
+        model = load(name, weights=args.weights, device=args.device, seed=args.seed)
         correct = 0
         with torch.no_grad():
             for i in tqdm(range(0, len(x), args.batch_size), desc=f"eval {name}", leave=False,
@@ -584,8 +476,10 @@ def _evaluate_zoo(args: argparse.Namespace) -> int:
         info = card(name)
         rows.append(dict(model=name, params=count_params(model), flops=count_flops(model),
                          accuracy=acc, ci_low=lo, ci_high=hi,
-                         card_accuracy=info.get("test_accuracy"), n=len(x)))
-    out = Path(args.out) / args.data
+                         card_accuracy=info.get("test_accuracy") if args.weights == "shipped" else None,
+                         weights=str(args.weights), n=len(x)))
+    from .cli import safe_name
+    out = Path(args.out) / safe_name(args.data)
     payload = dict(schema_version=1, data=args.data, n=len(x), seed=args.seed, models=rows)
     atomic_write_json(out / "zoo.json", payload)
     print(f"\nShipped zoo on {args.data} test ({len(x)} images):")
@@ -599,34 +493,28 @@ def _evaluate_zoo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m probe.zoo",
-        description="Evaluate the shipped model zoo: clean accuracy (with 95%% CI), parameters "
-                    "and FLOPs per image.")
-    parser.add_argument("--model", action="append", metavar="NAME",
-                        help=f"zoo family to evaluate (repeatable; default all: {', '.join(names())})")
-    parser.add_argument("--data", default="fashion-mnist", help="dataset (default fashion-mnist)")
-    parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    from . import cli
+    parser = cli.parser(
+        "python -m probe.zoo",
+        "Evaluate the shipped model zoo: clean accuracy (with 95%% CI), parameters "
+        "and FLOPs per image.", n_default=None, n_help="test images")
     parser.add_argument("--download", action="store_true",
                         help="download the dataset with torchvision if it is not found")
-    parser.add_argument("--n", type=int, default=None, help="test images (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the test subset (default 0)")
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="runs", help="results folder (default runs/)")
     parser.add_argument("--cards", action="store_true",
                         help="print the model-card table (markdown) of the shipped zoo and exit")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.cards:
             print(cards_table())
             return 0
+        cli.check_common(args)
         from .results import check_writable
         check_writable(args.out)
         return _evaluate_zoo(args)
-    except (ValueError, FileNotFoundError, PermissionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+    return cli.run_main(body)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,12 @@ def test_checks_detect_a_broken_equivalence():
     conv = nn.Conv2d(2, 3, 3, padding=1)
     ((_, side, m),) = eqa.conv_matrices(nn.Sequential(conv)).values()
     xc = torch.randn(2, 2, side, side)
-    assert eqa.conv_as_token_mixing(conv, m, xc) < 1e-5
-    assert eqa.conv_as_token_mixing(conv, m * 1.01, xc) > 1e-4
+    from probe import equivalences as eq
+    assert eq.conv_as_token_mixing(conv, xc, matrix=m) < 1e-5
+    assert eq.conv_as_token_mixing(conv, xc, matrix=m * 1.01) > 1e-4
+    assert eq.conv_as_token_mixing(conv, xc) == eq.conv_as_token_mixing(conv, xc, matrix=m)
+    with pytest.raises(ValueError, match="does not fit"):
+        eq.conv_as_token_mixing(conv, xc, matrix=m[:, :1])
     vit = zoo.build("vit", seed=0).eval()
     assert max(eqa.attention_as_token_mixing(vit, x)) < 1e-4
 

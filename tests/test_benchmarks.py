@@ -21,3 +21,10 @@ def test_registered_benchmarks_are_found():
     from benchmarks.__main__ import _load_all
     _load_all()
     assert "zoo-throughput" in benchmarks.BENCHMARKS
+
+
+def test_paired_ratio_interleaves_baseline_and_ours():
+    log = []
+    benchmarks.paired_ratio(lambda: log.append("o"), lambda: log.append("b"), rounds=3)
+    assert "".join(log[:4]) == "oobb"                  # untimed warm-up of each side
+    assert "".join(log[4:]) == "bbbooo" * 3            # each round: baseline then ours, back to back

@@ -32,8 +32,8 @@ def _fake_fmnist(folder: Path, n: int = 20, *, gz: bool = True) -> None:
 
 
 def test_fashion_mnist_system_copy():
-    if not data.SYSTEM_FASHION_MNIST.is_dir():
-        pytest.skip("system Fashion-MNIST (Debian dataset-fashion-mnist) not installed; `make test` installs it")
+    if not data.fashion_mnist_available():
+        pytest.skip("Fashion-MNIST not found (system copy or $PROBE_DATA); `make test` installs it")
     ds = data.load("fashion-mnist", "test")
     assert len(ds) == 10_000 and ds.classes == data.FASHION_MNIST_CLASSES
     x, y, = ds[0]
@@ -46,8 +46,8 @@ def test_fashion_mnist_system_copy():
 
 
 def test_subset_is_seeded_and_reproducible():
-    if not data.SYSTEM_FASHION_MNIST.is_dir():
-        pytest.skip("system Fashion-MNIST (Debian dataset-fashion-mnist) not installed; `make test` installs it")
+    if not data.fashion_mnist_available():
+        pytest.skip("Fashion-MNIST not found (system copy or $PROBE_DATA); `make test` installs it")
     a = data.load("fashion-mnist", "test", n=100, seed=3)
     b = data.load("fashion-mnist", "test", n=100, seed=3)
     c = data.load("fashion-mnist", "test", n=100, seed=4)

@@ -7,11 +7,22 @@ import torch
 from probe import data, zoo
 from probe.train import SUBSET_N, SUBSET_SEED, evaluate
 
-FAMILIES = ["mixer", "resmlp", "gmlp", "vit", "fnet", "cnn"]
+FAMILIES = zoo.names()
 
 
-def test_names_are_the_six_families():
-    assert zoo.names() == FAMILIES
+def test_names_hold_the_six_original_families_first():
+    assert zoo.names()[:6] == ["mixer", "resmlp", "gmlp", "vit", "fnet", "cnn"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_family_registration_is_complete(name):
+    fam = zoo.families()[name]
+    model = zoo.build(name)
+    modules = dict(model.named_modules())
+    assert fam.label and fam.color.startswith("#") and fam.group in ("mlp", "attention", "conv")
+    assert fam.gradcam_layer(model) in modules
+    assert zoo.family_of(model) is fam
+    assert fam.rollout == any("attn" in n for n in modules)
 
 
 def test_params_are_matched():
@@ -50,11 +61,13 @@ def test_build_is_seeded_and_leaves_global_rng_alone():
 
 
 def test_normalisation_is_inside_the_model():
-    model = zoo.build("cnn")
+    wrapped = zoo.ProbeModel(torch.nn.Flatten(), name="id", family="id", input_size=(1, 28, 28),
+                             classes=["a"], mean=zoo.FASHION_MNIST_MEAN, std=zoo.FASHION_MNIST_STD)
     x = torch.rand(2, 1, 28, 28)
-    expected = model.net((x - 0.2860) / 0.3530)
-    assert torch.allclose(model.eval()(x), model.net.eval()((x - 0.2860) / 0.3530), atol=1e-6)
-    assert expected.shape == (2, 10)
+    assert torch.allclose(wrapped(x), ((x - 0.2860) / 0.3530).flatten(1), atol=1e-6)
+    model = zoo.build("cnn").eval()
+    assert torch.allclose(model(x), model.net((x - 0.2860) / 0.3530), atol=1e-6)
+    assert not torch.allclose(model(x), model.net(x), atol=1e-3)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 28, 28), (1, 28, 28), (2, 1, 32, 32)])
@@ -77,8 +90,8 @@ def _subset():
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_shipped_model_reproduces_its_card(name):
-    if not data.SYSTEM_FASHION_MNIST.is_dir():
-        pytest.skip("system Fashion-MNIST (Debian dataset-fashion-mnist) not installed; `make test` installs it")
+    if not data.fashion_mnist_available():
+        pytest.skip("Fashion-MNIST not found (system copy or $PROBE_DATA); `make test` installs it")
     card = zoo.card(name)
     model = zoo.load(name)
     assert not model.training
@@ -192,6 +205,15 @@ def test_timm_local_checkpoint(tmp_path):
     assert all(torch.equal(sd[k], v) for k, v in ref.state_dict().items())
 
 
+@pytest.mark.parametrize("name", FAMILIES)
+def test_card_augmentation_matches_registry_and_readme(name):
+    fam, card = zoo.families()[name], zoo.card(name)
+    assert (card["augmentation"] == "none") == (not fam.augment)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    if card["augmentation"] == "none":
+        assert "no data augmentation" in readme
+
+
 def test_readme_zoo_table_matches_the_cards():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme.split("<!-- zoo-table -->")[1].split("<!-- /zoo-table -->")[0].strip()
@@ -202,8 +224,8 @@ def test_zoo_cli_evaluates_and_writes_json(tmp_path):
     import json
     import subprocess
     import sys
-    if not data.SYSTEM_FASHION_MNIST.is_dir():
-        pytest.skip("system Fashion-MNIST (Debian dataset-fashion-mnist) not installed; `make test` installs it")
+    if not data.fashion_mnist_available():
+        pytest.skip("Fashion-MNIST not found (system copy or $PROBE_DATA); `make test` installs it")
     proc = subprocess.run([sys.executable, "-m", "probe.zoo", "--model", "cnn", "--model", "fnet",
                            "--n", "200", "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from ..registry import last_child, register_family
+
 __all__ = ["BasicBlock", "SmallResNet"]
 
 
@@ -96,3 +98,12 @@ class SmallResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+@register_family("cnn", description="small ResNet: 3x3 conv stages 28->14->7->7",
+                 paper="He et al. 2016, arXiv:1512.03385", label="CNN", color="#7f7f7f",
+                 mixing_kind="conv", group="conv", gradcam_layer=last_child("net.stages"),
+                 epochs=5, lr=1e-3)
+def _cnn(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
+    return SmallResNet(num_classes=num_classes, in_chans=in_chans, channels=(48, 96, 160),
+                       depths=(1, 1, 1), strides=(2, 2, 1), stem_channels=24)

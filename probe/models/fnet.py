@@ -20,6 +20,9 @@ from typing import Tuple, Type, Union
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, Mlp, to_2tuple
+from timm.models.mlp_mixer import MlpMixer
+
+from ..registry import register_family
 
 __all__ = ["FourierMixing", "FNetBlock", "fourier_mixing_matrix"]
 
@@ -101,3 +104,11 @@ class FNetBlock(nn.Module):
         x = x + self.drop_path(self.mixing(self.norm1(x)))
         x = x + self.drop_path(self.mlp_channels(self.norm2(x)))
         return x
+
+
+@register_family("fnet", description="FNet: parameter-free 2-D Fourier token mixing + channel MLP",
+                 paper="Lee-Thorp et al. 2021, arXiv:2105.03824", label="FNet", color="#9467bd",
+                 mixing_kind="fourier", group="mlp", epochs=5, lr=2e-3)
+def _fnet(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
+    return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
+                    num_blocks=4, embed_dim=128, mlp_ratio=(0.5, 4.0), block_layer=FNetBlock)

@@ -1,0 +1,29 @@
+"""Vision Transformer (Dosovitskiy et al. 2021, arXiv:2010.11929), timm ``VisionTransformer``."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch.nn as nn
+from timm.models.vision_transformer import VisionTransformer
+
+from ..registry import last_child, register_family
+
+
+def _vit_cam_layer(model: nn.Module) -> Optional[str]:
+    # With class-token pooling the patch tokens leaving the last block never reach
+    # the head (zero gradient); the last block's norm1 output (its attention input)
+    # is the last token grid the class token reads from (as in pytorch-grad-cam).
+    block = last_child("net.blocks")(model)
+    if block is None or "norm1" not in dict(dict(model.named_modules())[block].named_children()):
+        return block
+    return f"{block}.norm1"
+
+
+@register_family("vit", description="ViT: multi-head self-attention + MLP, class token",
+                 paper="Dosovitskiy et al. 2021, arXiv:2010.11929", label="ViT", color="#d62728",
+                 mixing_kind="attention", group="attention", gradcam_layer=_vit_cam_layer,
+                 rollout=True, epochs=5, lr=1e-3)
+def _vit(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
+    return VisionTransformer(img_size=img_size, patch_size=4, in_chans=in_chans,
+                             num_classes=num_classes, embed_dim=128, depth=4, num_heads=4,
+                             mlp_ratio=2.0)

@@ -1,0 +1,108 @@
+"""The family registry: everything family-specific, on one registration per family.
+
+A family is registered once, in its own module under :mod:`probe.models`, with
+:func:`register_family`; :mod:`probe.zoo` builds, loads and lists models from
+this registry, and every tool (mixing, attribution, robustness, analyses, the
+app) reads family facts (display name, colour, extraction kind, Grad-CAM layer,
+rollout) from here rather than keeping its own table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import torch.nn as nn
+
+__all__ = ["Family", "register_family", "last_child", "names", "families", "family_of"]
+
+
+def last_child(root: str) -> Callable[[nn.Module], Optional[str]]:
+    """A resolver: the path of the last child of module ``root`` (``"net.blocks"`` -> ``"net.blocks.3"``)."""
+
+    def resolve(model: nn.Module) -> Optional[str]:
+        modules = dict(model.named_modules())
+        if root not in modules:
+            return None
+        children = [n for n, _ in modules[root].named_children()]
+        return f"{root}.{children[-1]}" if children else None
+
+    return resolve
+
+
+@dataclass(frozen=True)
+class Family:
+    """One zoo family: how to build it, how it was trained, and how the tools treat it.
+
+    Everything family-specific lives here, so adding a family touches one registration.
+
+    Attributes:
+        name: registry key (``"mixer"``).
+        builder: ``builder(num_classes, in_chans, img_size) -> nn.Module``.
+        description: one line for tables and ``--help``.
+        paper: the paper the architecture comes from.
+        label: display name in figures and tables (``"Mixer"``).
+        color: default colour of the family in figures.
+        mixing_kind: the :class:`probe.mixing.MixingMap` kind its token mixing is extracted as.
+        group: ``"mlp"`` (token mixing without attention or convolution), ``"attention"``
+            or ``"conv"``; the analyses' "MLPs" group is ``group == "mlp"``.
+        gradcam_layer: resolver ``model -> module path`` of the Grad-CAM layer.
+        rollout: whether attention rollout applies (attention weights exist).
+        epochs, lr, weight_decay, batch_size, augment: training defaults of ``probe.train``
+            (``augment``: random 2-px translations and horizontal flips; the shipped zoo
+            was trained without it).
+    """
+
+    name: str
+    builder: Callable[[int, int, int], nn.Module]
+    description: str
+    paper: str
+    label: str
+    color: str
+    mixing_kind: str
+    group: str
+    gradcam_layer: Callable[[nn.Module], Optional[str]]
+    rollout: bool
+    epochs: int
+    lr: float
+    weight_decay: float = 0.05
+    batch_size: int = 128
+    augment: bool = False
+
+
+_FAMILIES: Dict[str, Family] = {}
+_GROUPS = ("mlp", "attention", "conv")
+
+
+def register_family(name: str, *, description: str, paper: str, label: str, color: str,
+                    mixing_kind: str, group: str, epochs: int, lr: float,
+                    gradcam_layer: Callable[[nn.Module], Optional[str]] = last_child("net.blocks"),
+                    rollout: bool = False, weight_decay: float = 0.05, batch_size: int = 128,
+                    augment: bool = False):
+    """Decorator that adds a builder to the zoo registry under ``name`` (see :class:`Family`)."""
+    if group not in _GROUPS:
+        raise ValueError(f"group must be one of {_GROUPS}, got {group!r}")
+
+    def wrap(fn: Callable[[int, int, int], nn.Module]):
+        if name in _FAMILIES:
+            raise ValueError(f"zoo family {name!r} is registered twice")
+        _FAMILIES[name] = Family(name, fn, description, paper, label, color, mixing_kind, group,
+                                 gradcam_layer, rollout, epochs, lr, weight_decay, batch_size,
+                                 augment)
+        return fn
+
+    return wrap
+
+
+def names() -> List[str]:
+    """The shipped zoo family names, in registry order."""
+    return list(_FAMILIES)
+
+
+def families() -> Dict[str, Family]:
+    """Registry of zoo families (name -> :class:`Family`)."""
+    return dict(_FAMILIES)
+
+
+def family_of(model: nn.Module) -> Optional[Family]:
+    """The registration of ``model``'s family (zoo models and recognised timm models), else ``None``."""
+    return _FAMILIES.get(getattr(model, "family", None))
