@@ -84,6 +84,11 @@ def test_set(n: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     return _TEST_CACHE[key]
 
 
+def weights_path(name: str, *, n_train: int, seed: int, epochs: int, cache: Path = MODEL_CACHE) -> Path:
+    """Where :func:`trained` caches the weights of ``name`` (safetensors)."""
+    return Path(cache) / f"{name}_n{n_train}_e{epochs}_s{seed}.safetensors"
+
+
 def trained(name: str, *, n_train: int, seed: int, epochs: int, test_n: Optional[int] = None,
             cache: Path = MODEL_CACHE, progress: bool = False) -> Tuple[zoo.ProbeModel, dict]:
     """Train (or load from ``cache``) ``name`` on ``n_train`` seeded Fashion-MNIST images.
@@ -95,8 +100,8 @@ def trained(name: str, *, n_train: int, seed: int, epochs: int, test_n: Optional
     Returns ``(model in eval mode, record)``.
     """
     from probe.train import evaluate, train
-    tag = f"{name}_n{n_train}_e{epochs}_s{seed}"
-    weights, card = Path(cache) / f"{tag}.safetensors", Path(cache) / f"{tag}.json"
+    weights = weights_path(name, n_train=n_train, seed=seed, epochs=epochs, cache=cache)
+    card = weights.with_suffix(".json")
     record = read_json(card)
     model = build(name, seed=seed)
     if record is not None and weights.is_file() and record.get("test_n") == (test_n or 10000):

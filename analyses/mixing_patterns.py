@@ -59,27 +59,31 @@ def _px_per_unit(m, image_size: int) -> float:
     hi, wi = m.in_grid
     if hi != wi:
         raise ValueError(f"{m.layer}: non-square input grid {m.in_grid}")
-    return image_size / wi
+    return float(m.px_per_token[1])
 
 
 def layer_metrics(maps, image_size: int, radius_px: float) -> List[dict]:
     """Per layer: distance (grid units and pixels), locality within ``radius_px``, equivariance.
 
+    Pixel distances and locality come from :mod:`probe.mixing.metrics` (``unit="px"``).
     Every metric is averaged over images and heads; ViT keeps its per-head distances.
     """
     from probe import mixing
     rows = []
     for m in maps:
+        if tuple(m.image_size) != (image_size, image_size):
+            raise ValueError(f"{m.layer}: maps of {m.image_size} images, expected {image_size} px")
         px = _px_per_unit(m, image_size)
-        dist = mixing.mean_mixing_distance(m).double()                    # [B, H]
-        loc = mixing.locality(m, radius=radius_px / px).double()
+        dist = mixing.mean_mixing_distance(m).double()                    # [B, H], grid units
+        dist_px = mixing.mean_mixing_distance(m, unit="px").double()      # [B, H], pixels
+        loc = mixing.locality(m, radius=radius_px, unit="px").double()
         equi = mixing.translation_equivariance(m).double()
         rows.append({
             "layer": m.layer, "kind": m.kind, "depth": m.depth, "grid": list(m.grid),
             "input_grid": list(m.in_grid), "px_per_unit": px,
             "mean_mixing_distance_units": float(dist.mean()),
-            "mean_mixing_distance_px": float(dist.mean()) * px,
-            "mean_mixing_distance_px_per_head": [float(v) * px for v in dist.mean(0)],
+            "mean_mixing_distance_px": float(dist_px.mean()),
+            "mean_mixing_distance_px_per_head": [float(v) for v in dist_px.mean(0)],
             "locality": float(loc.mean()),
             "translation_equivariance": float(equi.mean()),
             "input_dependence": float(mixing.input_dependence(m).mean()),
@@ -145,7 +149,8 @@ def uniform_distance_px(grid: int = 7, image_size: int = 28) -> float:
     """Mean mixing distance (pixels) of uniform mixing over a ``grid x grid`` token grid."""
     from probe import mixing
     ones = torch.ones(grid * grid, grid * grid)
-    return float(mixing.mean_mixing_distance(ones, (grid, grid))) * image_size / grid
+    return float(mixing.mean_mixing_distance(ones, (grid, grid), unit="px",
+                                             image_size=(image_size, image_size)))
 
 
 def conv3x3_distance_px() -> float:

@@ -196,7 +196,6 @@ def _forest(pdf, found) -> None:
 
 
 def write_pdf(path: Path, found, missing, captured) -> Path:
-    import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = [SCALE_LIMITS, ""]

@@ -1,7 +1,9 @@
 """Are MLPs less robust than CNNs and Transformers?
 
 Evaluates every zoo family, several training seeds each, on the same
-Fashion-MNIST test images with :mod:`probe`'s robustness machinery:
+Fashion-MNIST test images through :func:`probe.robustness.run` - the code path of
+``python -m probe.robustness`` (one :class:`probe.robustness.RunConfig` per model,
+resumable units under ``<cache>/../robustness_runs/s<seed>/``):
 
 - clean accuracy;
 - Linf PGD (:func:`probe.attacks.run`, our ``pgd``: random start, step
@@ -36,16 +38,15 @@ from __future__ import annotations
 import math
 import sys
 import time
-import zlib
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from analyses import common
 from analyses.common import COLORS, LABELS, Claim
-from probe import attacks, corruptions, robustness
+from probe import corruptions, robustness
 from probe.results import binomial_ci
 
 NAME = "robustness_comparison"
@@ -68,26 +69,10 @@ SCALES = {
 }
 
 ATTACK = "pgd"          # Linf PGD of probe.attacks
-CHUNK = 100             # images per PGD batch / corruption generator (fixed, part of the seeding)
 LOW_FREQUENCY = 0.5     # low band: radius <= 0.5 * Nyquist (cycles per image); high band: above
 
 
 # ----------------------------------------------------------------------------- compute
-
-
-def _unit_seed(seed: int, unit: str, chunk: int = 0) -> int:
-    """Seed of one unit's randomness; the same for every model, so comparisons are paired."""
-    return zlib.crc32(f"{seed}:{unit}:{chunk}".encode()) & 0x7FFFFFFF
-
-
-def _chunks(n: int) -> List[Tuple[int, slice]]:
-    return [(c, slice(s, min(n, s + CHUNK))) for c, s in enumerate(range(0, n, CHUNK))]
-
-
-def _predict_correct(model, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + batch]).argmax(1) == y[i:i + batch]
-                          for i in range(0, len(x), batch)])
 
 
 def _row(correct: int, n: int) -> dict:
@@ -114,132 +99,93 @@ def band_errors(error: Sequence[Sequence[float]]) -> dict:
             "mean": float(e.mean()), "cut_radius": cut}
 
 
-def _mce(model: dict, base: dict) -> dict:
-    """mCE / relative mCE of ``model`` vs ``base`` (probe.robustness.mce).
-
-    The clean accuracy that relative mCE subtracts is the one on the corrupted
-    images. Where a baseline's relative denominator is <= 0 (its error does not
-    grow under a corruption) that corruption's relative CE is undefined; the
-    relative mCE then averages the others and says how many it used.
-    """
-    m, rel, per = robustness.mce(model["corruptions"], model["clean_on_corrupt"],
-                                 base["corruptions"], base["clean_on_corrupt"])
-    valid = [c for c, v in per.items() if v["relative_ce"] is not None]
-    if rel is None and valid:
-        rel = float(np.mean([per[c]["relative_ce"] for c in valid]))
-    return {"mce": m, "relative_mce": rel, "relative_mce_corruptions": len(valid),
-            "ce": per}
+def run_config(family: str, weights: Path, baseline_weights: Path, scale: dict
+               ) -> robustness.RunConfig:
+    """The :class:`probe.robustness.RunConfig` of one model: the CLI's run, with PGD only,
+    the same-seed CNN as the mCE baseline, and corruptions on the first ``n_corrupt`` images."""
+    return robustness.RunConfig(
+        model=family, data="fashion-mnist", n=scale["n_clean"], n_attack=scale["n_attack"],
+        n_heatmap=scale["n_heatmap"], seed=scale["eval_seed"], attacks=[ATTACK],
+        epsilons=[float(e) for e in scale["epsilons"]], l2_epsilons=[], steps=int(scale["steps"]),
+        corruptions=list(scale["corruptions"]), severities=[int(v) for v in scale["severities"]],
+        heatmap=True, heatmap_epsilon=float(scale["heatmap_epsilon"]), baseline="cnn",
+        weights=str(weights), n_corrupt=scale["n_corrupt"], baseline_weights=str(baseline_weights))
 
 
-def _load_models(scale: dict, paths: common.Paths, progress: bool) -> Dict[Tuple[str, int], tuple]:
-    from tqdm import tqdm
-    jobs = [(fam, s) for s in scale["seeds"] for fam in scale["families"]]
-    out = {}
-    for fam, s in tqdm(jobs, desc="models", unit="model", disable=not progress):
-        out[(fam, s)] = common.trained(fam, n_train=scale["n_train"], seed=s,
-                                       epochs=scale["epochs"], test_n=scale["test_n"],
-                                       cache=paths.cache)
-    return out
+def _part(unit: str) -> str:
+    """Timing bucket (clean, attack, corruption, heatmap) of a unit name from ``on_progress``."""
+    return unit.split(": ", 1)[1].split(":", 1)[0]
 
 
-def corrupted_set(x: torch.Tensor, cells: Sequence[Tuple[str, int]], seed: int) -> torch.Tensor:
-    """All corrupted copies of ``x``, cell after cell: ``[len(cells) * len(x), C, H, W]``.
-
-    Built once and shown to every model; each (corruption, severity, chunk) has its
-    own seeded generator, so the images do not depend on the models or their order.
-    """
-    out = []
-    for name, sev in cells:
-        for c, sl in _chunks(len(x)):
-            g = torch.Generator().manual_seed(_unit_seed(seed, f"corruption:{name}@{sev}", c))
-            out.append(corruptions.corrupt(x[sl], name, int(sev), generator=g))
-    return torch.cat(out)
-
-
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, xc: torch.Tensor,
-             cells: Sequence[Tuple[str, int]], scale: dict) -> Tuple[dict, Dict[str, float]]:
-    """Clean, PGD, corruption and Fourier-heat-map numbers of one model, and seconds per part."""
-    eps, steps = [float(e) for e in scale["epsilons"]], int(scale["steps"])
-    seed = scale["eval_seed"]
-    n_att, n_cor, n_hm = (min(scale[k], len(x)) for k in ("n_attack", "n_corrupt", "n_heatmap"))
-    spent, e = {}, {}
-
-    t = time.perf_counter()
-    ok = _predict_correct(model, x, y)
-    e["clean"] = _row(int(ok.sum()), len(x))
-    e["clean_on_corrupt"] = float(ok[:n_cor].float().mean())
-    spent["clean"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    flags = torch.cat([attacks.run(model, x[sl], y[sl], ATTACK, eps, steps=steps,
-                                   seed=_unit_seed(seed, "attack", c))
-                       for c, sl in _chunks(n_att)], dim=1)            # [len(eps), n_att]
-    clean_ok = ok[:n_att]
-    n_ok = int(clean_ok.sum())
-    e["clean_on_attack"] = _row(n_ok, n_att)
-    e["adversarial"] = []
-    for ep, f in zip(eps, flags):
-        survived = int((f & clean_ok).sum())
-        row = _row(int(f.sum()), n_att)
+def row_from_result(family: str, seed: int, res: dict) -> dict:
+    """The analysis' model row from a ``probe.robustness.run`` result (same keys as before)."""
+    n, n_att = res["n"], res["n_attack"]
+    clean_correct = round(res["clean_accuracy"] * n)
+    adversarial = []
+    for a in res["adversarial"]:
+        row = _row(round(a["robust_accuracy"] * n_att), n_att)
         row["robust_accuracy"] = row.pop("accuracy")
-        e["adversarial"].append({"epsilon": ep, **row,
-                                 "survival": survived / n_ok if n_ok else None,
-                                 "survived": survived, "clean_correct": n_ok})
-    spent["attack"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    ok_c = _predict_correct(model, xc, y[:n_cor].repeat(len(cells))).reshape(len(cells), n_cor)
-    e["corruptions"] = [{"corruption": name, "severity": int(sev), **_row(int(k), n_cor)}
-                        for (name, sev), k in zip(cells, ok_c.sum(1).tolist())]
-    spent["corruption"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    g = torch.Generator().manual_seed(_unit_seed(seed, "heatmap"))
-    grid = robustness.fourier_heatmap_counts(model, x[:n_hm], y[:n_hm],
-                                             epsilon=scale["heatmap_epsilon"], generator=g)
-    error = (grid.double() / n_hm).tolist()
-    e["heatmap"] = {"epsilon": scale["heatmap_epsilon"], "n": n_hm, "error": error,
-                    **band_errors(error)}
-    spent["heatmap"] = time.perf_counter() - t
-    return e, spent
+        adversarial.append({"epsilon": a["epsilon"], **row, "survival": a["survival"],
+                            "survived": a["survived"], "clean_correct": a["clean_correct"]})
+    corr = [{"corruption": c["corruption"], "severity": int(c["severity"]),
+             **_row(round(c["accuracy"] * c["n"]), c["n"])} for c in res["corruptions"]]
+    heat = res["fourier_heatmap"]
+    return {"family": family, "seed": seed, "clean": _row(clean_correct, n),
+            "clean_on_corrupt": res["clean_accuracy_corrupted"],
+            "clean_on_attack": _row(round(res["clean_accuracy_attacked"] * n_att), n_att),
+            "adversarial": adversarial, "corruptions": corr,
+            "heatmap": {"epsilon": heat["epsilon"], "n": heat["n"], "error": heat["error"],
+                        **band_errors(heat["error"])},
+            "mce": res["mce"], "relative_mce": res["relative_mce"],
+            "relative_mce_corruptions": res["relative_mce_corruptions"], "ce": res["ce"]}
 
 
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
+    """Every (family, seed) through ``probe.robustness.run`` - the code path of
+    ``python -m probe.robustness`` - with the cached trained weights."""
     from tqdm import tqdm
-    models = _load_models(scale, paths, progress)
-    x, y = common.test_set(scale["n_clean"])
-    cells = [(c, int(s)) for c in scale["corruptions"] for s in scale["severities"]]
-    t = time.perf_counter()
-    xc = corrupted_set(x[:min(scale["n_corrupt"], len(x))], cells, scale["eval_seed"])
-    corrupt_time = time.perf_counter() - t
+    jobs = [(fam, s) for s in scale["seeds"] for fam in scale["families"]]
+    records, weights = {}, {}
+    for fam, s in tqdm(jobs, desc="models", unit="model", disable=not progress):
+        _, records[(fam, s)] = common.trained(fam, n_train=scale["n_train"], seed=s,
+                                              epochs=scale["epochs"], test_n=scale["test_n"],
+                                              cache=paths.cache)
+        weights[(fam, s)] = common.weights_path(fam, n_train=scale["n_train"], seed=s,
+                                                epochs=scale["epochs"], cache=paths.cache)
+    rows, spent = [], {}
+    bar = tqdm(jobs, desc="robustness", unit="model", disable=not progress)
+    for fam, s in bar:
+        bar.set_postfix(model=fam, seed=s)
+        if ("cnn", s) not in weights:
+            raise ValueError(f"seed {s} has no cnn model: the mCE baseline is the same-seed CNN")
+        cfg = run_config(fam, weights[(fam, s)], weights[("cnn", s)], scale)
+        parts = {"clean": 0.0, "attack": 0.0, "corruption": 0.0, "heatmap": 0.0}
+        clock = [time.perf_counter()]
 
-    entries, spent = {}, {}
-    bar = tqdm(list(models), desc="robustness", unit="model", disable=not progress)
-    for key in bar:
-        bar.set_postfix(model=key[0], seed=key[1])
-        model, record = models[key]
-        e, spent[key] = evaluate(model, x, y, xc, cells, scale)
-        entries[key] = {"family": key[0], "seed": key[1], **e,
-                        "train": {k: record.get(k) for k in ("n_train", "epochs", "params",
-                                                             "test_accuracy", "test_n",
-                                                             "train_time_s")},
-                        "eval_time_s": round(sum(spent[key].values()), 2)}
-    rows = []
-    for key, e in entries.items():
-        base = entries.get(("cnn", key[1]))
-        e.update(_mce(e, base) if base is not None else
-                 {"mce": None, "relative_mce": None, "relative_mce_corruptions": 0, "ce": {}})
-        rows.append(e)
-    parts = ("clean", "attack", "corruption", "heatmap")
+        def tick(done: int, total: int, unit: str) -> None:
+            now = time.perf_counter()
+            parts[_part(unit)] += now - clock[0]
+            clock[0] = now
+
+        out = Path(paths.cache).parent / "robustness_runs" / f"s{s}"
+        res = robustness.run(cfg, out=out, progress=False, on_progress=tick)
+        spent[(fam, s)] = parts
+        record = records[(fam, s)]
+        rows.append({**row_from_result(fam, s, res),
+                     "train": {k: record.get(k) for k in ("n_train", "epochs", "params",
+                                                          "test_accuracy", "test_n",
+                                                          "train_time_s")},
+                     "eval_time_s": round(sum(parts.values()), 2)})
+    names = ("clean", "attack", "corruption", "heatmap")
     timing = {"eval_s_per_model": {f"{k[0]}_s{k[1]}": round(sum(v.values()), 2)
                                    for k, v in spent.items()},
               "eval_s_mean_per_model": round(sum(sum(v.values()) for v in spent.values())
                                              / max(1, len(spent)), 2),
-              "eval_s_by_part": {p: round(sum(v[p] for v in spent.values()), 2) for p in parts},
-              "corruption_generation_s": round(corrupt_time, 2),
+              "eval_s_by_part": {p: round(sum(v[p] for v in spent.values()), 2) for p in names},
               "threads": torch.get_num_threads()}
     return {"rows": rows, "baseline": "cnn (same seed)", "attack": ATTACK,
-            "middle_epsilon": _middle(scale["epsilons"]), "timing": timing}
+            "middle_epsilon": _middle(scale["epsilons"]), "timing": timing,
+            "code_path": "probe.robustness.run (the CLI's), RunConfig per model"}
 
 
 # ----------------------------------------------------------------------------- tables

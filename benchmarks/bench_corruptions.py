@@ -5,12 +5,14 @@ Throughput rows: one batch of RGB images (64, or 16 with ``--quick``) at 32x32 a
 every size). Ours corrupts the batch in one call with torch's default number of
 threads (all cores, as torch runs by default); the reference is called once per
 image on uint8 HxWx3 arrays, as it must be, and runs as the package does (its
-numpy/PIL/SciPy code single-threaded). Each size also gets a row with the total
-over the 15 ImageNet-C corruptions at severity 3 and one with the total over the
-15 at every severity 1..5 (the speed target: sum over the 75 calls of reference
-times / sum of ours, each call timed twice per side, alternating). **Here
-ratio = reference time / our time (a speedup, higher is better)**, as every row's
-``what`` says.
+numpy/PIL/SciPy code single-threaded). Each corruption's row times both sides in
+alternating rounds (:func:`benchmarks.paired_ratio`: reference, ours, reference,
+ours, ...; the median round's times are shown). Each size also gets a row with the
+total over the 15 ImageNet-C corruptions at severity 3 (the sum of those rows'
+times) and one with the total over the 15 at every severity 1..5 (the speed
+target: sum over the 75 calls of reference times / sum of ours, each call timed
+twice per side, alternating). **Here ratio = reference time / our time (a
+speedup, higher is better)**, as every row's ``what`` says.
 
 Parity rows: the skimage sample photos astronaut, chelsea, coffee and rocket,
 resized to 32 and 224 px, every severity 1..5. Deterministic corruptions: the
@@ -27,7 +29,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
-from benchmarks import Row, median_time, register
+from benchmarks import Row, median_time, paired_ratio, register
 
 DETERMINISTIC = ("defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate",
                  "jpeg_compression", "gaussian_blur", "saturate")
@@ -112,9 +114,8 @@ def bench(quick: bool) -> List[Row]:
         x = _to_tensor(u8)
         total_ours = total_ref = 0.0
         for name in corruptions.NAMES:
-            ours = median_time(lambda: corruptions.corrupt(x, name, 3, preset="imagenet"),
-                               repeats=repeats)
-            ref = median_time(lambda: _reference(u8, name, 3), repeats=repeats)
+            ref, ours, _ = paired_ratio(lambda: corruptions.corrupt(x, name, 3, preset="imagenet"),
+                                        lambda: _reference(u8, name, 3), rounds=repeats)
             if name in corruptions.COMMON:
                 total_ours += ours
                 total_ref += ref

@@ -20,6 +20,8 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
+from .registry import check_name, names
+
 __all__ = ["OneLineParser", "parser", "add_shared", "safe_name", "run_main", "apply_threads",
            "USER_ERRORS", "check_common", "float_list",
            "severity_list", "name_list"]
@@ -40,7 +42,6 @@ def add_shared(p: argparse.ArgumentParser, *, default_models: Optional[Sequence[
                weights_help: str = "", data_default: str = "fashion-mnist",
                out_default: str = "runs") -> argparse.ArgumentParser:
     """Add the shared option block (same names, same meaning in every CLI) to ``p``."""
-    from .zoo import names
     g = p.add_argument_group("shared options (every probe CLI)")
     default = ", ".join(default_models) if default_models else "every zoo family"
     g.add_argument("--model", action="append", metavar="NAME",
@@ -105,7 +106,6 @@ def check_common(args: argparse.Namespace) -> None:
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for but no CUDA device is available; use --device cpu")
     models = getattr(args, "model", None) or []
-    from .zoo import check_name
     for m in models:
         check_name(m)
     weights = getattr(args, "weights", "shipped")

@@ -2,6 +2,8 @@
 
 Every function takes result dicts as written by :mod:`probe.robustness`
 (``robustness.json``), one per model, so several models come out side by side.
+Figures use the object-oriented Matplotlib API on their own Agg canvas (no
+pyplot, no backend switch), so they can be drawn from any thread.
 """
 from __future__ import annotations
 
@@ -9,10 +11,9 @@ from pathlib import Path
 from typing import List, Sequence
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 __all__ = ["robust_accuracy_figure", "corruption_figure", "heatmap_figure",
            "robustness_figures", "figure_paths", "summary_table", "FIGURES"]
@@ -22,11 +23,18 @@ _NORM_LABEL = {"linf": r"$\ell_\infty$", "l2": r"$\ell_2$"}
 
 
 def _colors(n: int):
-    cmap = plt.get_cmap("tab10")
+    cmap = matplotlib.colormaps["tab10"]
     return [cmap(i % 10) for i in range(n)]
 
 
-def robust_accuracy_figure(results: Sequence[dict]):
+def _figure(width: float, height: float) -> Figure:
+    """A figure on its own Agg canvas (pyplot's default layout, without pyplot)."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def robust_accuracy_figure(results: Sequence[dict]) -> Figure:
     """Robust accuracy vs epsilon: one panel per attack, one line (with 95% CI band) per model."""
     attacks = []
     for r in results:
@@ -35,7 +43,8 @@ def robust_accuracy_figure(results: Sequence[dict]):
                 attacks.append(row["attack"])
     cols = min(3, max(1, len(attacks)))
     rows = max(1, int(np.ceil(len(attacks) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    fig = _figure(4.2 * cols, 3.3 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
     colors = _colors(len(results))
     for ax, attack in zip(axes.flat, attacks):
         norm = ""
@@ -63,9 +72,10 @@ def robust_accuracy_figure(results: Sequence[dict]):
     return fig
 
 
-def corruption_figure(results: Sequence[dict]):
+def corruption_figure(results: Sequence[dict]) -> Figure:
     """Corruption error (%) per corruption x severity: one annotated heat map per model."""
-    fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results) + 0.8, 6.2), squeeze=False)
+    fig = _figure(3.6 * len(results) + 0.8, 6.2)
+    axes = fig.subplots(1, len(results), squeeze=False)
     im = None
     for ax, r in zip(axes.flat, results):
         names = list(dict.fromkeys(row["corruption"] for row in r["corruptions"]))
@@ -93,11 +103,11 @@ def corruption_figure(results: Sequence[dict]):
     return fig
 
 
-def heatmap_figure(results: Sequence[dict]):
+def heatmap_figure(results: Sequence[dict]) -> Figure:
     """Fourier heat maps (Yin et al. 2019): error per frequency, zero frequency at the centre."""
     have = [r for r in results if r.get("fourier_heatmap")]
-    fig, axes = plt.subplots(1, max(1, len(have)), figsize=(3.6 * max(1, len(have)) + 0.8, 3.6),
-                             squeeze=False)
+    fig = _figure(3.6 * max(1, len(have)) + 0.8, 3.6)
+    axes = fig.subplots(1, max(1, len(have)), squeeze=False)
     im = None
     for ax, r in zip(axes.flat, have):
         hm = r["fourier_heatmap"]
@@ -132,9 +142,7 @@ def robustness_figures(results: Sequence[dict], folder: Path) -> List[Path]:
     for name, maker, wanted in makers:
         if not wanted:
             continue
-        fig = maker(results)
-        fig.savefig(folder / name)
-        plt.close(fig)
+        maker(results).savefig(folder / name)
         paths.append(folder / name)
     return paths
 

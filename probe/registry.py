@@ -13,7 +13,9 @@ from typing import Callable, Dict, List, Optional
 
 import torch.nn as nn
 
-__all__ = ["Family", "register_family", "last_child", "names", "families", "family_of"]
+TIMM_PREFIX = "timm:"
+
+__all__ = ["Family", "check_name", "TIMM_PREFIX", "register_family", "last_child", "names", "families", "family_of"]
 
 
 def last_child(root: str) -> Callable[[nn.Module], Optional[str]]:
@@ -106,3 +108,23 @@ def families() -> Dict[str, Family]:
 def family_of(model: nn.Module) -> Optional[Family]:
     """The registration of ``model``'s family (zoo models and recognised timm models), else ``None``."""
     return _FAMILIES.get(getattr(model, "family", None))
+
+
+def _unknown_model(name: str) -> ValueError:
+    return ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}, "
+                      f"or timm:<arch> for any timm architecture (e.g. timm:resnet50)")
+
+
+def check_name(name: str) -> None:
+    """Raise ``ValueError`` (with the valid names) unless ``name`` is a zoo family or a timm arch."""
+    if not isinstance(name, str):
+        raise ValueError(f"model name must be a string, got {type(name).__name__}")
+    if name.startswith(TIMM_PREFIX):
+        import timm
+        arch = name[len(TIMM_PREFIX):]
+        if not timm.is_model(arch):
+            close = timm.list_models(f"*{arch.split('_')[0]}*")[:8] if arch else []
+            hint = f" (similar: {', '.join(close)})" if close else ""
+            raise ValueError(f"unknown timm architecture {arch!r}{hint}; see timm.list_models()")
+    elif name not in _FAMILIES:
+        raise _unknown_model(name)

@@ -25,7 +25,8 @@ same results as an uninterrupted run. Examples are processed in fixed chunks
 whose random streams depend only on (seed, unit, chunk), so ``torchrun
 --nproc_per_node=N -m probe.robustness ...`` shards the chunks over processes
 (gloo on CPU, NCCL on GPU), sums the counts, and gets exactly the
-single-process numbers.
+single-process numbers. ``run(..., on_progress=f)`` calls ``f(done, total, unit)``
+after every unit (the app's progress bar; :func:`small_config` is the app's run).
 """
 from __future__ import annotations
 
@@ -39,19 +40,22 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from . import attacks as attacks_mod
+from . import cli, zoo
+from .cli import safe_name
+from .heatmap import fourier_basis, fourier_heatmap_counts
+from .mce import corruption_errors, mce
 from .results import atomic_write_json, binomial_ci, check_writable, read_json, write_csv
 
 __all__ = [
     "SCHEMA_VERSION", "BASELINE_MODEL", "DEFAULT_LINF_EPSILONS", "DEFAULT_L2_EPSILONS",
     "DEFAULT_ATTACKS", "RunConfig", "run", "fourier_basis", "fourier_heatmap_counts",
-    "corruption_errors", "mce", "load_results", "main",
+    "corruption_errors", "mce", "load_results", "results_stamp", "SMALL_RUN", "small_config",
+    "main",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-example clean flags, attack survival, n_corrupt, baseline_weights
 BASELINE_MODEL = "cnn"
 DEFAULT_ATTACKS = ["fgsm", "pgd", "pgd-l2", "deepfool-l2", "cw-l2", "apgd-ce"]
 DEFAULT_LINF_EPSILONS = [0.0, 0.01, 0.02, 0.05, 0.1]
@@ -80,6 +84,9 @@ class RunConfig:
     heatmap_epsilon: float = 3.0
     baseline: str = BASELINE_MODEL
     weights: str = "shipped"
+    n_corrupt: Optional[int] = None          # corrupt only the first n_corrupt images (default: n)
+    baseline_weights: Optional[str] = None   # baseline's weights (default: shipped, or random
+                                             # when ``weights`` is random)
 
     def identity(self) -> dict:
         """The fields that must match for stored units to be reused."""
@@ -92,7 +99,12 @@ class RunConfig:
 
 
 def _dirname(model: str) -> str:
-    return model.replace(":", "-").replace("/", "-")
+    return safe_name(model)
+
+
+def results_folder(out: Path, data: str, model: str) -> Path:
+    """Where a model's results on a dataset go: ``<out>/<data>/<model>`` (safe folder names)."""
+    return Path(out) / safe_name(data) / safe_name(model)
 
 
 def _chunk_seed(seed: int, unit: str, chunk: int) -> int:
@@ -147,129 +159,23 @@ class _Dist:
                 dist.destroy_process_group()
 
 
-def _adapt(x: torch.Tensor, input_size: Tuple[int, int, int]) -> torch.Tensor:
-    """Resize / convert channels of ``[B, C, H, W]`` images to a model's input size."""
-    c, h, w = input_size
-    if x.shape[-2:] != (h, w):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
-    if x.shape[1] != c:
-        x = x.mean(1, keepdim=True).expand(-1, c, -1, -1) if c != 1 else x.mean(1, keepdim=True)
-    return x.contiguous()
-
-
 def _accuracy_row(correct: int, n: int) -> dict:
     lo, hi = binomial_ci(correct, n)
     return {"accuracy": correct / n if n else float("nan"), "ci_low": lo, "ci_high": hi,
             "correct": correct, "n": n}
 
 
-# ----------------------------------------------------------------------------- Fourier heat map
+# ----------------------------------------------------------------------------- the app's small run
 
 
-def fourier_basis(h: int, w: int, *, device="cpu") -> torch.Tensor:
-    """Real 2-D Fourier basis images, one per frequency, unit L2 norm.
-
-    Returns ``[h, w, h, w]``: ``[i, j]`` is the basis image of the frequency at
-    row ``i``, column ``j`` of the *centred* spectrum (zero frequency at
-    ``(h // 2, w // 2)``), ``Re(ifft2(delta at that frequency))`` normalised.
-    """
-    freqs = torch.zeros(h * w, h, w, dtype=torch.complex64, device=device)
-    idx = torch.arange(h * w, device=device)
-    freqs[idx, idx // w, idx % w] = 1.0
-    freqs = torch.fft.ifftshift(freqs, dim=(-2, -1))
-    basis = torch.fft.ifft2(freqs).real
-    basis = basis / basis.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]
-    return basis.reshape(h, w, h, w)
+SMALL_RUN = dict(n=100, n_attack=50, attacks=["fgsm", "pgd"], epsilons=[0.0, 0.01, 0.02, 0.05, 0.1],
+                 corruptions=["gaussian_noise", "defocus_blur", "fog", "contrast", "jpeg_compression"],
+                 severities=[1, 3, 5], heatmap=False)
 
 
-def _unique_frequencies(h: int, w: int) -> Tuple[List[Tuple[int, int]], Dict[Tuple[int, int], Tuple[int, int]]]:
-    """Centred frequencies up to the k <-> -k symmetry, and each one's representative.
-
-    ``Re(ifft2(delta_k)) == Re(ifft2(delta_-k))``, so the two basis images are the same.
-    """
-    ci, cj = h // 2, w // 2
-    unique: List[Tuple[int, int]] = []
-    rep: Dict[Tuple[int, int], Tuple[int, int]] = {}
-    for i in range(h):
-        for j in range(w):
-            a, b = (i - ci) % h, (j - cj) % w                     # uncentred index
-            mi, mj = ((-a) % h + ci) % h, ((-b) % w + cj) % w       # centred index of -k
-            if (mi, mj) in rep:
-                rep[(i, j)] = rep[(mi, mj)]
-            else:
-                rep[(i, j)] = (i, j)
-                unique.append((i, j))
-    return unique, rep
-
-
-def fourier_heatmap_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float,
-                           generator: torch.Generator, batch: int = 512) -> torch.Tensor:
-    """Misclassification counts ``[H, W]`` under each Fourier-basis perturbation (centred grid).
-
-    Basis images of frequencies ``k`` and ``-k`` are identical for real images,
-    so each pair is evaluated once and mirrored.
-    """
-    b, c, h, w = x.shape
-    basis = fourier_basis(h, w, device=x.device)
-    unique, mirror = _unique_frequencies(h, w)
-    signs = torch.randint(0, 2, (b,), generator=generator).to(x.device, x.dtype) * 2 - 1
-    counts = {}
-    per = max(1, batch // b)
-    with torch.no_grad():
-        for start in range(0, len(unique), per):
-            freqs = unique[start:start + per]
-            pert = torch.stack([basis[i, j] for i, j in freqs])            # [F, H, W]
-            xs = x[None] + epsilon * signs[None, :, None, None, None] * pert[:, None, None]
-            xs = xs.clamp(0, 1).reshape(-1, c, h, w)
-            wrong = (model(xs).argmax(1) != y.repeat(len(freqs))).reshape(len(freqs), b).sum(1)
-            for f, k in zip(freqs, wrong.tolist()):
-                counts[f] = k
-    grid = torch.zeros(h, w, dtype=torch.long)
-    for (i, j), src in mirror.items():
-        grid[i, j] = counts[src]
-    return grid
-
-
-# ----------------------------------------------------------------------------- mCE
-
-
-def corruption_errors(rows: Sequence[dict]) -> Dict[str, Dict[int, float]]:
-    """``{corruption: {severity: error}}`` from corruption rows."""
-    out: Dict[str, Dict[int, float]] = {}
-    for r in rows:
-        out.setdefault(r["corruption"], {})[int(r["severity"])] = 1.0 - r["accuracy"]
-    return out
-
-
-def mce(model_rows: Sequence[dict], model_clean: float, baseline_rows: Sequence[dict],
-        baseline_clean: float, *, corruptions: Optional[Sequence[str]] = None) -> Tuple[Optional[float], Optional[float], Dict[str, dict]]:
-    """mCE and relative mCE (Hendrycks & Dietterich 2019), in percent of the baseline.
-
-    ``CE_c = sum_s E_sc / sum_s E_sc(baseline)``;
-    ``relCE_c = sum_s (E_sc - E_clean) / sum_s (E_sc(baseline) - E_clean(baseline))``;
-    mCE / relative mCE are their means over ``corruptions`` (default: the
-    ImageNet-C 15 present in both). Returns ``(mce, relative_mce, per_corruption)``;
-    a mean is ``None`` when a baseline denominator is 0.
-    """
-    from .corruptions import COMMON
-    ours, base = corruption_errors(model_rows), corruption_errors(baseline_rows)
-    names = [c for c in (corruptions or COMMON) if c in ours and c in base]
-    per: Dict[str, dict] = {}
-    ces, rels = [], []
-    for c in names:
-        sev = sorted(set(ours[c]) & set(base[c]))
-        e = sum(ours[c][s] for s in sev)
-        eb = sum(base[c][s] for s in sev)
-        rel_num = sum(ours[c][s] - (1 - model_clean) for s in sev)
-        rel_den = sum(base[c][s] - (1 - baseline_clean) for s in sev)
-        ce = 100.0 * e / eb if eb > 0 else None
-        rel = 100.0 * rel_num / rel_den if rel_den > 0 else None
-        per[c] = {"ce": ce, "relative_ce": rel}
-        ces.append(ce)
-        rels.append(rel)
-    mean_ce = sum(ces) / len(ces) if ces and None not in ces else None
-    mean_rel = sum(rels) / len(rels) if rels and None not in rels else None
-    return mean_ce, mean_rel, per
+def small_config(model: str, *, weights: str = "shipped", **overrides) -> RunConfig:
+    """A :class:`RunConfig` of :data:`SMALL_RUN` (the app's quick run); ``overrides`` replace fields."""
+    return RunConfig(model=model, weights=weights, **{**SMALL_RUN, **overrides})
 
 
 # ----------------------------------------------------------------------------- the run
@@ -333,26 +239,43 @@ def _plan(cfg: RunConfig) -> List[Tuple[str, str, dict]]:
     return units
 
 
-def _run_unit(kind: str, params: dict, unit: str, model, x, y, cfg: RunConfig, dist: _Dist):
-    """Counts for one unit on this process's chunks, summed over processes."""
+def _n_corrupt(cfg: RunConfig, n: int) -> int:
+    return n if cfg.n_corrupt is None else min(cfg.n_corrupt, n)
+
+
+def _clean_flags(store: "_UnitStore") -> torch.Tensor:
+    return torch.tensor([int(v) for v in store.get("clean")["flags"]], dtype=torch.long)
+
+
+def _run_unit(kind: str, params: dict, unit: str, model, x, y, cfg: RunConfig, dist: _Dist,
+              clean_flags: Optional[torch.Tensor] = None):
+    """Counts for one unit on this process's chunks, summed over processes.
+
+    ``clean_flags``: per-example clean correctness (the clean unit's), for attack survival.
+    """
     from . import corruptions as corr_mod
     if kind == "clean":
-        total = 0
+        flags = torch.zeros(len(x), dtype=torch.long)
         for c, sl in dist.chunks(len(x)):
-            total += _count_correct(model, x[sl], y[sl])
-        return int(dist.sum(torch.tensor([total]))[0])
+            with torch.no_grad():
+                flags[sl] = (model(x[sl]).argmax(1) == y[sl]).long().cpu()
+        flags = dist.sum(flags)
+        return {"correct": int(flags.sum()), "flags": "".join(str(int(v)) for v in flags)}
     if kind == "attack":
         n = min(cfg.n_attack, len(x))
         counts = torch.zeros(len(params["epsilons"]), dtype=torch.long)
+        survived = torch.zeros(len(params["epsilons"]), dtype=torch.long)
         for c, sl in dist.chunks(n):
             seed = _chunk_seed(cfg.seed, unit, c)
             correct = attacks_mod.run(model, x[sl], y[sl], params["attack"], params["epsilons"],
-                                      steps=cfg.steps, seed=seed)
-            counts += correct.sum(1).cpu()
-        return [int(v) for v in dist.sum(counts)]
+                                      steps=cfg.steps, seed=seed).cpu()
+            counts += correct.sum(1)
+            survived += (correct & clean_flags[sl].bool()[None]).sum(1)
+        return {"correct": [int(v) for v in dist.sum(counts)],
+                "survived": [int(v) for v in dist.sum(survived)]}
     if kind == "corruption":
         total = 0
-        for c, sl in dist.chunks(len(x)):
+        for c, sl in dist.chunks(_n_corrupt(cfg, len(x))):
             g = torch.Generator(device=x.device).manual_seed(_chunk_seed(cfg.seed, unit, c))
             xc = corr_mod.corrupt(x[sl], params["corruption"], params["severity"], generator=g)
             total += _count_correct(model, xc, y[sl])
@@ -369,13 +292,18 @@ def _run_unit(kind: str, params: dict, unit: str, model, x, y, cfg: RunConfig, d
 
 
 def _evaluate(model, x, y, cfg: RunConfig, store: _UnitStore, dist: _Dist, *, label: str,
-              progress: bool) -> None:
+              progress: bool, report: Callable[[str], None]) -> None:
+    """Run the units of ``cfg`` not in ``store``; ``report(name)`` after every unit, stored ones first."""
     from tqdm import tqdm
-    plan = [u for u in _plan(cfg) if u[0] not in store]
-    bar = tqdm(plan, desc=label, unit="unit", disable=not (progress and dist.main), leave=True)
+    todo = [u for u in _plan(cfg) if u[0] not in store]
+    for unit in (u for u, _, _ in _plan(cfg) if u in store):
+        report(f"{label}: {unit}")
+    bar = tqdm(todo, desc=label, unit="unit", disable=not (progress and dist.main), leave=True)
     for unit, kind, params in bar:
         bar.set_postfix_str(unit)
-        store.put(unit, _run_unit(kind, params, unit, model, x, y, cfg, dist))
+        flags = _clean_flags(store) if kind == "attack" else None
+        store.put(unit, _run_unit(kind, params, unit, model, x, y, cfg, dist, flags))
+        report(f"{label}: {unit}")
 
 
 def _baseline_config(cfg: RunConfig) -> RunConfig:
@@ -383,42 +311,60 @@ def _baseline_config(cfg: RunConfig) -> RunConfig:
                      n_heatmap=cfg.n_heatmap, seed=cfg.seed, attacks=[],
                      epsilons=cfg.epsilons, l2_epsilons=cfg.l2_epsilons, steps=cfg.steps,
                      corruptions=list(cfg.corruptions), severities=list(cfg.severities),
-                     heatmap=False, baseline=cfg.baseline,
-                     weights="random" if cfg.weights == "random" else "shipped")
+                     heatmap=False, baseline=cfg.baseline, n_corrupt=cfg.n_corrupt,
+                     weights=_baseline_weights(cfg))
+
+
+def _baseline_weights(cfg: RunConfig) -> str:
+    if cfg.baseline_weights is not None:
+        return cfg.baseline_weights
+    return "random" if cfg.weights == "random" else "shipped"
 
 
 def _assemble(cfg: RunConfig, store: _UnitStore, n: int, base: Optional[dict]) -> dict:
     units = store.units
-    clean = _accuracy_row(units["clean"], n)
+    flags = _clean_flags(store)
+    clean = _accuracy_row(units["clean"]["correct"], n)
     adversarial = []
     n_att = min(cfg.n_attack, n)
+    n_cor = _n_corrupt(cfg, n)
+    clean_attacked = int(flags[:n_att].sum())
     for unit, kind, params in _plan(cfg):
         if kind != "attack":
             continue
         spec = attacks_mod.get(params["attack"])
-        for e, correct in zip(params["epsilons"], units[unit]):
+        for e, correct, survived in zip(params["epsilons"], units[unit]["correct"],
+                                        units[unit]["survived"]):
             row = _accuracy_row(correct, n_att)
             adversarial.append({"attack": spec.name, "norm": spec.norm, "epsilon": e,
                                 "robust_accuracy": row["accuracy"], "ci_low": row["ci_low"],
-                                "ci_high": row["ci_high"], "n": n_att})
+                                "ci_high": row["ci_high"], "n": n_att,
+                                "survival": survived / clean_attacked if clean_attacked else None,
+                                "survived": survived, "clean_correct": clean_attacked})
     corruption_rows = []
     for c in cfg.corruptions:
         for s in cfg.severities:
-            row = _accuracy_row(units[f"corruption:{c}@{s}"], n)
+            row = _accuracy_row(units[f"corruption:{c}@{s}"], n_cor)
             corruption_rows.append({"corruption": c, "severity": s, "accuracy": row["accuracy"],
-                                    "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": n})
+                                    "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": n_cor})
     result = {
         "schema_version": SCHEMA_VERSION, "model": cfg.model, "data": cfg.data, "n": n,
-        "n_attack": n_att, "seed": cfg.seed,
+        "n_attack": n_att, "n_corrupt": n_cor, "seed": cfg.seed, "weights": str(cfg.weights),
         "clean_accuracy": clean["accuracy"], "clean_ci_low": clean["ci_low"],
         "clean_ci_high": clean["ci_high"],
         "attack_steps": cfg.steps, "adversarial": adversarial, "corruptions": corruption_rows,
-        "baseline": cfg.baseline, "mce": None, "relative_mce": None, "ce": {},
+        "clean_accuracy_attacked": clean_attacked / n_att if n_att else None,
+        "clean_accuracy_corrupted": int(flags[:n_cor].sum()) / n_cor if n_cor else None,
+        "baseline": cfg.baseline, "baseline_weights": _baseline_weights(cfg),
+        "mce": None, "relative_mce": None, "relative_mce_corruptions": 0, "ce": {},
         "fourier_heatmap": None,
     }
     if base is not None and corruption_rows:
         result["mce"], result["relative_mce"], result["ce"] = mce(
-            corruption_rows, clean["accuracy"], base["corruptions"], base["clean_accuracy"])
+            corruption_rows, result["clean_accuracy_corrupted"], base["corruptions"],
+            base["clean_accuracy"])
+        result["relative_mce_corruptions"] = sum(v["relative_ce"] is not None
+                                                 for v in result["ce"].values())
     if cfg.heatmap:
         grid = torch.tensor(units["heatmap"], dtype=torch.float64)
         n_h = min(cfg.n_heatmap, n)
@@ -429,15 +375,27 @@ def _assemble(cfg: RunConfig, store: _UnitStore, n: int, base: Optional[dict]) -
 
 
 def run(cfg: RunConfig, *, out: Path, device: str = "cpu", fresh: bool = False,
-        data_root: Optional[str] = None, progress: bool = True) -> dict:
+        data_root: Optional[str] = None, progress: bool = True,
+        on_progress: Optional[Callable[[int, int, str], None]] = None) -> dict:
     """Run (or resume) one model's robustness evaluation; returns the results dict.
 
     Writes ``<out>/<data>/<model>/robustness.json`` (+ ``.csv`` and figures) on
     the main process. The baseline model's corruption sweep is run (or resumed)
-    the same way under its own folder, for mCE.
+    the same way under its own folder, for mCE. ``on_progress(done, total, name)`` is
+    called on the main process after every unit, resumed units first, the baseline's
+    (``"baseline <name>: <unit>"``) before the model's (``"<model>: <unit>"``); the last: done == total.
     """
     from . import data as data_mod
     dist = _Dist(device)
+    total = len(_plan(cfg)) + (len(_plan(_baseline_config(cfg))) if cfg.corruptions else 0)
+    done = 0
+
+    def report(unit: str) -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None and dist.main:
+            on_progress(done, total, unit)
+
     try:
         model = _load_model(cfg.model, dist.device, cfg.weights)
         ds = data_mod.load(cfg.data, "test", root=data_root, n=cfg.n, seed=cfg.seed,
@@ -445,24 +403,25 @@ def run(cfg: RunConfig, *, out: Path, device: str = "cpu", fresh: bool = False,
         x, y = data_mod.as_tensors(ds)
         if torch.isnan(x).any() or float(x.min()) < 0 or float(x.max()) > 1:
             raise ValueError(f"dataset {cfg.data} holds NaN or values outside [0, 1]; fix the data")
-        x = _adapt(x, model.input_size).to(dist.device)
+        x = data_mod.fit_to_model(x, model.input_size).to(dist.device)
         y = y.to(dist.device)
-        folder = Path(out) / cfg.data / _dirname(cfg.model)
+        folder = results_folder(out, cfg.data, cfg.model)
         base = bmodel = None
         if cfg.corruptions:
             bcfg = _baseline_config(cfg)
-            bfolder = Path(out) / cfg.data / _dirname(cfg.baseline)
+            bfolder = results_folder(out, cfg.data, cfg.baseline)
             bstore = _UnitStore(bfolder / "baseline.units.json", bcfg.identity(), fresh=fresh,
                                 writer=dist.main)
             dist.barrier()
-            bweights = "random" if cfg.weights == "random" else "shipped"
+            bweights = _baseline_weights(cfg)
             bmodel = (model if cfg.baseline == cfg.model and cfg.weights == bweights
                       else _load_model(cfg.baseline, dist.device, bweights))
             _evaluate(bmodel, x, y, bcfg, bstore, dist, label=f"baseline {cfg.baseline}",
-                      progress=progress)
-            base = {"clean_accuracy": bstore.get("clean") / len(x),
+                      progress=progress, report=report)
+            n_cor = _n_corrupt(cfg, len(x))
+            base = {"clean_accuracy": int(_clean_flags(bstore)[:n_cor].sum()) / n_cor,
                     "corruptions": [{"corruption": c, "severity": s,
-                                     "accuracy": bstore.get(f"corruption:{c}@{s}") / len(x)}
+                                     "accuracy": bstore.get(f"corruption:{c}@{s}") / n_cor}
                                     for c in cfg.corruptions for s in cfg.severities]}
         store = _UnitStore(folder / "robustness.units.json", cfg.identity(), fresh=fresh,
                            writer=dist.main)
@@ -472,7 +431,8 @@ def run(cfg: RunConfig, *, out: Path, device: str = "cpu", fresh: bool = False,
             store.update({u: v for u, v in bstore.units.items() if u not in store})
         if store.resumed and dist.main and progress:
             print(f"resuming {cfg.model}: {store.resumed} units already done", file=sys.stderr)
-        _evaluate(model, x, y, cfg, store, dist, label=cfg.model, progress=progress)
+        _evaluate(model, x, y, cfg, store, dist, label=cfg.model, progress=progress,
+                  report=report)
         result = _assemble(cfg, store, len(x), base)
         if dist.main:
             _write_outputs(result, folder)
@@ -510,88 +470,47 @@ def _write_outputs(result: dict, folder: Path) -> None:
 
 def load_results(out: Path, data: str, model: str) -> Optional[dict]:
     """The stored ``robustness.json`` of a model, or ``None``."""
-    return read_json(Path(out) / data / _dirname(model) / "robustness.json")
+    return read_json(results_folder(out, data, model) / "robustness.json")
+
+
+def results_stamp(out: Path, data: str, model: str) -> Optional[float]:
+    """Modification time of a model's ``robustness.json`` (``None`` if missing): a cache key."""
+    path = results_folder(out, data, model) / "robustness.json"
+    return path.stat().st_mtime if path.is_file() else None
 
 
 # ----------------------------------------------------------------------------- CLI
 
 
-def _floats(text: str) -> List[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if any(v < 0 or math.isnan(v) for v in values):
-        raise argparse.ArgumentTypeError(f"epsilons must be >= 0, got {text!r}")
-    return values
-
-
-def _ints(text: str) -> List[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if any(v < 1 or v > 5 for v in values):
-        raise argparse.ArgumentTypeError(f"severities must be in 1..5, got {text!r}")
-    return values
-
-
-def _names(valid: Callable[[], List[str]], what: str):
-    def parse(text: str) -> List[str]:
-        if text.strip().lower() == "none":
-            return []
-        if text.strip().lower() == "all":
-            return list(valid())
-        names = [v.strip() for v in text.split(",") if v.strip()]
-        bad = [v for v in names if v not in valid()]
-        if bad:
-            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad)}; valid: "
-                                             f"{', '.join(valid())}, all, none")
-        return names
-    return parse
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"error: {message}\n")
-
-
 def _build_parser() -> argparse.ArgumentParser:
     from .corruptions import COMMON, NAMES
-    p = _OneLineParser(
-        prog="python -m probe.robustness",
-        description="Adversarial robustness (foolbox attacks, APGD), corruption robustness "
-                    "(15 ImageNet-C corruptions x 5 severities, mCE) and Fourier heat maps of "
-                    "zoo or timm models. Results: <out>/<data>/<model>/robustness.json (+ .csv, "
-                    "PDF figures). Resumable; shard with torchrun --nproc_per_node=N.")
-    p.add_argument("--model", action="append", metavar="NAME",
-                   help="zoo family (mixer, resmlp, gmlp, vit, fnet, cnn) or timm:<arch>; "
-                        "repeat for a side-by-side comparison (default: mixer)")
-    p.add_argument("--data", default="fashion-mnist",
-                   help="fashion-mnist (default), cifar10, imagefolder:<path>, synthetic")
-    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--n", "--num-images", dest="n", type=int, default=500,
-                   help="test images for clean/corruption accuracy (default 500; under torchrun "
-                        "write --num-images, torchrun's own parser claims --n)")
+    p = cli.parser(
+        "python -m probe.robustness",
+        "Adversarial robustness (foolbox attacks, APGD), corruption robustness "
+        "(15 ImageNet-C corruptions x 5 severities, mCE) and Fourier heat maps of "
+        "zoo or timm models. Results: <out>/<data>/<model>/robustness.json (+ .csv, "
+        "PDF figures). Resumable; shard with torchrun --nproc_per_node=N.",
+        default_models=["mixer"], n_default=500,
+        n_help="test images for clean/corruption accuracy")
     p.add_argument("--n-attack", type=int, default=100,
                    help="of those, images attacked (default 100)")
     p.add_argument("--n-heatmap", type=int, default=100,
                    help="of those, images for the Fourier heat map (default 100)")
-    p.add_argument("--attacks", type=_names(attacks_mod.names, "attack"),
+    p.add_argument("--attacks", type=cli.name_list(attacks_mod.names, "attack"),
                    default=list(DEFAULT_ATTACKS),
                    help=f"comma-separated, 'all' or 'none' (default {','.join(DEFAULT_ATTACKS)}; "
                         f"valid: {', '.join(attacks_mod.names())})")
-    p.add_argument("--epsilons", type=_floats, default=list(DEFAULT_LINF_EPSILONS),
+    p.add_argument("--epsilons", type=cli.float_list, default=list(DEFAULT_LINF_EPSILONS),
                    help="Linf budgets, comma-separated, images in [0,1] "
                         f"(default {','.join(f'{e:g}' for e in DEFAULT_LINF_EPSILONS)})")
-    p.add_argument("--l2-epsilons", type=_floats, default=list(DEFAULT_L2_EPSILONS),
+    p.add_argument("--l2-epsilons", type=cli.float_list, default=list(DEFAULT_L2_EPSILONS),
                    help=f"L2 budgets (default {','.join(f'{e:g}' for e in DEFAULT_L2_EPSILONS)})")
     p.add_argument("--steps", type=int, default=None,
                    help="iterations of iterative attacks (default: each attack's own)")
-    p.add_argument("--corruptions", type=_names(lambda: list(NAMES), "corruption"),
+    p.add_argument("--corruptions", type=cli.name_list(lambda: list(NAMES), "corruption"),
                    default=list(COMMON),
                    help="comma-separated, 'all' (19) or 'none' (default: the 15 ImageNet-C ones)")
-    p.add_argument("--severities", type=_ints, default=list(DEFAULT_SEVERITIES),
+    p.add_argument("--severities", type=cli.severity_list, default=list(DEFAULT_SEVERITIES),
                    help="comma-separated in 1..5 (default 1,2,3,4,5)")
     p.add_argument("--heatmap", action=argparse.BooleanOptionalAction, default=True,
                    help="Fourier heat map (default on)")
@@ -599,85 +518,61 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="L2 norm of the Fourier-basis perturbation (default 3.0)")
     p.add_argument("--baseline", default=BASELINE_MODEL,
                    help=f"model that normalises CE / mCE (AlexNet's role; default {BASELINE_MODEL})")
-    p.add_argument("--weights", default="shipped",
-                   help="shipped (default), random (seeded init, for smoke tests) or a weights "
-                        "file (.safetensors / torch checkpoint) for a single --model")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subset and all randomness")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--out", default="runs", help="results folder (default runs/)")
     p.add_argument("--fresh", action="store_true", help="ignore stored units and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
-def _validate_models(models: List[str]) -> None:
-    from . import zoo
+def _main(args: argparse.Namespace) -> int:
+    models = args.model or ["mixer"]
+    args.model = models
+    cli.check_common(args)
+    zoo.check_name(args.baseline)
+    for opt in ("n_attack", "n_heatmap"):
+        if getattr(args, opt) <= 0:
+            raise ValueError(f"--{opt.replace('_', '-')} must be positive")
+    if args.steps is not None and args.steps <= 0:
+        raise ValueError("--steps must be positive")
+    if args.heatmap_epsilon <= 0:
+        raise ValueError("--heatmap-epsilon must be positive")
+    if args.weights not in ("shipped", "random"):
+        zoo.load(models[0], weights=args.weights)   # any unreadable file fails here, before work
+    check_writable(args.out)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if main_process:
+        print(f"data {args.data}: {args.n} test images for clean/corruptions, "
+              f"{min(args.n_attack, args.n)} attacked, "
+              f"{min(args.n_heatmap, args.n) if args.heatmap else 0} for the Fourier heat map; "
+              f"{len(args.attacks)} attacks, {len(args.corruptions)} corruptions x "
+              f"{len(args.severities)} severities; seed {args.seed}", file=sys.stderr)
+    results = []
     for m in models:
-        if m.startswith(zoo.TIMM_PREFIX):
-            import timm
-            if not timm.is_model(m[len(zoo.TIMM_PREFIX):]):
-                raise ValueError(f"unknown timm architecture {m!r}; see timm.list_models()")
-        elif m not in zoo.names():
-            raise ValueError(f"unknown model {m!r}; valid names: {', '.join(zoo.names())}, "
-                             f"or timm:<arch>")
+        cfg = RunConfig(model=m, data=args.data, n=args.n, n_attack=args.n_attack,
+                        n_heatmap=args.n_heatmap, seed=args.seed, attacks=args.attacks,
+                        epsilons=args.epsilons, l2_epsilons=args.l2_epsilons, steps=args.steps,
+                        corruptions=args.corruptions, severities=args.severities,
+                        heatmap=args.heatmap, heatmap_epsilon=args.heatmap_epsilon,
+                        baseline=args.baseline, weights=args.weights)
+        results.append(run(cfg, out=Path(args.out), device=args.device, fresh=args.fresh,
+                           data_root=args.data_root, progress=not args.no_progress))
+    if main_process:
+        from . import plots_robustness as plots
+        folder = Path(args.out) / cli.safe_name(args.data)
+        if len(results) > 1:
+            figs = plots.robustness_figures(results, folder / "compare")
+        else:
+            figs = plots.figure_paths(results_folder(args.out, args.data, models[0]))
+        print(plots.summary_table(results))
+        for m in models:
+            print(f"results: {results_folder(args.out, args.data, m) / 'robustness.json'} (+ .csv)")
+        print("figures: " + ", ".join(str(f) for f in figs))
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m probe.robustness``: see ``--help``. Bad input: one ``error:`` line, exit 2."""
     args = _build_parser().parse_args(argv)
-    models = args.model or ["mixer"]
-    try:
-        _validate_models(models + [args.baseline])
-        for opt in ("n", "n_attack", "n_heatmap"):
-            if getattr(args, opt) <= 0:
-                raise ValueError(f"--{opt.replace('_', '-')} must be positive")
-        if args.steps is not None and args.steps <= 0:
-            raise ValueError("--steps must be positive")
-        if args.heatmap_epsilon <= 0:
-            raise ValueError("--heatmap-epsilon must be positive")
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for but no CUDA device is available")
-        if args.weights not in ("shipped", "random"):
-            if len(models) > 1:
-                raise ValueError("--weights PATH applies to a single --model")
-            from . import zoo
-            zoo.load(models[0], weights=args.weights)   # any unreadable file fails here, before work
-        check_writable(args.out)
-        main_process = int(os.environ.get("RANK", "0")) == 0
-        if main_process:
-            print(f"data {args.data}: {args.n} test images for clean/corruptions, "
-                  f"{min(args.n_attack, args.n)} attacked, "
-                  f"{min(args.n_heatmap, args.n) if args.heatmap else 0} for the Fourier heat map; "
-                  f"{len(args.attacks)} attacks, {len(args.corruptions)} corruptions x "
-                  f"{len(args.severities)} severities; seed {args.seed}", file=sys.stderr)
-        results = []
-        for m in models:
-            cfg = RunConfig(model=m, data=args.data, n=args.n, n_attack=args.n_attack,
-                            n_heatmap=args.n_heatmap, seed=args.seed, attacks=args.attacks,
-                            epsilons=args.epsilons, l2_epsilons=args.l2_epsilons, steps=args.steps,
-                            corruptions=args.corruptions, severities=args.severities,
-                            heatmap=args.heatmap, heatmap_epsilon=args.heatmap_epsilon,
-                            baseline=args.baseline, weights=args.weights)
-            results.append(run(cfg, out=Path(args.out), device=args.device, fresh=args.fresh,
-                               data_root=args.data_root, progress=not args.no_progress))
-        if main_process:
-            from . import plots_robustness as plots
-            folder = Path(args.out) / args.data
-            if len(results) > 1:
-                figs = plots.robustness_figures(results, folder / "compare")
-            else:
-                figs = plots.figure_paths(folder / _dirname(models[0]))
-            print(plots.summary_table(results))
-            for m in models:
-                print(f"results: {folder / _dirname(m) / 'robustness.json'} (+ .csv)")
-            print("figures: " + ", ".join(str(f) for f in figs))
-    except (ValueError, FileNotFoundError, PermissionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished units are saved; run the same command to continue",
-              file=sys.stderr)
-        return 130
-    return 0
+    return cli.run_main(lambda: _main(args))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 
 from . import hooks
-from .mixing import MixingMap, _Context, _found_or_raise, _check
+from .mixing.grid import TokenContext, check_input, find_or_raise
+from .mixing.maps import MixingMap
 
 __all__ = ["grid_spectrum", "templates", "template_spectra", "feature_maps",
            "log_amplitude_profile", "relative_log_amplitude", "relative_log_amplitudes"]
@@ -68,7 +69,7 @@ def template_spectra(m: MixingMap, *, native: bool = True) -> Tensor:
     return grid_spectrum(templates(m, native=native))
 
 
-def _to_grid(out: Tensor, ctx: _Context) -> Tensor:
+def _to_grid(out: Tensor, ctx: TokenContext) -> Tensor:
     if out.ndim == 4:                                         # [B, C, h, w]
         return out
     if out.ndim != 3:
@@ -83,13 +84,13 @@ def feature_maps(model: nn.Module, x: Tensor) -> List[Tuple[str, Tensor]]:
 
     Prefix (class/register) tokens are dropped; tokens are placed on their grid.
     """
-    _check(model, x)
-    found = _found_or_raise(model)
+    check_input(model, x)
+    found = find_or_raise(model)
     blocks: List[str] = []
     for info, _ in found:
         if info.block not in blocks:
             blocks.append(info.block)
-    ctx = _Context(model)
+    ctx = TokenContext(model)
     with hooks.evaluating(model), torch.no_grad(), \
             hooks.capture(model, blocks, inputs=False) as rec:
         model(x)

@@ -34,7 +34,9 @@ import torch
 import torch.nn as nn
 
 from . import models as _models  # noqa: F401  (importing it registers the zoo families)
-from .registry import _FAMILIES, Family, families, family_of, last_child, names, register_family
+from . import cli
+from .registry import (_FAMILIES, TIMM_PREFIX, Family, _unknown_model, check_name, families,
+                       family_of, last_child, names, register_family)
 
 __all__ = [
     "Family", "ProbeModel", "register_family", "check_name", "last_child", "family_of", "WEIGHTS_DIR", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
@@ -45,7 +47,6 @@ __all__ = [
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
-TIMM_PREFIX = "timm:"
 
 
 class ProbeModel(nn.Module):
@@ -96,26 +97,6 @@ class ProbeModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, family={self.family!r}, input_size={self.input_size}"
-
-
-def _unknown_model(name: str) -> ValueError:
-    return ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}, "
-                      f"or timm:<arch> for any timm architecture (e.g. timm:resnet50)")
-
-
-def check_name(name: str) -> None:
-    """Raise ``ValueError`` (with the valid names) unless ``name`` is a zoo family or a timm arch."""
-    if not isinstance(name, str):
-        raise ValueError(f"model name must be a string, got {type(name).__name__}")
-    if name.startswith(TIMM_PREFIX):
-        import timm
-        arch = name[len(TIMM_PREFIX):]
-        if not timm.is_model(arch):
-            close = timm.list_models(f"*{arch.split('_')[0]}*")[:8] if arch else []
-            hint = f" (similar: {', '.join(close)})" if close else ""
-            raise ValueError(f"unknown timm architecture {arch!r}{hint}; see timm.list_models()")
-    elif name not in _FAMILIES:
-        raise _unknown_model(name)
 
 
 def build(name: str, *, seed: int = 0) -> ProbeModel:
@@ -493,7 +474,6 @@ def _evaluate_zoo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from . import cli
     parser = cli.parser(
         "python -m probe.zoo",
         "Evaluate the shipped model zoo: clean accuracy (with 95%% CI), parameters "

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -24,3 +25,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def quick_analysis():
+    """``run(module, out) -> (argv, exit code, results or None)``: one ``--quick`` analysis run
+    writing results, figures and its model cache under ``out``."""
+
+    def run(module, out):
+        argv = ["--quick", "--results", str(out), "--figures", str(out), "--cache",
+                str(out / "models"), "--no-progress"]
+        code = module.main(argv)
+        path = out / f"{module.NAME}.json"
+        return argv, code, (json.loads(path.read_text()) if code == 0 else None)
+
+    return run

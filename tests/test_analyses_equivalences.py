@@ -11,12 +11,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory, one_thread):
+def quick(tmp_path_factory, one_thread, quick_analysis):
     out = tmp_path_factory.mktemp("equivalences")
-    args = ["--quick", "--results", str(out), "--figures", str(out), "--cache",
-            str(out / "models"), "--no-progress"]
-    assert eqa.main(args) == 0
-    return out, args, json.loads((out / "equivalences.json").read_text())
+    args, code, results = quick_analysis(eqa, out)
+    assert code == 0
+    return out, args, results
 
 
 def test_quick_run_writes_figure_and_results(quick):

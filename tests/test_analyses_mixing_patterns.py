@@ -9,12 +9,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory, one_thread):
+def quick(tmp_path_factory, one_thread, quick_analysis):
     out = tmp_path_factory.mktemp("mixing_patterns")
-    args = ["--quick", "--results", str(out), "--figures", str(out), "--cache",
-            str(out / "models"), "--no-progress"]
-    assert mp.main(args) == 0
-    return out, args, json.loads((out / "mixing_patterns.json").read_text())
+    args, code, results = quick_analysis(mp, out)
+    assert code == 0
+    return out, args, results
 
 
 def test_quick_run_writes_figures_and_results(quick):

@@ -1,12 +1,15 @@
-"""Tests of the comparison app (apps/compare.py) and its helpers (probe/app_support.py).
+"""Tests of the comparison app (apps/compare.py) and the library calls it is made of.
 
-- helpers: upload validation, fitting, perturbations, tables, PDF bytes;
+- library: perturbations and their token mixing (:mod:`probe.perturbations`), model
+  loading with a RANDOM fallback and cache stamps (:mod:`probe.zoo`, :mod:`probe.robustness`),
+  the app's panels and figure bytes without pyplot (:mod:`probe.plots`,
+  :mod:`probe.plots_robustness`), ``robustness.run(..., on_progress=...)``; uploads and
+  tables are tested in ``test_data.py`` and ``test_results.py``;
 - the page through ``streamlit.testing.v1.AppTest`` (default render, switching
-  models, layers, views and perturbations, an upload refused with a message);
+  models, layers, views and perturbations, attributions, the small run, threads set once);
 - one end-to-end run in a real headless Chromium (Debian ``chromium``) driven by
-  ``playwright``: the page renders its first figure and the screenshot is not blank.
+  ``playwright``: the page renders its figures, a PDF downloads, a bad upload is refused.
 """
-import io
 import os
 import shutil
 import socket
@@ -14,157 +17,192 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from probe import app_support as sup
+from probe import corruptions, data, mixing, plots, plots_robustness, robustness, zoo
+from probe.perturbations import Perturbation, analyse_input, map_change, perturb, top_k
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "apps" / "compare.py"
 CHROMIUM = "/usr/bin/chromium"
 
 
-def _png(w: int, h: int, mode: str = "L") -> bytes:
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.new(mode, (w, h), 128).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def test_load_upload_png_and_jpeg_to_model_size():
-    from PIL import Image
-    x = sup.load_upload(_png(40, 30), (1, 28, 28))
-    assert x.shape == (1, 1, 28, 28) and x.dtype == torch.float32
-    assert torch.allclose(x, torch.full_like(x, 128 / 255), atol=1e-6)
-    buf = io.BytesIO()
-    Image.new("RGB", (50, 60), (255, 0, 0)).save(buf, format="JPEG")
-    rgb = sup.load_upload(buf.getvalue(), (3, 32, 32))
-    assert rgb.shape == (1, 3, 32, 32) and rgb[0, 0].mean() > 0.9 and rgb[0, 1].mean() < 0.1
-    inv = sup.load_upload(_png(8, 8), (1, 8, 8), invert=True)
-    assert torch.allclose(inv, 1 - torch.full_like(inv, 128 / 255), atol=1e-6)
-
-
-@pytest.mark.parametrize("content", [b"", b"hello, I am not an image", b"%PDF-1.7 ...",
-                                     b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])
-def test_load_upload_rejects_non_images_with_a_message(content):
-    with pytest.raises(ValueError, match="PNG|JPEG|empty"):
-        sup.load_upload(content)
-
-
-def test_load_upload_rejects_oversized_dimensions_before_decoding():
-    # a 1-bit PNG of 20000 x 20000 pixels is tiny on disk (a decompression bomb)
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.new("1", (20000, 20000), 0).save(buf, format="PNG", optimize=True)
-    data = buf.getvalue()
-    assert len(data) < 1_000_000
-    with pytest.raises(ValueError, match="20000 x 20000 pixels"):
-        sup.load_upload(data)
-    with pytest.raises(ValueError, match="at most 100 pixels"):
-        sup.load_upload(_png(11, 10), max_pixels=100)
-    buf = io.BytesIO()                                   # JPEG: PIL reads the size from the header
-    Image.new("L", (300, 200), 0).save(buf, format="JPEG")
-    with pytest.raises(ValueError, match="300 x 200 pixels"):
-        sup.load_upload(buf.getvalue(), max_pixels=1000)
-
-
-def test_load_upload_rejects_too_many_bytes():
-    with pytest.raises(ValueError, match="limit is 10 MB"):
-        sup.load_upload(b"\x89PNG\r\n\x1a\n" + b"\x00" * (sup.MAX_UPLOAD_BYTES + 1))
-
-
-def test_fit_to_model_channels_and_size():
-    x = torch.rand(2, 1, 28, 28)
-    assert sup.fit_to_model(x, (3, 32, 32)).shape == (2, 3, 32, 32)
-    assert sup.fit_to_model(torch.rand(1, 3, 20, 20), (1, 28, 28)).shape == (1, 1, 28, 28)
-    assert sup.fit_to_model(x, (1, 28, 28)) is not None
+# ----------------------------------------------------------------------------- library
 
 
 def test_perturb_and_top_k():
-    from probe import zoo
-    torch.manual_seed(0)
     model = zoo.load("fnet", weights="random")
-    x = torch.rand(1, 1, 28, 28)
-    assert sup.perturb(model, x, sup.Perturbation()) is x
-    xc = sup.perturb(model, x, sup.Perturbation("corruption", corruption="fog", severity=2))
-    assert xc.shape == x.shape and not torch.equal(xc, x)
-    xa = sup.perturb(model, x, sup.Perturbation("pgd", epsilon=0.05, steps=2))
-    assert float((xa - x).abs().max()) <= 0.05 + 1e-6 and 0 <= float(xa.min())
-    top = sup.top_k(model, x)
-    assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1] and top[0][0] in model.classes
-    with pytest.raises(ValueError, match="unknown perturbation"):
-        sup.perturb(model, x, sup.Perturbation("blur"))
+    x = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert perturb(model, x, Perturbation()) is x
+    spec = Perturbation("corruption", corruption="fog", severity=2, seed=5)
+    expected = corruptions.corrupt(x, "fog", 2, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(perturb(model, x, spec), expected)
+    pgd = Perturbation("pgd", epsilon=0.05, steps=2)
+    xa = perturb(model, x, pgd)
+    assert 0.0 < float((xa - x).abs().max()) <= 0.05 + 1e-6 and 0 <= float(xa.min())
+    assert torch.equal(perturb(model, x, pgd), xa)                   # seeded by spec.seed
+    with torch.no_grad():
+        p = torch.softmax(model(x)[0], 0)
+    top = top_k(model, x)
+    best = p.topk(3)
+    assert [c for c, _ in top] == [model.classes[int(i)] for i in best.indices]
+    assert [v for _, v in top] == pytest.approx(best.values.tolist())
+    with pytest.raises(ValueError, match="unknown perturbation 'blur'"):
+        perturb(model, x, Perturbation("blur"))
 
 
-def test_load_model_falls_back_to_random_with_a_note(monkeypatch, tmp_path):
-    from probe import zoo
+def test_analyse_input_and_map_change():
+    image = torch.rand(1, 1, 20, 20, generator=torch.Generator().manual_seed(1))
+    vit = zoo.load("vit", weights="random")
+    clean = analyse_input(vit, image)
+    assert clean.x.shape == (1, 1, 28, 28) and clean.perturbed is clean.x
+    assert torch.equal(clean.x, data.fit_to_model(image, (1, 28, 28)))
+    assert clean.maps is clean.maps_clean and len(clean.maps) == 4
+    assert [s["depth"] for s in clean.summary] == [0, 1, 2, 3]
+    assert clean.map_change(0) == 0.0
+    fog = Perturbation("corruption", corruption="fog", severity=5)
+    hit = analyse_input(vit, image, fog)
+    assert not torch.equal(hit.perturbed, hit.x)
+    with torch.no_grad():
+        assert hit.prediction == int(vit(hit.perturbed).argmax(1)[0])
+    assert hit.map_change(3) > 0.0                                   # attention adapts to the input
+    fnet = analyse_input(zoo.load("fnet", weights="random"), image, fog)
+    assert [fnet.map_change(d) for d in range(len(fnet.maps))] == [0.0] * len(fnet.maps)
+    m = clean.maps[0]
+    assert map_change(replace(m, matrix=1.1 * m.matrix), m) == pytest.approx(0.1, rel=1e-5)
+    with pytest.raises(ValueError, match="same layer"):
+        map_change(replace(m, matrix=m.matrix[..., :5]), m)
+
+
+def test_analyse_input_attacks_the_true_label_only_for_the_same_classes(monkeypatch):
+    from probe import perturbations
+    model = zoo.load("cnn", weights="random")
+    attacked = []
+    monkeypatch.setattr(perturbations.attacks, "pgd_linf",
+                        lambda model, x, y, eps, steps: attacked.append(int(y[0])) or x)
+    image = torch.rand(1, 1, 28, 28)
+    pgd = Perturbation("pgd", epsilon=0.05, steps=1)
+    analyse_input(model, image, pgd, label=7, label_classes=data.FASHION_MNIST_CLASSES)
+    analyse_input(model, image, pgd, label=7, label_classes=["a", "b"])
+    with torch.no_grad():
+        clean_prediction = int(model(image).argmax(1)[0])
+    assert attacked == [7, clean_prediction]
+
+
+def test_load_or_random_says_random(monkeypatch, tmp_path):
+    model, note = zoo.load_or_random("mixer")
+    assert model.name == "mixer" and note is None
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)       # no shipped weights here
-    model, note = sup.load_model("gmlp")
+    model, note = zoo.load_or_random("gmlp")
     assert model.name == "gmlp" and "RANDOM" in note and "python -m probe.train --model gmlp" in note
-    with pytest.raises(ValueError, match="unknown model"):
-        sup.load_model("nope")
+    assert torch.equal(next(model.parameters()), next(zoo.load("gmlp", weights="random").parameters()))
+    assert zoo.load_or_random("gmlp", weights="random")[1] is None
+    _, note = zoo.load_or_random("timm:test_vit")
+    assert note == "timm:test_vit: RANDOM initialisation (timm weights are never downloaded)"
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        zoo.load_or_random("nope")
+    with pytest.raises(ValueError, match="'shipped' or 'random'"):
+        zoo.load_or_random("mixer", weights="best")
 
 
-def test_tables_csv_markdown_and_pdf():
-    rows = [{"model": "a", "x": 0.5}, {"model": "b|c", "y": 2}]
-    assert sup.rows_to_csv(rows).decode().splitlines() == ["model,x,y", "a,0.5,", "b|c,,2"]
-    md = sup.rows_to_markdown(rows)
-    assert md.splitlines()[0] == "| model | x | y |" and "b\\|c" in md
-    results = [
-        {"model": "m1", "clean_accuracy": 0.9, "mce": None,
-         "adversarial": [{"attack": "pgd", "norm": "linf", "epsilon": 0.0, "robust_accuracy": 0.9},
-                         {"attack": "pgd", "norm": "linf", "epsilon": 0.1, "robust_accuracy": 0.2}],
-         "corruptions": [{"corruption": "fog", "severity": 1, "accuracy": 0.8},
-                         {"corruption": "fog", "severity": 5, "accuracy": 0.4}]},
-        {"model": "m2", "clean_accuracy": 0.8, "mce": 90.0, "adversarial": [], "corruptions": []},
-    ]
-    acc = sup.robust_accuracy_rows(results)
-    assert [r["epsilon"] for r in acc] == [0.0, 0.1] and acc[1]["m1"] == 0.2
-    ce = sup.corruption_error_rows(results)
-    assert ce[0] == {"corruption": "clean error", "m1": 10.0, "m2": 20.0}
-    assert ce[1] == {"corruption": "fog", "m1": 40.0}
-    from probe.plots import new_figure
-    fig = new_figure(2, 2)
-    fig.subplots().plot([0, 1])
-    assert sup.figure_pdf(fig).startswith(b"%PDF")
+def test_weights_and_results_stamps(monkeypatch, tmp_path):
+    shipped = zoo.WEIGHTS_DIR / "mixer.safetensors"
+    assert zoo.weights_stamp("mixer") == shipped.stat().st_mtime
+    assert zoo.weights_stamp("timm:resnet18") is None
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
+    assert zoo.weights_stamp("mixer") is None
+    assert robustness.results_stamp(tmp_path, "fashion-mnist", "timm:resnet18") is None
+    path = robustness.results_folder(tmp_path, "fashion-mnist", "timm:resnet18") / "robustness.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{}")
+    assert robustness.results_stamp(tmp_path, "fashion-mnist", "timm:resnet18") == path.stat().st_mtime
 
 
-def test_mixing_panel_every_kind():
-    from probe import mixing, zoo
+def test_run_reports_every_unit_to_on_progress(tmp_path):
+    cfg = robustness.small_config("resmlp", weights="random", n=8, n_attack=4, attacks=["fgsm"],
+                                  epsilons=[0.0, 0.1], corruptions=["contrast"], severities=[1, 3])
+    units = ["baseline cnn: clean", "baseline cnn: corruption:contrast@1",
+             "baseline cnn: corruption:contrast@3", "resmlp: clean", "resmlp: attack:fgsm@0",
+             "resmlp: attack:fgsm@0.1", "resmlp: corruption:contrast@1",
+             "resmlp: corruption:contrast@3"]
+    calls = []
+    first = robustness.run(cfg, out=tmp_path, progress=False,
+                           on_progress=lambda *a: calls.append(a))
+    assert calls == [(i + 1, len(units), u) for i, u in enumerate(units)]
+    assert calls[-1][0] == calls[-1][1] and len(calls) == len(units)
+    resumed = []                                             # everything resumed from disk
+    again = robustness.run(cfg, out=tmp_path, progress=False,
+                           on_progress=lambda *a: resumed.append(a))
+    assert resumed == calls and again == first
+
+
+def test_small_config():
+    cfg = robustness.small_config("vit", weights="random", n=10)
+    assert (cfg.model, cfg.weights, cfg.n) == ("vit", "random", 10)
+    assert cfg.attacks == robustness.SMALL_RUN["attacks"] and cfg.heatmap is False
+
+
+def test_mixing_panel_every_family():
     x = torch.rand(1, 1, 28, 28)
-    for name in ("vit",):
+    assert len(zoo.names()) == 6
+    for name in zoo.names():
         model = zoo.load(name, weights="random")
         m = mixing.extract(model, x)[-1]
-        one = sup.select_head(m, 1)
-        assert one.heads == (1 if m.heads > 1 else m.heads)
-        fig = sup.mixing_panel(x[0], one, title=name)
-        assert len(fig.axes) == 3                              # image, matrix, colour bar
+        one = plots.select_head(m, 1)
+        if m.heads > 1:
+            assert one.heads == 1 and torch.equal(one.matrix, m.matrix[:, 1:2])
+        else:
+            assert one is m
+        assert plots.select_head(m, None) is m and plots.select_head(m, 99) is m
+        fig = plots.mixing_panel(x[0], one, title=name)
+        assert len(fig.axes) == 3, name                       # image, matrix, colour bar
+        assert fig.axes[1].get_images()[0].get_array().shape == tuple(m.matrix.shape[-2:])
+        assert plots.figure_bytes(fig, "png").startswith(b"\x89PNG"), name
 
 
-def test_attribution_api_is_defensive(monkeypatch):
-    api = sup.attribution_api()
-    assert api.error is None or "probe.attribution" in api.error
-    if api.error is None:
-        assert api.methods and callable(api.module.attribute)
-    monkeypatch.setitem(sys.modules, "probe.attribution", None)   # the import now fails
-    broken = sup.attribution_api()
-    assert broken.error and "not available" in broken.error
-    fake = types.ModuleType("probe.attribution")                  # a module without attribute()
-    monkeypatch.setitem(sys.modules, "probe.attribution", fake)
-    assert "no attribute() function" in sup.attribution_api().error
+def test_default_query():
+    vit = mixing.extract(zoo.load("vit", weights="random"), torch.rand(1, 1, 28, 28))[0]
+    mixer = mixing.extract(zoo.load("mixer", weights="random"), torch.rand(1, 1, 28, 28))[0]
+    assert plots.default_query(vit) == 0                       # the class token
+    assert plots.default_query(mixer) == 3 * 7 + 3             # the centre of the 7 x 7 grid
 
 
-def test_app_without_attribution_module_says_so(app_env, monkeypatch):
-    monkeypatch.setitem(sys.modules, "probe.attribution", None)
-    at = _app().run()
-    _no_exception(at)
-    assert any("Attributions are not available" in w.value for w in at.warning)
+def test_attribution_figure_and_bytes():
+    image = torch.rand(1, 28, 28)
+    fig = plots.attribution_figure(image, torch.randn(7, 7), title="saliency")
+    overlay = fig.axes[0].get_images()[1]
+    assert overlay.get_array().shape == (28, 28)               # resized to the image
+    assert plots.figure_pdf(fig).startswith(b"%PDF")
+    with pytest.raises(ValueError, match="one \\[H, W\\] map"):
+        plots.attribution_figure(image, torch.randn(1, 28, 28))
+    with pytest.raises(ValueError, match="'pdf' or 'png'"):
+        plots.figure_bytes(fig, "svg")
+
+
+def test_figures_need_no_pyplot(monkeypatch, tmp_path):
+    """The app draws from Streamlit's script thread: no figure may go through pyplot."""
+    import matplotlib.pyplot as plt
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pyplot used")
+
+    for name in ("figure", "subplots", "close", "get_cmap"):
+        monkeypatch.setattr(plt, name, refuse)
+    result = {"model": "m", "data": "fashion-mnist", "n": 8, "n_attack": 4, "clean_accuracy": 0.5,
+              "mce": 100.0, "relative_mce": 90.0, "baseline": "cnn",
+              "adversarial": [{"attack": "fgsm", "norm": "linf", "epsilon": e, "robust_accuracy": a,
+                               "ci_low": 0.0, "ci_high": 1.0} for e, a in ((0.0, 0.5), (0.1, 0.25))],
+              "corruptions": [{"corruption": "fog", "severity": 1, "accuracy": 0.5}],
+              "fourier_heatmap": {"epsilon": 3.0, "n": 4, "error": [[0.1, 0.2], [0.3, 0.4]]}}
+    paths = plots_robustness.robustness_figures([result], tmp_path)
+    assert [p.name for p in paths] == list(plots_robustness.FIGURES)
+    assert all(p.read_bytes().startswith(b"%PDF") for p in paths)
+    m = mixing.extract(zoo.load("vit", weights="random"), torch.rand(1, 1, 28, 28))[0]
+    assert plots.figure_pdf(plots.mixing_panel(torch.rand(1, 28, 28), m)).startswith(b"%PDF")
 
 
 # ----------------------------------------------------------------------------- AppTest
@@ -175,7 +213,6 @@ def app_env(monkeypatch, tmp_path):
     monkeypatch.setenv("PROBE_APP_THREADS", "1")
     monkeypatch.setenv("PROBE_RUNS", str(tmp_path / "runs"))
     yield tmp_path
-    torch.set_num_threads(min(2, os.cpu_count() or 1))     # the app sets threads in-process
 
 
 def _app():
@@ -192,12 +229,26 @@ def test_app_default_render(app_env):
     _no_exception(at)
     assert [t.label for t in at.tabs] == ["Depth & metrics", "Robustness", "Attributions",
                                           "Downloads"]
-    assert {s.key for s in at.slider} >= {"layer_mixer", "layer_vit", "layer_cnn"}
-    assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
+    assert {s.key for s in at.slider} == {"layer_mixer", "layer_vit", "layer_cnn"}
+    # the input preview, 3 mixing panels, the depth plot and 3 attribution maps
+    assert len(at.get("image")) == 8
     # no results in the empty runs folder: the command that makes them and the button
     assert any("python -m probe.robustness --model mixer" in c.value for c in at.code)
     assert any(b.key == "run_small" for b in at.button)
-    assert any(d.key == "dl_metrics" for d in at.get("download_button"))
+    assert {d.key for d in at.get("download_button")} >= {"dl_metrics", "dl_mixing_mixer_layer2"}
+    assert not at.warning                                       # shipped weights: no RANDOM note
+
+
+def test_app_sets_torch_threads_once_per_process(app_env, monkeypatch):
+    import streamlit as st
+    st.cache_resource.clear()
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    at = _app().run()
+    at.slider(key="layer_mixer").set_value(1).run()             # a rerun
+    _app().run()                                                # another session
+    _no_exception(at)
+    assert calls == [1]                                         # PROBE_APP_THREADS=1, once
 
 
 def test_app_switch_models_layers_views_and_perturbations(app_env):
@@ -206,17 +257,21 @@ def test_app_switch_models_layers_views_and_perturbations(app_env):
     _no_exception(at)
     at.multiselect(key="models").set_value(["resmlp", "fnet", "gmlp", "vit"]).run()
     _no_exception(at)
-    assert {s.key for s in at.slider} >= {"layer_resmlp", "layer_fnet", "layer_gmlp", "layer_vit"}
+    assert {s.key for s in at.slider} == {"layer_resmlp", "layer_fnet", "layer_gmlp", "layer_vit"}
     at.slider(key="layer_fnet").set_value(0)
     at.radio(key="view").set_value("templates")
     at.selectbox(key="head").set_value(2).run()
     _no_exception(at)
-    at.multiselect(key="models").set_value(["fnet", "cnn"])
+    at.multiselect(key="models").set_value(["fnet", "vit"])
     at.radio(key="perturbation").set_value("corruption").run()
     at.selectbox(key="corruption").set_value("fog")
     at.slider(key="severity").set_value(5).run()
     _no_exception(at)
-    assert any("map change" in c.value for c in at.caption)
+    changes = [c.value for c in at.caption if "map change" in c.value]
+    assert len(changes) == 2
+    assert "map change **0.0%** (static map)" in changes[0]      # FNet's Fourier mixing is fixed
+    assert "(static map)" not in changes[1] and "map change **0.0%**" not in changes[1]
+    assert [e.label for e in at.expander] == ["mixing on the clean input"]   # only for ViT
     at.radio(key="perturbation").set_value("pgd").run()
     at.select_slider(key="epsilon").set_value(0.1)
     at.number_input(key="index").set_value(7).run()
@@ -224,6 +279,26 @@ def test_app_switch_models_layers_views_and_perturbations(app_env):
     at.multiselect(key="models").set_value(["vit"]).run()     # fewer than 2: a hint, no crash
     _no_exception(at)
     assert any("at least 2" in i.value for i in at.info)
+
+
+def test_app_attributions(app_env):
+    at = _app().run()
+    metrics = [m for m in at.metric if m.label == "deletion AUC (lower is better)"]
+    assert len(metrics) == 3 and all(0.0 <= float(m.value) <= 1.0 for m in metrics)
+    at.multiselect(key="models").set_value(["cnn", "vit"])
+    at.selectbox(key="attr_method").set_value("attention_rollout").run()
+    _no_exception(at)
+    assert len([m for m in at.metric if m.label.startswith("deletion AUC")]) == 1   # ViT only
+    assert any("applies only to the families vit" in i.value for i in at.info)
+
+
+def test_app_random_weights_fallback_is_announced(app_env, monkeypatch):
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", app_env)          # no shipped weights here
+    at = _app().run()
+    _no_exception(at)
+    assert len(at.warning) == 1 and "RANDOM" in at.warning[0].value
+    assert "python -m probe.train --model mixer" in at.warning[0].value
+    assert any("random weights" in c.value for c in at.caption)
 
 
 def test_app_unknown_timm_model_is_a_message(app_env):
@@ -235,7 +310,7 @@ def test_app_unknown_timm_model_is_a_message(app_env):
 
 def test_app_upload_source_without_file(app_env):
     # AppTest (streamlit 1.67) cannot set a file_uploader's value; bad uploads are
-    # tested on probe.app_support.load_upload directly (above).
+    # tested on probe.data.load_upload (test_data.py) and in the browser (below).
     at = _app().run()
     at.radio(key="source").set_value("upload").run()
     _no_exception(at)
@@ -244,20 +319,20 @@ def test_app_upload_source_without_file(app_env):
 
 def test_app_small_robustness_button(app_env, monkeypatch):
     """The button runs a (here: tiny) robustness run and the tables appear."""
-    monkeypatch.setattr(sup, "SMALL_RUN", dict(n=8, n_attack=4, attacks=["fgsm"],
-                                                epsilons=[0.0, 0.1], corruptions=["contrast"],
-                                                severities=[1], heatmap=False))
+    monkeypatch.setattr(robustness, "SMALL_RUN", dict(n=8, n_attack=4, attacks=["fgsm"],
+                                                      epsilons=[0.0, 0.1], corruptions=["contrast"],
+                                                      severities=[1], heatmap=False))
     at = _app().run()
     at.radio(key="weights").set_value("random").run()      # independent of the shipped files
     at.multiselect(key="models").set_value(["resmlp", "fnet"]).run()
     at.button(key="run_small").click().run()
     _no_exception(at)
-    runs = Path(os.environ["PROBE_RUNS"])
-    assert list(runs.rglob("robustness.json")), "the small run wrote no results"
+    runs = Path(os.environ["PROBE_RUNS"]) / "random-weights" / "fashion-mnist"
+    assert sorted(p.parent.name for p in runs.rglob("robustness.json")) == ["fnet", "resmlp"]
     at.run()
     _no_exception(at)
     assert not any(b.key == "run_small" for b in at.button)
-    assert any("fgsm" in m.value for m in at.markdown)
+    assert any(m.value.startswith("| attack | norm | epsilon | resmlp | fnet |") for m in at.markdown)
 
 
 # ----------------------------------------------------------------------------- real browser

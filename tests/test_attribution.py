@@ -3,6 +3,8 @@ deletion/insertion vs random order, randomisation sanity check, localisation,
 error messages, the CLI and hook hygiene."""
 import copy
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -18,20 +20,28 @@ FAST = {
 }
 
 
+# every per-module hook dict of torch.nn.Module (a missing one fails: the check must not go vacuous)
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+               "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
+               "_backward_pre_hooks")
+
+
 def _no_hooks_left(model: nn.Module) -> None:
     for name, m in model.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
-                     "_backward_pre_hooks"):
-            assert not getattr(m, attr, {}), f"{name or 'model'} keeps {attr}"
+        for attr in _HOOK_DICTS:
+            assert not getattr(m, attr), f"{name or 'model'} keeps {attr}: {getattr(m, attr)}"
 
 
 def _fused_flags(model: nn.Module) -> dict:
     return {n: m.__dict__.get("fused_attn", "unset") for n, m in hooks.attention_modules(model).items()}
 
 
-def _applies(method: str, family: str) -> bool:
-    fams = attribution.METHODS[method].families
-    return fams is None or family in fams
+def _methods_for(model: nn.Module) -> list:
+    return [m for m, spec in attribution.METHODS.items() if spec.applies(model)]
+
+
+def _rollout_families() -> list:
+    return [name for name, fam in zoo.families().items() if fam.rollout]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -69,9 +79,7 @@ def test_every_method_gives_finite_pixel_maps(family):
     model = zoo.build(family).eval()
     x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     fused = _fused_flags(model)
-    for method in attribution.METHODS:
-        if not _applies(method, family):
-            continue
+    for method in _methods_for(model):
         maps = attribution.attribute(model, x, torch.tensor([1, 3]), method, **FAST.get(method, {}))
         assert maps.shape == (2, 28, 28), method
         assert torch.isfinite(maps).all(), method
@@ -102,11 +110,27 @@ def test_training_mode_restored():
 # ----------------------------------------------------------------------------- errors
 
 
-def test_rollout_on_mixer_names_families():
-    model = zoo.build("mixer")
+def test_rollouts_follow_the_family_registry():
+    rollout = _rollout_families()
+    assert rollout, "no zoo family is registered with rollout=True"
     for method in ("attention_rollout", "grad_rollout"):
-        with pytest.raises(ValueError, match=r"applies only to the families vit.*'mixer'"):
-            attribution.attribute(model, torch.rand(1, 1, 28, 28), 0, method)
+        assert attribution.METHODS[method].families == tuple(rollout)
+    for family in zoo.names():
+        model = zoo.build(family)
+        assert attribution.METHODS["grad_rollout"].applies(model) == (family in rollout)
+        if family in rollout:
+            continue
+        for method in ("attention_rollout", "grad_rollout"):
+            with pytest.raises(ValueError, match=rf"applies only to the families "
+                                                 rf"{', '.join(rollout)}.*'{family}'"):
+                attribution.attribute(model, torch.rand(1, 1, 28, 28), 0, method)
+
+
+def test_register_method_checks_requires():
+    with pytest.raises(ValueError, match="boolean flag of probe.zoo.Family.*rollout"):
+        attribution.register_method("x", signed=False, description="x", requires="attention")
+    with pytest.raises(ValueError, match="registered twice"):
+        attribution.register_method("saliency", signed=False, description="x")(lambda m, x, t: x)
 
 
 def test_unknown_method_lists_valid():
@@ -139,17 +163,35 @@ class _Boom(nn.Module):
         raise RuntimeError("boom")
 
 
-@pytest.mark.parametrize("family,method", [("vit", "grad_cam"), ("vit", "attention_rollout"),
-                                           ("vit", "grad_rollout"), ("cnn", "grad_cam"),
-                                           ("mixer", "grad_cam"), ("cnn", "integrated_gradients")])
-def test_hooks_removed_when_forward_raises(family, method):
+@pytest.mark.parametrize("family", zoo.names())
+def test_hooks_removed_when_forward_raises(family):
     model = zoo.build(family).eval()
+    assert isinstance(getattr(model.net, "head", None), nn.Module), f"{family} has no net.head"
     model.net.head = _Boom()
     fused = _fused_flags(model)
-    with pytest.raises(RuntimeError, match="boom"):
-        attribution.attribute(model, torch.rand(1, 1, 28, 28), 0, method)
-    _no_hooks_left(model)
-    assert _fused_flags(model) == fused
+    methods = _methods_for(model)
+    assert {"grad_cam", "saliency"} <= set(methods)
+    for method in methods:
+        with pytest.raises(RuntimeError, match="boom"):
+            attribution.attribute(model, torch.rand(1, 1, 28, 28), 0, method, **FAST.get(method, {}))
+        _no_hooks_left(model)
+        assert _fused_flags(model) == fused, method
+
+
+def test_hook_check_sees_every_kind_of_hook():
+    """_no_hooks_left must catch each hook dict, so the tests above can fail."""
+    for register in (lambda m: m.register_forward_hook(lambda *a: None),
+                     lambda m: m.register_forward_hook(lambda *a: None, with_kwargs=True),
+                     lambda m: m.register_forward_pre_hook(lambda *a: None),
+                     lambda m: m.register_forward_pre_hook(lambda *a: None, with_kwargs=True),
+                     lambda m: m.register_full_backward_hook(lambda *a: None),
+                     lambda m: m.register_full_backward_pre_hook(lambda *a: None)):
+        model = nn.Sequential(nn.Linear(2, 2))
+        handle = register(model[0])
+        with pytest.raises(AssertionError, match="keeps"):
+            _no_hooks_left(model)
+        handle.remove()
+        _no_hooks_left(model)
 
 
 # ----------------------------------------------------------------------------- rollout reference
@@ -234,15 +276,88 @@ def test_grad_rollout_batched_and_class_specific():
     assert not torch.allclose(batched, other)
 
 
-def test_grad_cam_layers_are_token_grids():
-    assert attribution.grad_cam_layer(zoo.build("mixer")) == "net.blocks.3"
-    assert attribution.grad_cam_layer(zoo.build("cnn")) == "net.stages.2"
-    assert attribution.grad_cam_layer(zoo.build("vit")) == "net.blocks.3.norm1"
+def test_timm_vit_gets_rollouts_and_grad_cam_from_its_family():
+    model = zoo.build("timm:vit_tiny_patch16_224").eval()
+    family = zoo.family_of(model)
+    assert family is not None and family.rollout, model.family
+    x = torch.rand(1, *model.input_size, generator=torch.Generator().manual_seed(7))
+    fused = _fused_flags(model)
+    assert {"attention_rollout", "grad_rollout", "grad_cam"} <= set(_methods_for(model))
+    for method in ("attention_rollout", "grad_rollout", "grad_cam"):
+        maps = attribution.attribute(model, x, 3, method)
+        assert maps.shape == (1, 224, 224), method
+        assert torch.isfinite(maps).all() and (maps >= 0).all() and maps.amax() > 0, method
+        _no_hooks_left(model)
+        assert _fused_flags(model) == fused, method
+
+
+@pytest.mark.parametrize("family", zoo.names())
+def test_grad_cam_layer_is_a_token_grid_that_reaches_the_head(family):
+    """The registry's layer gives a 7x7 grid (after prefix tokens) with a non-zero gradient.
+
+    Shipped weights: timm zero-initialises some heads, so a fresh build has no gradient at all.
+    """
+    model = zoo.load(family)
+    layer = attribution.grad_cam_layer(model)
+    assert layer == zoo.family_of(model).gradcam_layer(model)
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    with hooks.capture(model, [layer], inputs=False) as cap, torch.no_grad():
+        model(x)
+    out = cap[layer].output
+    prefix = int(getattr(model.net, "num_prefix_tokens", 0) or 0)
+    assert (out.ndim == 4 and tuple(out.shape[-2:]) == (7, 7)) or \
+        (out.ndim == 3 and out.shape[1] - prefix == 49), (layer, tuple(out.shape))
+    signed = attribution.attribute(model, x, 0, "grad_cam", relu=False)
+    assert (signed.abs().amax(dim=(1, 2)) > 0).all(), f"{layer} gets no gradient from the logits"
+
+
+def test_grad_cam_layer_fallback_and_error():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 28 * 28, 10))
+    plain = zoo.ProbeModel(net, name="plain", family="plain", input_size=(1, 28, 28),
+                           classes=[str(i) for i in range(10)], mean=(0.5,), std=(0.25,))
+    with pytest.raises(ValueError, match="no Grad-CAM layer known for 'plain'; pass layer="):
+        attribution.grad_cam_layer(plain)
+    plain.net.stages = nn.Sequential(nn.Identity(), nn.Identity())
+    assert attribution.grad_cam_layer(plain) == "net.stages.1"
+
+
+def _reference_vit_grad_cam(model, x, target, block, relu):
+    """Grad-CAM by hand on ``blocks[block].norm1``: blocks re-run manually, d logit / d tokens
+    by autograd, channel weights = mean gradient over the 7x7 patch tokens (class token dropped)."""
+    net = model.net
+    tokens = net.norm_pre(net._pos_embed(net.patch_embed(model.normalize(x))))
+    for blk in net.blocks[:block]:
+        tokens = blk(tokens)
+    blk = net.blocks[block]
+    h = blk.norm1(tokens)
+    tokens = tokens + blk.ls1(blk.attn(h))
+    tokens = tokens + blk.ls2(blk.mlp(blk.norm2(tokens)))
+    for blk in net.blocks[block + 1:]:
+        tokens = blk(tokens)
+    logits = net.forward_head(net.norm(tokens))
+    (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), h)
+    weights = grad[:, 1:].mean(1, keepdim=True)                        # [B, 1, C]
+    cam = (weights * h[:, 1:]).sum(-1).reshape(-1, 7, 7)
+    if relu:
+        cam = cam.clamp(min=0)
+    return torch.nn.functional.interpolate(cam[:, None], size=(28, 28), mode="bilinear",
+                                           align_corners=False)[:, 0].detach()
+
+
+def test_grad_cam_matches_hand_computation():
     model = zoo.build("vit").eval()
-    x = torch.rand(2, 1, 28, 28)
-    explicit = attribution.attribute(model, x, 0, "grad_cam", layer="net.blocks.3.norm1",
-                                     prefix_tokens=1)
-    torch.testing.assert_close(attribution.attribute(model, x, 0, "grad_cam"), explicit)
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(6))
+    target = torch.tensor([3, 8])
+    last = len(model.net.blocks) - 1
+    ours = attribution.attribute(model, x, target, "grad_cam")
+    torch.testing.assert_close(ours, _reference_vit_grad_cam(model, x, target, last, relu=True),
+                               rtol=1e-4, atol=1e-6)
+    # another layer and no ReLU: a different map, with the negative evidence kept
+    earlier = attribution.attribute(model, x, target, "grad_cam", layer="net.blocks.1.norm1",
+                                    relu=False)
+    torch.testing.assert_close(earlier, _reference_vit_grad_cam(model, x, target, 1, relu=False),
+                               rtol=1e-4, atol=1e-6)
+    assert (earlier < 0).any() and not torch.allclose(earlier.clamp(min=0), ours)
 
 
 # ----------------------------------------------------------------------------- IG completeness
@@ -294,10 +409,10 @@ def test_curves_endpoints_and_shapes(tiny):
     torch.testing.assert_close(again.random_scores, dele.random_scores)
 
 
-@pytest.mark.parametrize("name", ["cnn", "mixer"])
+@pytest.mark.parametrize("name", zoo.names())
 def test_ig_deletion_beats_random_on_shipped(name):
     model = zoo.load(name)
-    x, _ = data.as_tensors(data.load("fashion-mnist", "test", n=64))
+    x, _ = data.as_tensors(data.load("fashion-mnist", "test", n=32))
     maps = attribution.attribute(model, x, None, "ig", n_steps=8, internal_batch_size=256)
     dele = attribution.deletion_curve(model, x, None, maps, steps=10)
     assert float(dele.auc.mean()) < float(dele.random_auc.mean()) - 0.05, dele.summary()
@@ -320,11 +435,22 @@ def test_randomization_lowers_rank_correlation(tiny):
     torch.testing.assert_close(again.correlations, result.correlations, equal_nan=True)
 
 
-def test_cascading_layers_top_first():
-    layers = attribution.cascading_layers(zoo.build("vit"))
-    assert layers[0] == "net.head" and layers[-1] == "net"
-    assert layers.index("net.blocks.3") < layers.index("net.blocks.0") < layers.index("net.patch_embed")
-    assert attribution.cascading_layers(zoo.build("cnn"))[:2] == ["net.head", "net.stages.2.0"]
+@pytest.mark.parametrize("family", zoo.names())
+def test_cascading_layers_top_first(family):
+    model = zoo.build(family)
+    layers = attribution.cascading_layers(model)
+    order = [name for name, _ in model.named_modules()]
+    own = [name for name in layers if name == "net"]
+    inner = [name for name in layers if name != "net"]
+    assert inner[0] == "net.head"
+    assert [order.index(n) for n in inner] == sorted((order.index(n) for n in inner), reverse=True)
+    assert own == (["net"] if any(True for _ in model.net.parameters(recurse=False)) else [])
+    assert layers[-1] == (own or inner)[-1]
+    covered = {n for n, _ in model.named_parameters()}
+    listed = {f"{layer}.{p}" for layer in inner
+              for p, _ in dict(model.named_modules())[layer].named_parameters()}
+    listed |= {f"net.{p}" for p, _ in model.net.named_parameters(recurse=False)}
+    assert listed == covered, sorted(covered - listed)
 
 
 def test_localization_above_chance(tiny):
@@ -377,10 +503,36 @@ def test_cli_errors(capsys, tmp_path):
 
 
 def test_cli_help(capsys):
-    with pytest.raises(SystemExit) as e:
-        attribution._build_parser().parse_args(["--help"])
-    assert e.value.code == 0
-    assert "--method" in capsys.readouterr().out
+    assert attribution.main(["--help"]) == 0
+    printed = capsys.readouterr().out
+    assert "--method" in printed and "--threads" in printed and "timm:<arch>" in printed
+
+
+def test_cli_module_help_is_clean():
+    """``python -m probe.attribution --help`` prints usage and nothing on stderr (no runpy warning)."""
+    run = subprocess.run([sys.executable, "-m", "probe.attribution", "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and "usage: python -m probe.attribution" in run.stdout
+    assert run.stderr == "", run.stderr
+
+
+@pytest.mark.parametrize("name,words", [("nosuch", "unknown model 'nosuch'"),
+                                        ("timm:not_an_arch", "unknown timm architecture")])
+def test_cli_bad_model_name(capsys, tmp_path, name, words):
+    line = _one_error_line(capsys, ["--model", name, "--out", str(tmp_path)])
+    assert words in line
+    assert not any(tmp_path.iterdir()), "nothing is written for a bad model name"
+
+
+def test_cli_timm_vit(capsys, tmp_path):
+    rc = attribution.main(["--model", "timm:vit_tiny_patch16_224", "--weights", "random", "--n", "2",
+                           "--steps", "1", "--method", "saliency", "--out", str(tmp_path)])
+    assert rc == 0, capsys.readouterr().err
+    metrics = tmp_path / "fashion-mnist" / "timm-vit_tiny_patch16_224" / "attribution.json"
+    rec = json.loads(metrics.read_text())
+    assert rec["model"] == "timm:vit_tiny_patch16_224" and rec["weights"] == "random"
+    assert rec["methods"]["saliency"]["deletion"]["n"] == 2
+    assert (tmp_path / "fashion-mnist" / "attribution_grid.pdf").is_file()
 
 
 def test_cli_writes_pdf_and_json(capsys, tmp_path):

@@ -2,14 +2,17 @@
 severity ordering, and (when the shipped CNN exists) accuracy under corruption."""
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
+import imagecorruptions as ic
 import numpy as np
 import pytest
 import torch
 
 from probe import corruptions
-from probe.corruptions import NAMES, corrupt
+from probe.corruptions import NAMES, _registry, corrupt, noise, weather
 
 DETERMINISTIC = ("defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate",
                  "jpeg_compression", "gaussian_blur", "saturate")
@@ -40,7 +43,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def reference(request):
     """The reference package, with glass blur's numba kernel run as plain Python
     (same algorithm, no multi-second JIT compile per test session)."""
-    ic = pytest.importorskip("imagecorruptions")
     shuffle = ic.corruptions._shuffle_pixels_njit_glass_blur
     ic.corruptions._shuffle_pixels_njit_glass_blur = getattr(shuffle, "py_func", shuffle)
     request.addfinalizer(lambda: setattr(ic.corruptions, "_shuffle_pixels_njit_glass_blur", shuffle))
@@ -61,10 +63,24 @@ def reference(request):
 
 
 def test_names_match_reference_order():
-    assert NAMES[:15] == corruptions.COMMON and len(NAMES) == 19
-    assert set(corruptions._CORRUPTIONS) == set(NAMES)  # every name has an implementation
-    ic = pytest.importorskip("imagecorruptions")
-    assert NAMES == ic.get_corruption_names("all")
+    assert corruptions.COMMON == ic.get_corruption_names("common")
+    assert corruptions.EXTRA == ic.get_corruption_names("validation")
+    assert NAMES == ic.get_corruption_names("all") and len(NAMES) == 19
+
+
+def test_registry_holds_exactly_names():
+    """Every name has exactly one implementation, registered under its own function name."""
+    assert sorted(_registry.REGISTRY) == sorted(NAMES) and len(_registry.REGISTRY) == 19
+    for name, fn in _registry.REGISTRY.items():
+        assert fn.__name__ == name, (name, fn)
+
+
+def test_register_corruption_refuses_unknown_and_duplicate_names():
+    with pytest.raises(ValueError, match="unknown corruption 'rain'.*NAMES"):
+        corruptions.register_corruption("rain")
+    with pytest.raises(ValueError, match="'fog' is registered twice"):
+        corruptions.register_corruption("fog")(lambda x, c, s, rng, table: x)
+    assert _registry.REGISTRY["fog"] is weather.fog
 
 
 @pytest.mark.parametrize("shape", [(3, 1, 28, 28), (2, 3, 32, 32)])
@@ -88,16 +104,44 @@ def test_float64_and_odd_sizes():
             assert float(y.min()) >= 0 and float(y.max()) <= 1, (name, shape)
 
 
-def test_frost_without_reference_package(monkeypatch):
-    monkeypatch.setattr(corruptions, "_frost_sources", corruptions._procedural_frost)
-    corruptions._frost_textures.cache_clear()
-    try:
-        x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-        y = corrupt(x, "frost", 3)
-        assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
-        assert float((y - x).abs().mean()) > 0.02
-    finally:
-        corruptions._frost_textures.cache_clear()
+@pytest.fixture
+def frost_uncached():
+    """Frost textures are read afresh in the test and again after it (no poisoned cache)."""
+    weather._frost_sources.cache_clear()
+    weather._frost_textures.cache_clear()
+    yield
+    weather._frost_sources.cache_clear()
+    weather._frost_textures.cache_clear()
+
+
+def test_frost_fails_loudly_when_a_texture_cannot_be_read(monkeypatch, frost_uncached):
+    """An unreadable photograph (cv2.imread gives None) is an error naming the file, never a
+    silent switch to other textures."""
+    import cv2
+    monkeypatch.setattr(cv2, "imread", lambda path, *flags: None)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(FileNotFoundError, match=r"frost texture \S*frost1\.png .*imagecorruptions"):
+        corrupt(x, "frost", 3)
+
+
+def test_frost_fails_loudly_without_the_reference_package(monkeypatch, frost_uncached):
+    monkeypatch.setitem(sys.modules, "imagecorruptions", None)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ModuleNotFoundError, match="texture photographs .* imagecorruptions, which "
+                                                  "is not installed; pip install"):
+        corrupt(x, "frost", 3)
+
+
+def test_frost_uses_the_reference_photographs(frost_uncached):
+    """The textures are the package's six photographs, pixel for pixel (as RGB)."""
+    import cv2
+    folder = Path(ic.__file__).parent / "frost"
+    sources = weather._frost_sources()
+    assert len(sources) == 6
+    for name, texture in zip(weather.FROST_FILES, sources):
+        rgb = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)[..., ::-1]
+        assert texture.dtype == torch.uint8, name
+        assert np.array_equal(texture.permute(1, 2, 0).numpy(), rgb), name
 
 
 def test_presets():
@@ -108,6 +152,8 @@ def test_presets():
     assert corruptions.params("gaussian_blur", 5, size=28) == ("cifar", 1, 28 / 32)
     with pytest.raises(ValueError, match="preset"):
         corrupt(x, "fog", 1, preset="mnist")
+    with pytest.raises(ValueError, match="unknown corruption 'blur'"):
+        corruptions.params("blur", 1, size=32)
 
 
 # ----------------------------------------------------------------------------- determinism
@@ -135,7 +181,7 @@ def test_capped_poisson_matches_poisson_pmf(cap):
     n = 200_000
     for rate in (0.0, 0.3, 2.5, cap / 2, cap):
         u = torch.rand(n, generator=torch.Generator().manual_seed(cap))
-        k = corruptions._poisson_capped(torch.full((n,), float(rate)), u, cap)
+        k = noise._poisson_capped(torch.full((n,), float(rate)), u, cap)
         assert k.min() >= 0 and k.max() <= cap and torch.equal(k, k.round())
         freq = torch.bincount(k.long(), minlength=cap + 1).double() / n
         pmf = [stats.poisson.pmf(i, rate) for i in range(cap)] + [stats.poisson.sf(cap - 1, rate)]
@@ -177,6 +223,26 @@ def test_bad_input_errors():
         corrupt((x * 255).to(torch.uint8), "fog", 1)
     with pytest.raises(ValueError, match="Tensor"):
         corrupt(x.numpy(), "fog", 1)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_writes_grid_and_reports_errors(tmp_path, capsys):
+    from PIL import Image
+
+    from probe.corruptions.__main__ import main
+    path = tmp_path / "photo.png"
+    Image.fromarray(_photos(32, count=1)[0]).save(path)
+    out = tmp_path / "out"
+    assert main(["--image", str(path), "--names", "contrast", "--out", str(out)]) == 0
+    assert (out / "corruptions_photo.pdf").stat().st_size > 0
+    for argv, message in ([["--image", str(path), "--data", "cifar10"], "not both"],
+                          [["--image", str(path), "--weights", "random"], "--weights is not used"],
+                          [["--image", str(path), "--names", "rain"], "unknown corruption 'rain'"],
+                          [["--image", str(tmp_path / "none.png")], "not found"]):
+        assert main(argv + ["--out", str(out)]) == 2, argv
+        assert message in capsys.readouterr().err, argv
 
 
 # ----------------------------------------------------------------------------- parity

@@ -198,3 +198,78 @@ def test_bad_arguments():
         data.load("synthetic", "val")
     with pytest.raises(ValueError, match="positive"):
         data.load("synthetic", "test", n=0)
+
+
+# ----------------------------------------------------------------------------- fit_to_model, uploads
+
+
+def _png(w: int, h: int, mode: str = "L", value=128) -> bytes:
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new(mode, (w, h), value).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_fit_to_model_channels_and_size():
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(data.fit_to_model(x, (1, 28, 28)), x)           # already fitted: unchanged
+    rgb = data.fit_to_model(x, (3, 28, 28))                               # 1 -> 3 by repetition
+    assert rgb.shape == (2, 3, 28, 28) and all(torch.equal(rgb[:, c], x[:, 0]) for c in range(3))
+    colour = torch.rand(1, 3, 20, 20)
+    gray = data.fit_to_model(colour, (1, 20, 20))                         # 3 -> 1 by the mean
+    assert torch.allclose(gray[:, 0], colour.mean(1))
+    big = data.fit_to_model(torch.full((1, 1, 28, 28), 0.25), (1, 32, 32))  # bilinear resize
+    assert big.shape == (1, 1, 32, 32) and torch.allclose(big, torch.full_like(big, 0.25))
+    with pytest.raises(ValueError, match="cannot map 3-channel"):
+        data.fit_to_model(colour, (4, 20, 20))
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        data.fit_to_model(torch.rand(28, 28), (1, 28, 28))
+
+
+def test_load_upload_png_and_jpeg_to_model_size():
+    import io
+    from PIL import Image
+    x = data.load_upload(_png(40, 30), (1, 28, 28))
+    assert x.shape == (1, 1, 28, 28) and x.dtype == torch.float32
+    assert torch.allclose(x, torch.full_like(x, 128 / 255), atol=1e-6)
+    buf = io.BytesIO()
+    Image.new("RGB", (50, 60), (255, 0, 0)).save(buf, format="JPEG")
+    rgb = data.load_upload(buf.getvalue(), (3, 32, 32))
+    assert rgb.shape == (1, 3, 32, 32) and rgb[0, 0].mean() > 0.9 and rgb[0, 1].mean() < 0.1
+    inv = data.load_upload(_png(8, 8), (1, 8, 8), invert=True)
+    assert torch.allclose(inv, 1 - torch.full_like(inv, 128 / 255), atol=1e-6)
+    with pytest.raises(ValueError, match="4 input channels"):
+        data.load_upload(_png(8, 8), (4, 8, 8))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty"), (b"hello, I am not an image", "not a PNG or JPEG"),
+    (b"%PDF-1.7 ...", "not a PNG or JPEG"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "cannot be read")])
+def test_load_upload_rejects_non_images_with_a_message(content, message):
+    with pytest.raises(ValueError, match=message):
+        data.load_upload(content)
+
+
+def test_load_upload_rejects_oversized_dimensions_before_decoding():
+    # a 1-bit PNG of 20000 x 20000 pixels is tiny on disk (a decompression bomb)
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000), 0).save(buf, format="PNG", optimize=True)
+    bomb = buf.getvalue()
+    assert len(bomb) < 1_000_000
+    with pytest.raises(ValueError, match="20000 x 20000 pixels"):
+        data.load_upload(bomb)
+    with pytest.raises(ValueError, match="at most 100 pixels"):
+        data.load_upload(_png(11, 10), max_pixels=100)
+    buf = io.BytesIO()                                   # JPEG: PIL reads the size from the header
+    Image.new("L", (300, 200), 0).save(buf, format="JPEG")
+    with pytest.raises(ValueError, match="300 x 200 pixels"):
+        data.load_upload(buf.getvalue(), max_pixels=1000)
+
+
+def test_load_upload_rejects_too_many_bytes():
+    with pytest.raises(ValueError, match="limit is 10 MB"):
+        data.load_upload(b"\x89PNG\r\n\x1a\n" + b"\x00" * (data.MAX_UPLOAD_BYTES + 1))

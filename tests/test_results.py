@@ -58,3 +58,52 @@ def test_check_writable(tmp_path):
     blocker.write_text("")
     with pytest.raises(PermissionError, match="--out"):
         results.check_writable(blocker / "x")
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def test_rows_to_csv_and_markdown():
+    rows = [{"model": "a", "x": 0.5}, {"model": "b|c", "y": 2}]
+    assert results.rows_to_csv(rows).decode().splitlines() == ["model,x,y", "a,0.5,", "b|c,,2"]
+    assert results.rows_to_markdown(rows).splitlines() == [
+        "| model | x | y |", "|---|---:|---:|", "| a | 0.5 |  |", "| b\\|c |  | 2 |"]
+    assert results.rows_to_markdown([{"v": 1234.5678}, {"v": 0.12345}], digits=2).splitlines()[2:] \
+        == ["| 1.2e+03 |", "| 0.12 |"]
+    assert results.rows_to_markdown([]) == ""
+
+
+def test_metric_and_display_rows():
+    summaries = [{"depth": 0, "kind": "attention", "layer": "net.blocks.0.attn", "heads": 4,
+                  "mean_mixing_distance": 1.23456, "locality_r1": 0.5, "input_dependence": 0.3},
+                 {"depth": 1, "kind": "attention", "layer": "net.blocks.1.attn", "heads": 4,
+                  "mean_mixing_distance": 2.0}]
+    rows = results.metric_rows("vit", summaries, chosen=1)
+    assert rows[0] == {"model": "vit", "depth": 0, "kind": "attention", "layer": "net.blocks.0.attn",
+                       "heads": 4, "mean_mixing_distance": 1.2346, "locality_r1": 0.5, "shown": ""}
+    assert rows[1]["shown"] == "◀"
+    shown = results.display_rows(rows)
+    assert shown[0] == {"model": "vit", "depth": 0, "kind": "attention", "distance": 1.2346,
+                        "locality": 0.5}
+    assert shown[1] == {"model": "**vit**", "depth": "**1**", "kind": "**attention**",
+                        "distance": 2.0}
+
+
+def test_robustness_tables():
+    runs = [
+        {"model": "m1", "clean_accuracy": 0.9, "mce": None,
+         "adversarial": [{"attack": "pgd", "norm": "linf", "epsilon": 0.1, "robust_accuracy": 0.2},
+                         {"attack": "pgd", "norm": "linf", "epsilon": 0.0, "robust_accuracy": 0.9}],
+         "corruptions": [{"corruption": "fog", "severity": 1, "accuracy": 0.8},
+                         {"corruption": "fog", "severity": 5, "accuracy": 0.4}]},
+        {"model": "m2", "clean_accuracy": 0.8, "mce": 90.0, "adversarial": [], "corruptions": []},
+    ]
+    assert results.robust_accuracy_rows(runs) == [
+        {"attack": "pgd", "norm": "linf", "epsilon": 0.0, "m1": 0.9},
+        {"attack": "pgd", "norm": "linf", "epsilon": 0.1, "m1": 0.2}]
+    assert results.corruption_error_rows(runs) == [
+        {"corruption": "clean error", "m1": 10.0, "m2": 20.0},
+        {"corruption": "fog", "m1": 40.0},
+        {"corruption": "mCE (% of baseline)", "m1": None, "m2": 90.0}]
+    runs[1]["mce"] = None                                   # no mCE anywhere: no mCE row
+    assert [r["corruption"] for r in results.corruption_error_rows(runs)] == ["clean error", "fog"]

@@ -1,0 +1,298 @@
+"""Token-mixing extraction: the type-keyed extractor registry and one extractor per kind.
+
+Each token-mixing layer is summarised as a matrix ``[B, H, T_out, T_in]``
+(row = output token, column = input token) on the spatial token grid:
+
+- ``token-mlp``      MLP-Mixer (Tolstikhin et al. 2021, arXiv:2105.01601): the
+  channel-averaged Jacobian of the token-mixing MLP at the input,
+  ``(1/C) sum_c d y[t, c] / d z[s, c]`` (input dependent, one per image).
+- ``token-linear``   ResMLP (Touvron et al. 2021, arXiv:2105.03404): the
+  ``linear_tokens`` weight (static, ``B = 1``).
+- ``spatial-gating`` gMLP (Liu et al. 2021, arXiv:2105.08050): the spatial gating
+  unit's token projection ``proj`` (static, ``B = 1``), applied to ``norm(v)``.
+- ``attention``      ViT / DeiT (Dosovitskiy et al. 2021, arXiv:2010.11929): softmax
+  probabilities per head ``[B, heads, T, T]``, prefix (class/register) tokens included.
+- ``fourier``        FNet (Lee-Thorp et al. 2021, arXiv:2105.03824): ``Re(F_2d)``.
+- ``conv``           ResNet stages (He et al. 2016): the effective Jacobian mixing of
+  the stage on its spatial grid (``T_out`` may be smaller than ``T_in`` with stride).
+
+Mixer's token MLP as "input-independent attention" follows the Synthesizer view
+(Tay et al. 2021, arXiv:2005.00743).
+
+Layers are found by a registry keyed by module TYPE (:func:`register_extractor`),
+not by model name, so the same code covers the zoo and timm ImageNet models.
+:func:`effective` gives the effective (Jacobian) view of every kind (see
+:mod:`probe.mixing.jacobian`); for the static kinds it equals the mixing matrix
+(times the gate for gMLP).
+"""
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from timm.models.mlp_mixer import MixerBlock, ResBlock, SpatialGatingUnit
+from timm.models.resnet import BasicBlock as TimmBasicBlock, Bottleneck
+
+from .. import hooks
+from ..models.cnn import BasicBlock
+from ..models.fnet import FNetBlock, fourier_mixing_matrix
+from .grid import (REGISTRY, Extractor, LayerInfo, TokenContext, check_input, find_layers,
+                   find_or_raise)
+from .jacobian import channel_jacobian, conv_effective, mlp_effective, uniform_shift_jacobian
+from .maps import KINDS, STATIC_KINDS, MixingMap
+
+__all__ = ["register_extractor", "layers", "extract", "effective", "CONV_BLOCK_TYPES"]
+
+Tensor = torch.Tensor
+Match = Union[type, Tuple[type, ...], Callable[[nn.Module], bool]]
+LayerRef = Union[str, int]
+
+# residual blocks whose nn.Sequential is one conv stage
+CONV_BLOCK_TYPES = (BasicBlock, TimmBasicBlock, Bottleneck)
+
+
+def register_extractor(match: Match, *, kind: str, sublayer: str = "", block_up: int = 0
+                       ) -> Callable[[Callable], Callable]:
+    """Decorator registering ``compute(ctx, info, module, record) -> MixingMap`` for a module type.
+
+    Args:
+        match: module type(s), or a predicate ``module -> bool``.
+        kind: one of :data:`KINDS`.
+        sublayer: path of the token-mixing module relative to the matched module
+            (``"mlp_tokens"`` for a ``MixerBlock``; ``""`` for the module itself).
+        block_up: how many levels above the matched module its residual block sits.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    pred = (lambda m, t=match: isinstance(m, t)) if isinstance(match, (type, tuple)) else match
+
+    def wrap(fn: Callable) -> Callable:
+        REGISTRY.append(Extractor(kind, pred, sublayer, block_up, fn))
+        return fn
+
+    return wrap
+
+
+def layers(model: nn.Module) -> List[LayerInfo]:
+    """The token-mixing layers of ``model`` by depth, without running it."""
+    return [info for info, _ in find_layers(model)]
+
+
+def _rows_fn(module: nn.Module) -> Callable[[Tensor], Tensor]:
+    return lambda v: module(v[None])[0]
+
+
+# ----------------------------------------------------------------------------- extractors
+
+
+@register_extractor(MixerBlock, kind="token-mlp", sublayer="mlp_tokens")
+def _token_mlp(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record
+               ) -> MixingMap:
+    z = rec.input                                           # [B, C, T]
+    b, c, t = z.shape
+    grid, prefix = ctx.grid(t)
+    matrix = mlp_effective(module, z)
+    if matrix is None:
+        matrix = channel_jacobian(_rows_fn(module), z.reshape(b * c, t)).reshape(b, c, t, t).mean(1)
+    native = None
+    if hasattr(module, "fc1") and hasattr(module, "fc2") and prefix == 0:
+        w1, w2 = module.fc1.weight.detach(), module.fc2.weight.detach()
+        native = {"fc1": w1.reshape(-1, *grid).clone(), "fc2": w2.t().reshape(-1, *grid).clone()}
+    return MixingMap(info.layer, info.kind, matrix[:, None].detach(), grid, prefix, native,
+                     info.depth, block=info.block)
+
+
+def _linear_map(ctx: TokenContext, info: LayerInfo, linear: nn.Linear, extra: dict) -> MixingMap:
+    w = linear.weight.detach()
+    grid, prefix = ctx.grid(w.shape[1])
+    bias = linear.bias.detach().clone() if linear.bias is not None else None
+    native = {"weight": w.clone(), "bias": bias, **extra}
+    if prefix == 0:
+        native["templates"] = w.reshape(-1, *grid).clone()
+    return MixingMap(info.layer, info.kind, w.clone()[None, None], grid, prefix, native,
+                     info.depth, bias=bias, block=info.block)
+
+
+@register_extractor(ResBlock, kind="token-linear", sublayer="linear_tokens")
+def _token_linear(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record
+                  ) -> MixingMap:
+    return _linear_map(ctx, info, module, {})
+
+
+@register_extractor(SpatialGatingUnit, kind="spatial-gating", block_up=2)
+def _spatial_gating(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record
+                    ) -> MixingMap:
+    return _linear_map(ctx, info, module.proj, {"applies_to": "norm(v), v = second half of "
+                                                              "the channels"})
+
+
+@register_extractor(hooks.is_attention, kind="attention", block_up=1)
+def _attention(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record,
+               probs: Optional[Tensor] = None) -> MixingMap:
+    if probs is None:
+        raise ValueError(f"no attention probabilities were captured for {info.layer}")
+    grid, prefix = ctx.grid(probs.shape[-1])
+    native = {"num_heads": int(module.num_heads), "scale": float(module.scale)}
+    return MixingMap(info.layer, info.kind, probs, grid, prefix, native, info.depth,
+                     block=info.block)
+
+
+def _dft(n: int) -> Tensor:
+    """Orthonormal complex DFT matrix ``[n, n]`` (float64)."""
+    k = torch.arange(n, dtype=torch.float64)
+    return torch.exp(-2j * math.pi * torch.outer(k, k) / n) / math.sqrt(n)
+
+
+@register_extractor(FNetBlock, kind="fourier", sublayer="mixing")
+def _fourier(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record
+             ) -> MixingMap:
+    grid = tuple(module.grid)
+    h, w = grid
+    _, prefix = ctx.grid(h * w)
+    native = {"dft": torch.kron(_dft(h), _dft(w))}
+    return MixingMap(info.layer, info.kind, fourier_mixing_matrix(grid)[None, None], grid, prefix,
+                     native, info.depth, block=info.block)
+
+
+def _is_conv_stage(m: nn.Module) -> bool:
+    return (isinstance(m, nn.Sequential) and len(m) > 0
+            and all(isinstance(c, CONV_BLOCK_TYPES) for c in m))
+
+
+@register_extractor(_is_conv_stage, kind="conv")
+def _conv(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record) -> MixingMap:
+    z = rec.input
+    matrix = conv_effective(module, z)
+    ho, wo = rec.output.shape[-2:]
+    hi, wi = z.shape[-2:]
+    kernels = {n: m.weight.detach().clone() for n, m in module.named_modules()
+               if isinstance(m, nn.Conv2d)}
+    return MixingMap(info.layer, info.kind, matrix[:, None], (int(ho), int(wo)), 0, kernels,
+                     info.depth, input_grid=None if (ho, wo) == (hi, wi) else (int(hi), int(wi)),
+                     block=info.block)
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+def _select(found: List[Tuple[LayerInfo, Extractor]], which: Optional[Sequence[LayerRef]]
+            ) -> List[Tuple[LayerInfo, Extractor]]:
+    if which is None:
+        return found
+    out = []
+    names = [info.layer for info, _ in found]
+    for w in which:
+        if isinstance(w, int):
+            if not -len(found) <= w < len(found):
+                raise ValueError(f"layer index {w} out of range; the model has {len(found)} "
+                                 f"token-mixing layers")
+            out.append(found[w])
+        elif w in names:
+            out.append(found[names.index(w)])
+        else:
+            raise ValueError(f"{w!r} is not a token-mixing layer; choose from {names}")
+    return out
+
+
+def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]] = None
+            ) -> List[MixingMap]:
+    """One :class:`MixingMap` per token-mixing layer of ``model``, by depth.
+
+    Runs one forward pass (no gradient; eval mode for the pass, restored after)
+    with hooks on the token-mixing modules; attention probabilities are taken
+    from the unfused attention path (see :func:`probe.hooks.capture_attention`).
+
+    Args:
+        model: a :class:`probe.zoo.ProbeModel` or any module holding registered
+            token-mixing layers.
+        x: ``[B, C, H, W]`` images (in ``[0, 1]`` for a ProbeModel).
+        layers: restrict to these layer paths or depth indices.
+
+    Returns:
+        ``list[MixingMap]``; ``matrix`` is ``[B, H, T_out, T_in]`` (``B = 1`` for
+        static maps); ``image_size`` is ``(H, W)`` of ``x``.
+
+    Raises:
+        ValueError: wrong input shape, or no supported token-mixing layer.
+    """
+    check_input(model, x)
+    found = _select(find_or_raise(model), layers)
+    ctx = TokenContext(model)
+    attn = [info.layer for info, ex in found if ex.kind == "attention"]
+    inputs = [info.layer for info, ex in found
+              if ex.kind not in STATIC_KINDS and ex.kind != "attention"]
+    with hooks.evaluating(model), torch.no_grad():
+        recs: Dict[str, hooks.Record] = {}
+        probs: Dict[str, Tensor] = {}
+        if inputs or attn:
+            with ExitStack() as stack:
+                if inputs:
+                    recs = stack.enter_context(hooks.capture(model, inputs))
+                if attn:
+                    probs = stack.enter_context(hooks.capture_attention(model, attn))
+                model(x)
+        maps = []
+        for info, ex in found:
+            module = ctx.modules[info.layer]
+            rec = recs.get(info.layer, hooks.Record())
+            if ex.kind == "attention":
+                maps.append(ex.compute(ctx, info, module, rec, probs.get(info.layer)))
+            else:
+                maps.append(ex.compute(ctx, info, module, rec))
+    size = (int(x.shape[-2]), int(x.shape[-1])) if x.ndim == 4 else None
+    for m in maps:
+        if m.image_size is None:
+            m.image_size = size
+    return maps
+
+
+def effective(model: nn.Module, x: Tensor, layer: LayerRef) -> Tensor:
+    """Effective (Jacobian) mixing of one layer at ``x``, for every kind.
+
+    ``E[b, t, s] = (1 / C_out) sum_{c, c'} d y_b[t, c] / d z_b[s, c']`` where
+    ``z`` is the token-mixing module's token input and ``y`` its output. For the
+    channel-wise kinds this is the channel-averaged Jacobian, computed with
+    ``vmap(jacrev)`` over channel rows; attention uses ``vmap(jvp)`` over input
+    tokens; conv stages a coloured batched VJP.
+
+    Args:
+        model: as for :func:`extract`.
+        x: ``[B, C, H, W]``.
+        layer: a layer path (``"net.blocks.0.mlp_tokens"``) or depth index.
+
+    Returns:
+        ``[B, 1, T_out, T_in]``.
+    """
+    check_input(model, x)
+    ((info, ex),) = _select(find_or_raise(model), [layer])
+    module = dict(model.named_modules())[info.layer]
+    with hooks.evaluating(model), torch.no_grad():
+        with hooks.capture(model, [info.layer]) as recs:
+            model(x)
+    z = recs[info.layer].input
+    if ex.kind in ("token-mlp", "token-linear"):          # module acts on [.., T], z [B, C, T]
+        b, c, t = z.shape
+        jac = channel_jacobian(_rows_fn(module), z.reshape(b * c, t))
+        out = jac.reshape(b, c, t, t).mean(1)
+    elif ex.kind == "fourier":                             # z [B, T, C]
+        b, t, c = z.shape
+        rows = z.transpose(1, 2).reshape(b * c, t)
+        jac = channel_jacobian(lambda v: module(v[None, :, None])[0, :, 0], rows)
+        out = jac.reshape(b, c, t, t).mean(1)
+    elif ex.kind == "spatial-gating":                      # z [B, T, 2D]: u * proj(norm(v))
+        u, v = z.chunk(2, dim=-1)
+        v = module.norm(v)
+        b, t, c = u.shape
+        rows_v = v.transpose(1, 2).reshape(b * c, t)
+        rows_u = u.transpose(1, 2).reshape(b * c, t)
+        jac = channel_jacobian(lambda vv, uu: uu * module.proj(vv), rows_v, rows_u)
+        out = jac.reshape(b, c, t, t).mean(1)
+    elif ex.kind == "conv":
+        out = conv_effective(module, z)
+    else:
+        with hooks.evaluating(model), hooks.unfused_attention(model):
+            out = torch.stack([uniform_shift_jacobian(_rows_fn(module), zb) for zb in z])
+    return out[:, None].detach()
