@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from probe import data, zoo
+from probe import cli, data, zoo
 from probe.results import atomic_write_json, check_writable, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,7 @@ RESULTS = ROOT / "analyses" / "results"
 FIGURES = ROOT / "figures"
 QUICK = ROOT / "runs" / "analyses_quick"
 MODEL_CACHE = ROOT / "runs" / "analyses" / "models"
+DATA_ROOT: Optional[str] = None   # --data-root of the running analysis (None: $PROBE_DATA, system)
 
 # Family facts come from the zoo's registry (probe/zoo.py); the one analysis-only variant,
 # the Synthesizer-Random Mixer (probe/models/synthesizer.py), adds its own label and colour.
@@ -80,7 +81,8 @@ def test_set(n: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Fashion-MNIST test images (a fixed seeded subset of ``n``, or all 10k)."""
     key = n or 0
     if key not in _TEST_CACHE:
-        _TEST_CACHE[key] = data.as_tensors(data.load("fashion-mnist", "test", n=n, seed=0))
+        _TEST_CACHE[key] = data.as_tensors(data.load("fashion-mnist", "test", n=n, seed=0,
+                                                     root=DATA_ROOT))
     return _TEST_CACHE[key]
 
 
@@ -111,7 +113,8 @@ def trained(name: str, *, n_train: int, seed: int, epochs: int, test_n: Optional
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        x, y = data.as_tensors(data.load("fashion-mnist", "train", n=n_train, seed=seed))
+        x, y = data.as_tensors(data.load("fashion-mnist", "train", n=n_train, seed=seed,
+                                         root=DATA_ROOT))
         stats = train(model, x, y, epochs=epochs, lr=h["lr"], weight_decay=h["weight_decay"],
                       batch_size=h["batch_size"], seed=seed, progress=progress)
     finally:
@@ -287,11 +290,6 @@ def style() -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"error: {message}\n")
-
-
 def main(name: str, description: str, compute: Callable[[dict, Paths, bool], dict],
          plot: Callable[[dict, Paths], List[Path]], scales: Dict[str, dict],
          argv: Optional[Sequence[str]] = None) -> int:
@@ -300,7 +298,7 @@ def main(name: str, description: str, compute: Callable[[dict, Paths, bool], dic
     ``compute(scale, paths, progress) -> results`` and ``plot(results, paths) -> [pdf paths]``;
     ``scales`` holds the ``"full"`` and ``"quick"`` settings.
     """
-    parser = _Parser(prog=f"python -m analyses.{name}", description=description,
+    parser = cli.OneLineParser(prog=f"python -m analyses.{name}", description=description,
                      epilog=f"full scale: {json.dumps(scales['full'])}; "
                             f"--quick: {json.dumps(scales['quick'])}")
     parser.add_argument("--quick", action="store_true",
@@ -315,19 +313,27 @@ def main(name: str, description: str, compute: Callable[[dict, Paths, bool], dic
     parser.add_argument("--cache", default=None,
                         help="trained-model cache (default runs/analyses/models, or "
                              "runs/analyses_quick/models)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    shared = parser.add_argument_group(
+        "shared options (the probe CLI vocabulary; an analysis fixes its models, data sizes and "
+        "seeds in its scale, so --model/--weights/--n/--seed do not apply)")
+    shared.add_argument("--data-root", default=None, metavar="DIR",
+                        help="folder holding Fashion-MNIST (default: $PROBE_DATA or the system copy)")
+    shared.add_argument("--out", default=None, metavar="DIR",
+                        help="write results to DIR/results and figures to DIR/figures (overridden "
+                             "by --results / --figures)")
+    shared.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    base = QUICK if args.quick else None
+    base = Path(args.out) if args.out else (QUICK if args.quick else None)
+    global DATA_ROOT
+    DATA_ROOT = args.data_root
     paths = Paths(Path(args.results) if args.results else (base / "results" if base else RESULTS),
                   Path(args.figures) if args.figures else (base / "figures" if base else FIGURES),
-                  Path(args.cache) if args.cache else (base / "models" if base else MODEL_CACHE))
+                  Path(args.cache) if args.cache else (QUICK / "models" if args.quick
+                                                       else MODEL_CACHE))
     style()
     try:
-        if args.threads is not None:
-            if args.threads <= 0:
-                raise ValueError(f"--threads must be positive, got {args.threads}")
-            torch.set_num_threads(args.threads)
+        cli.apply_threads(args.threads)
         for folder in (paths.results, paths.figures) + (() if args.plot_only else (paths.cache,)):
             check_writable(folder)
         if args.plot_only:

@@ -100,3 +100,14 @@ def test_one_failing_check_is_enough_to_lose_support():
     assert cl["fnet_is_mixer_with_dft"].verdict == "not supported"
     assert cl["mlp_conv_attention_equivalent"].verdict == "supported"
     assert cl["fnet_is_mixer_with_dft"].estimate == pytest.approx(-1.0)
+
+
+def test_shared_cli_options(tmp_path, capsys):
+    """--out roots results and figures; a bad shared option is one line and exit 2."""
+    assert eqa.main(["--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert (tmp_path / "results" / "equivalences.json").is_file()
+    assert (tmp_path / "figures" / "equivalences.pdf").is_file()
+    capsys.readouterr()
+    assert eqa.main(["--quick", "--out", str(tmp_path), "--threads", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --threads must be positive, got 0"
