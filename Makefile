@@ -54,6 +54,26 @@ analyses: setup data
 	for a in $(ANALYSES); do $(BIN)/python -m analyses.$$a || exit 1; done
 	$(BIN)/python -m analyses.report
 
+# Training cells (analyses/cells, one recipe for every family: analyses/recipe.json), in three
+# pieces that each resume where they stopped: the learning-rate sweep first (its choice,
+# analyses/models/lr_sweep.json, keys the other two), then full-data models (committed under
+# analyses/models/) and the data-efficiency sizes. They run in the foreground; to run one in the
+# background and log it, e.g.:
+#   mkdir -p runs && nohup make cells-full > runs/cells_full.log 2>&1 &
+# `python -m analyses.cells status --plan full` shows where a plan stands; stop one with
+# `kill <pid>` (or Ctrl-C) and rerun the same target to continue.
+CELL_WORKERS ?= 2
+CELL_THREADS ?= 1
+.PHONY: cells-sweep cells-full cells-data-efficiency
+cells-sweep: setup data
+	$(BIN)/python -m analyses.cells run --plan sweep --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+
+cells-full: setup data
+	$(BIN)/python -m analyses.cells run --plan full --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+
+cells-data-efficiency: setup data
+	$(BIN)/python -m analyses.cells run --plan data-efficiency --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+
 # Redraw every figure and the claims report from the committed results (no training).
 report: setup
 	$(BIN)/python -m analyses.report

@@ -1,0 +1,179 @@
+"""Plans (ordered lists of cells), the learning-rate sweep's choice, and the status of cells.
+
+- ``sweep``: every family x the recipe's sweep learning rates at ``lr_sweep.n_train``
+  images, seed ``lr_sweep.seed``.
+- ``full``: every family on the whole training pool, seeds ``plans.full.seeds``,
+  seed-major (all families of seed 0 first), at the learning rate the sweep chose.
+- ``data-efficiency``: every family at each size of ``plans.data-efficiency.sizes`` with
+  its seeds, seed-major, at the chosen learning rate. (The full-data point of the
+  data-efficiency curve is the ``full`` plan.)
+
+The sweep's choice (:func:`select_lr`: best final validation accuracy, ties to the
+smaller lr) is written to ``<models>/lr_sweep.json`` (committed beside the full-data
+weights) so that the full and data-efficiency cells can be keyed without the sweep's
+run folders.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from probe import zoo
+from probe.results import atomic_write_json, read_json
+
+from .recipe import Recipe, committed_recipe
+from .training import Cell, Store, default_store, is_locked
+
+__all__ = ["PLANS", "plan", "select_lr", "sweep_results", "chosen_lrs", "write_sweep",
+           "CellStatus", "cell_status"]
+
+PLANS = ("sweep", "full", "data-efficiency")
+
+
+def select_lr(val_accuracy: Mapping[float, float]) -> float:
+    """The learning rate with the best validation accuracy; ties go to the smaller learning rate.
+
+    Args:
+        val_accuracy: ``{lr: final validation accuracy}``.
+    """
+    if not val_accuracy:
+        raise ValueError("select_lr needs at least one {lr: validation accuracy} result")
+    return min(val_accuracy, key=lambda lr: (-val_accuracy[lr], lr))
+
+
+def _families(families: Optional[Sequence[str]]) -> List[str]:
+    names = zoo.names()
+    if not families:
+        return names
+    bad = [f for f in families if f not in names]
+    if bad:
+        raise ValueError(f"unknown family {', '.join(bad)}; valid: {', '.join(names)}")
+    return [f for f in names if f in families]
+
+
+def _sweep_cells(recipe: Recipe, families: Sequence[str]) -> List[Cell]:
+    s = recipe.lr_sweep
+    return [Cell(f, int(s["n_train"]), int(s["seed"]), float(lr), recipe)
+            for f in families for lr in s["lrs"]]
+
+
+def sweep_results(*, recipe: Recipe, store: Store, families: Optional[Sequence[str]] = None
+                  ) -> Dict[str, dict]:
+    """Per family whose sweep is complete: ``{"val_accuracy": {lr: acc}, "chosen_lr", "keys"}``.
+
+    Reads the finished sweep cells' cards, then fills families that have no complete
+    cards from ``lr_sweep.json`` when that file was written for this recipe.
+    """
+    out: Dict[str, dict] = {}
+    for fam in _families(families):
+        cards = [(c, store.card(c)) for c in _sweep_cells(recipe, [fam])]
+        if all(card is not None for _, card in cards):
+            accs = {c.lr: card["val_accuracy"] for c, card in cards}
+            out[fam] = {"val_accuracy": accs, "chosen_lr": select_lr(accs),
+                        "keys": [c.key for c, _ in cards]}
+    saved = read_json(store.sweep_path)
+    s = recipe.lr_sweep
+    if isinstance(saved, dict) and saved.get("recipe_hash") == recipe.hash \
+            and [saved.get(k) for k in ("lrs", "n_train", "seed")] == [s["lrs"], s["n_train"], s["seed"]]:
+        for fam, entry in saved.get("families", {}).items():
+            if fam in _families(families) and fam not in out:
+                out[fam] = {"val_accuracy": {float(k): v for k, v in entry["val_accuracy"].items()},
+                            "chosen_lr": float(entry["chosen_lr"]), "keys": entry["keys"]}
+    return out
+
+
+def write_sweep(*, recipe: Recipe, store: Store) -> Optional[dict]:
+    """Write ``<models>/lr_sweep.json`` from every family with a complete sweep (None if none)."""
+    results = sweep_results(recipe=recipe, store=store)
+    if not results:
+        return None
+    s = recipe.lr_sweep
+    payload = {"schema_version": 1, "recipe_hash": recipe.hash, "n_train": s["n_train"],
+               "seed": s["seed"], "lrs": s["lrs"], "rule": s["rule"],
+               "families": {fam: {"val_accuracy": {f"{lr:g}": acc for lr, acc in
+                                                   sorted(r["val_accuracy"].items())},
+                                  "chosen_lr": r["chosen_lr"], "keys": r["keys"]}
+                            for fam, r in results.items()}}
+    atomic_write_json(store.sweep_path, payload)
+    return payload
+
+
+def chosen_lrs(*, recipe: Recipe, store: Store, families: Sequence[str]) -> Dict[str, float]:
+    """``{family: lr}`` chosen by the sweep; ``ValueError`` naming the families still missing."""
+    results = sweep_results(recipe=recipe, store=store, families=families)
+    missing = [f for f in families if f not in results]
+    if missing:
+        raise ValueError(f"the learning-rate sweep of recipe {recipe.hash} is not finished for "
+                         f"{', '.join(missing)}; run `python -m analyses.cells run --plan sweep` "
+                         f"(make cells-sweep) first")
+    return {f: results[f]["chosen_lr"] for f in families}
+
+
+def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] = None,
+         families: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None
+         ) -> List[Cell]:
+    """The ordered cells of plan ``name`` (``sweep``, ``full`` or ``data-efficiency``).
+
+    Args:
+        name: the plan.
+        recipe: default the committed recipe.
+        store: where the sweep's results are read (default :func:`default_store`).
+        families: keep these families only (default every zoo family).
+        seeds: keep these seeds only (default every seed of the plan).
+
+    Raises:
+        ValueError: unknown plan or family; for ``full`` and ``data-efficiency``, a family
+            whose learning-rate sweep is not finished.
+    """
+    if name not in PLANS:
+        raise ValueError(f"unknown plan {name!r}; valid: {', '.join(PLANS)}")
+    recipe = recipe or committed_recipe()
+    store = store or default_store(recipe)
+    fams = _families(families)
+    if name == "sweep":
+        cells = _sweep_cells(recipe, fams)
+    else:
+        lrs = chosen_lrs(recipe=recipe, store=store, families=fams)
+        if name == "full":
+            jobs = [(s, recipe.full_n) for s in recipe.plans["full"]["seeds"]]
+        else:
+            sizes = {int(n): list(s) for n, s in recipe.plans["data-efficiency"]["sizes"].items()}
+            all_seeds = sorted({s for ss in sizes.values() for s in ss})
+            jobs = [(s, n) for s in all_seeds for n in sorted(sizes) if s in sizes[n]]
+        cells = [Cell(f, n, s, lrs[f], recipe) for s, n in jobs for f in fams]
+    if seeds is not None:
+        cells = [c for c in cells if c.seed in set(seeds)]
+    return cells
+
+
+@dataclass
+class CellStatus:
+    """Where a cell stands.
+
+    Attributes:
+        cell: the cell.
+        state: ``done``, ``running`` (a process holds its lock), ``stopped`` (a checkpoint
+            exists, nobody trains it) or ``pending``.
+        step: finished steps (the checkpoint's for ``running``/``stopped``).
+        card: the card of a ``done`` cell.
+        train_time_s: wall time so far.
+    """
+
+    cell: Cell
+    state: str
+    step: int
+    card: Optional[dict]
+    train_time_s: float
+
+
+def cell_status(cell: Cell, store: Store) -> CellStatus:
+    """The :class:`CellStatus` of ``cell`` in ``store`` (reads small files only)."""
+    card = store.card(cell)
+    if card is not None:
+        return CellStatus(cell, "done", cell.steps, card, float(card["train_time_s"]))
+    progress = read_json(store.progress_path(cell)) or {}
+    step = int(progress.get("step", 0)) if progress.get("key") == cell.key else 0
+    elapsed = float(progress.get("train_time_s", 0.0)) if step else 0.0
+    if is_locked(store.lock_path(cell)):
+        return CellStatus(cell, "running", step, None, elapsed)
+    return CellStatus(cell, "stopped" if step else "pending", step, None, elapsed)

@@ -1,0 +1,257 @@
+"""Training cells (analyses.cells): recipe hash, bit-identical resume, cards, sweep choice, plans,
+CLI, bf16 training with fp32 evaluation. Tiny recipes on synthetic data: seconds each."""
+import hashlib
+import json
+
+import pytest
+import torch
+
+from analyses import cells
+from analyses.cells import Cell, Store, committed_recipe
+from analyses.cells import __main__ as cells_cli
+from analyses.cells.training import _locked
+from probe import data, zoo
+
+TINY = {
+    "training": {"data": {"dataset": "synthetic", "val_n": 64, "pool_n": 192, "test_n": 128,
+                          "test_subset_n": 96},
+                 "batch_size": 32, "steps": {"min_steps": 12, "epochs": 1}, "eval_every": 4},
+    "lr_sweep": {"n_train": 96, "lrs": [0.001, 0.002]},
+    "plans": {"full": {"seeds": [0, 1]}, "data-efficiency": {"sizes": {"48": [0, 1], "96": [0]}}},
+    "checkpoint_every": 4,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return committed_recipe().variant(TINY)
+
+
+def _store(path) -> Store:
+    return Store(path / "runs", path / "models")
+
+
+def test_recipe_hash_is_the_sha256_of_the_training_section(tiny):
+    spec = json.loads(cells.RECIPE_PATH.read_text())
+    canonical = json.dumps(spec["training"], sort_keys=True, separators=(",", ":"))
+    recipe = committed_recipe()
+    assert recipe.hash == hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    changed = recipe.variant({"training": {"grad_clip_norm": 0.5}})
+    assert changed.hash != recipe.hash
+    assert recipe.variant({"training": {"optimizer": {"weight_decay": 0.1}}}).hash != recipe.hash
+    # choosing which cells exist does not change how one cell trains
+    assert recipe.variant({"plans": {"full": {"seeds": [0, 1, 2, 3, 4]}}}).hash == recipe.hash
+    assert recipe.variant({"checkpoint_every": 100}).hash == recipe.hash
+    a, b = Cell("mixer", 1000, 0, 1e-3), Cell("mixer", 1000, 0, 1e-3, changed)
+    assert a.key.endswith(recipe.hash) and b.key.endswith(changed.hash) and a != b
+
+
+def test_committed_recipe_states_the_protocol():
+    r = committed_recipe()
+    t = r.training
+    assert t["optimizer"]["betas"] == [0.9, 0.999] and t["optimizer"]["weight_decay"] == 0.05
+    assert t["batch_size"] == 128 and t["grad_clip_norm"] == 1.0 and t["label_smoothing"] == 0.0
+    assert t["schedule"]["warmup_fraction"] == 0.05 and t["precision"]["train_autocast"] == "bfloat16"
+    assert t["data"]["val_n"] == 5000 and r.full_n == 55000
+    assert [r.steps(n) for n in (1000, 3000, 10000, 55000)] == [1500, 1500, 1500, 5157]
+    assert r.lr_sweep["lrs"] == [5e-4, 1e-3, 2e-3]
+
+
+def test_bad_recipe_names_the_field(tmp_path):
+    with pytest.raises(ValueError, match="training.batch_size"):
+        committed_recipe().variant({"training": {"batch_size": 0}})
+    with pytest.raises(ValueError, match="train_autocast"):
+        committed_recipe().variant({"training": {"precision": {"train_autocast": "float16"}}})
+    bad = tmp_path / "r.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        cells.load_recipe(bad)
+    with pytest.raises(ValueError, match="unknown family"):
+        Cell("resnet", 1000, 0, 1e-3)
+    with pytest.raises(ValueError, match="n_train"):
+        Cell("mixer", 60000, 0, 1e-3)
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    f = [cells.lr_factor(s, total=100, warmup=5) for s in range(100)]
+    assert f[:5] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert all(a >= b for a, b in zip(f[5:], f[6:])) and f[-1] < 0.002
+
+
+def test_batches_cover_each_epoch_once_and_depend_on_seed_and_epoch_only():
+    n, b = 50, 16
+    stream = torch.cat([cells.batch_indices(s, n=n, batch_size=b, seed=3) for s in range(25)])
+    for e in range(len(stream) // n):
+        assert sorted(stream[e * n:(e + 1) * n].tolist()) == list(range(n))
+    assert torch.equal(cells.batch_indices(7, n=n, batch_size=b, seed=3), stream[7 * b:8 * b])
+    assert not torch.equal(cells.batch_indices(0, n=n, batch_size=b, seed=4), stream[:b])
+
+
+def test_training_step_runs_in_bf16_and_evaluation_in_fp32(tiny):
+    model = zoo.build("mixer", seed=0)
+    opt, _ = cells.make_optimizer(model, tiny, 1e-3, 10)
+    seen = []
+    handle = model.net.head.register_forward_hook(lambda m, i, o: seen.append((i[0].dtype, o.dtype)))
+    try:
+        x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+        cells.training_step(model, opt, x, y, recipe=tiny)
+        assert seen == [(torch.bfloat16, torch.bfloat16)]
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert all(s["exp_avg"].dtype == torch.float32 for s in opt.state.values())
+        seen.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):      # evaluation turns autocast off
+            cells.accuracy(model, x, y)
+        assert seen == [(torch.float32, torch.float32)]
+        seen.clear()
+        fp32 = tiny.variant({"training": {"precision": {"train_autocast": None}}})
+        cells.training_step(model, opt, x, y, recipe=fp32)
+        assert seen == [(torch.float32, torch.float32)]
+    finally:
+        handle.remove()
+
+
+class _Stop(KeyboardInterrupt):
+    pass
+
+
+@pytest.mark.parametrize("family,stop_at", [("cnn", 6), ("mixer", 8)])
+def test_interrupted_cell_resumes_to_bit_identical_weights(tmp_path, tiny, family, stop_at):
+    cell = Cell(family, 96, 1, 2e-3, tiny)
+    whole = cells.train_cell(cell, store=_store(tmp_path / "a"), threads=1)
+
+    def stop(step):
+        if step == stop_at:
+            raise _Stop
+    store = _store(tmp_path / "b")
+    with pytest.raises(_Stop):
+        cells.train_cell(cell, store=store, threads=1, on_step=stop)
+    assert store.checkpoint_path(cell).is_file() and not store.is_done(cell)
+    status = cells.cell_status(cell, store)
+    assert (status.state, status.step) == ("stopped", 8 if stop_at == 8 else 4)
+    resumed = cells.train_cell(cell, store=store, threads=1)
+    assert resumed["resumes"] == 1 and whole["resumes"] == 0
+    assert resumed["sha256"] == whole["sha256"]
+    assert (tmp_path / "a" / "runs" / cell.key / "model.safetensors").read_bytes() == \
+        store.weights_path(cell).read_bytes()
+    assert resumed["val_curve"] == whole["val_curve"]
+    assert [step for step, _ in whole["val_curve"]] == [4, 8, 12]
+    assert not store.checkpoint_path(cell).exists()
+    assert "resumed at step" in store.log_path(cell).read_text()
+
+
+def test_card_has_every_field_and_zoo_load_reproduces_it(tmp_path, tiny):
+    cell = Cell("vit", tiny.full_n, 0, 1e-3, tiny)
+    store = _store(tmp_path)
+    card = cells.train_cell(cell, store=store, threads=1, command="python -m analyses.cells run")
+    weights = store.weights_path(cell)
+    assert weights == tmp_path / "models" / f"vit_n{tiny.full_n}_s0.safetensors"  # full-data name
+    assert store.card_path(cell) == weights.with_suffix(".json")
+    for k in ("family", "n_train", "seed", "steps", "lr", "recipe", "recipe_hash", "val_accuracy",
+              "val_curve", "test_accuracy", "test_subset", "train_time_s", "img_per_s", "threads",
+              "versions", "sha256", "command", "weights", "params"):
+        assert k in card, k
+    assert card["recipe"] == tiny.spec and card["recipe_hash"] == tiny.hash
+    assert card["steps"] == 12 and card["threads"] == 1 and card["test_n"] == 128
+    assert set(card["versions"]) >= {"torch", "timm"}
+    assert card["sha256"] == zoo.sha256_file(weights)
+    from safetensors.torch import load_file
+    assert {v.dtype for v in load_file(str(weights)).values() if v.is_floating_point()} == {torch.float16}
+    model = zoo.load("vit", weights=weights)
+    sub = data.load("synthetic", "test", n=card["test_subset"]["n"], seed=card["test_subset"]["seed"])
+    assert cells.accuracy(model, *data.as_tensors(sub)) == pytest.approx(
+        card["test_subset"]["accuracy"], abs=5e-5)
+    assert cells.train_cell(cell, store=store) == card          # finished: not trained again
+
+
+def test_a_cell_being_trained_elsewhere_is_refused(tmp_path, tiny):
+    cell = Cell("cnn", 48, 0, 1e-3, tiny)
+    store = _store(tmp_path)
+    with _locked(store.lock_path(cell)):
+        assert cells.cell_status(cell, store).state == "running"
+        with pytest.raises(cells.CellBusy, match="another process"):
+            cells.train_cell(cell, store=store)
+
+
+def test_select_lr_takes_the_best_validation_accuracy_and_ties_go_to_the_smaller_lr():
+    assert cells.select_lr({5e-4: 0.80, 1e-3: 0.85, 2e-3: 0.83}) == 1e-3
+    assert cells.select_lr({2e-3: 0.86, 5e-4: 0.80, 1e-3: 0.85}) == 2e-3
+    assert cells.select_lr({5e-4: 0.85, 1e-3: 0.85, 2e-3: 0.80}) == 5e-4
+    assert cells.select_lr({2e-3: 0.9, 1e-3: 0.9, 5e-4: 0.7}) == 1e-3
+    with pytest.raises(ValueError):
+        cells.select_lr({})
+
+
+def _fake_sweep(store: Store, recipe, lrs) -> None:
+    store.sweep_path.parent.mkdir(parents=True, exist_ok=True)
+    s = recipe.lr_sweep
+    store.sweep_path.write_text(json.dumps({
+        "recipe_hash": recipe.hash, "lrs": s["lrs"], "n_train": s["n_train"], "seed": s["seed"],
+        "families": {f: {"val_accuracy": {}, "chosen_lr": lr, "keys": []} for f, lr in lrs.items()}}))
+
+
+def test_plans_hold_every_family_and_seed(tmp_path):
+    recipe, store = committed_recipe(), _store(tmp_path)
+    sweep = cells.plan("sweep", recipe=recipe, store=store)
+    assert len(sweep) == 6 * 3 and {c.n_train for c in sweep} == {10000} and {c.seed for c in sweep} == {0}
+    with pytest.raises(ValueError, match="sweep .* not finished for mixer"):
+        cells.plan("full", recipe=recipe, store=store)
+    lrs = {f: [5e-4, 1e-3, 2e-3][i % 3] for i, f in enumerate(zoo.names())}
+    _fake_sweep(store, recipe, lrs)
+    full = cells.plan("full", recipe=recipe, store=store)
+    assert [(c.family, c.seed) for c in full] == [(f, s) for s in (0, 1, 2) for f in zoo.names()]
+    assert all(c.n_train == 55000 and c.lr == lrs[c.family] and c.steps == 5157 for c in full)
+    eff = cells.plan("data-efficiency", recipe=recipe, store=store)
+    assert len(eff) == 6 * (5 + 5 + 3) and len(set(eff)) == len(eff)
+    assert [c.seed for c in eff] == sorted(c.seed for c in eff)            # seed-major
+    assert {c.n_train for c in eff if c.seed == 4} == {1000, 3000}
+    assert [c.family for c in cells.plan("full", recipe=recipe, store=store, families=["cnn"])] == ["cnn"] * 3
+    with pytest.raises(ValueError, match="unknown plan"):
+        cells.plan("everything")
+
+
+def test_sweep_choice_comes_from_the_finished_cells(tmp_path, tiny):
+    store = _store(tmp_path)
+    assert cells.run_cells(cells.plan("sweep", recipe=tiny, store=store, families=["cnn"]),
+                           store=store, progress=False, echo=lambda s: None).failed == {}
+    results = cells.sweep_results(recipe=tiny, store=store)
+    accs = results["cnn"]["val_accuracy"]
+    assert set(accs) == {0.001, 0.002} and results["cnn"]["chosen_lr"] == cells.select_lr(accs)
+    cells.write_sweep(recipe=tiny, store=store)
+    assert json.loads(store.sweep_path.read_text())["families"]["cnn"]["chosen_lr"] == \
+        cells.select_lr(accs)
+    eff = cells.plan("data-efficiency", recipe=tiny, store=store, families=["cnn"])
+    assert [(c.n_train, c.seed) for c in eff] == [(48, 0), (96, 0), (48, 1)]
+    assert eff[1] in cells.plan("sweep", recipe=tiny, store=store, families=["cnn"])  # shared cell
+    assert store.is_done(eff[1])
+
+
+def test_cli_run_and_status(tmp_path, tiny, monkeypatch, capsys):
+    recipe_file = tmp_path / "recipe.json"
+    recipe_file.write_text(json.dumps(tiny.spec))
+    monkeypatch.setattr(cells_cli, "default_store", lambda recipe, quick=False: _store(tmp_path))
+    argv = ["--plan", "sweep", "--family", "fnet", "--recipe", str(recipe_file)]
+    assert cells_cli.main(["run", *argv, "--workers", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert sum(line.startswith("fnet_n96_s0_lr") for line in out.splitlines()) == 2
+    assert "chosen by the sweep: fnet" in out
+    assert cells_cli.main(["status", *argv]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" done ") == 2 and "12/12" in out and "fnet: chosen lr" in out
+    card = json.loads((tmp_path / "runs" / cells.plan(
+        "sweep", recipe=tiny, families=["fnet"], store=_store(tmp_path))[0].key / "model.json").read_text())
+    assert card["command"] == (f"python -m analyses.cells run --plan sweep --family fnet --n 96 --seed 0 "
+                               f"--workers 1 --threads 1 --recipe {recipe_file}")
+
+
+@pytest.mark.parametrize("argv", [["status", "--plan", "bogus"], ["run", "--plan", "full", "--workers", "0"],
+                                  ["status", "--plan", "sweep", "--family", "resnet"], ["status"],
+                                  ["status", "--plan", "sweep", "--n", "7"]])
+def test_cli_bad_input_is_one_line_and_exit_2(argv, capsys):
+    code = None
+    try:
+        code = cells_cli.main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
