@@ -34,6 +34,8 @@ from probe.perturbations import InputAnalysis, Perturbation  # noqa: E402
 
 DATASET = "fashion-mnist"
 DEFAULT_MODELS = ["mixer", "vit", "cnn"]
+TIMM_PREFIX = "timm:"
+TIMM_WEIGHTS = ("pretrained", "random", "file")
 MIN_MODELS, MAX_MODELS = 2, 4
 RUNS = Path(os.environ.get("PROBE_RUNS", "runs"))
 KIND_LABEL = {"token-mlp": "token-mixing MLP (Jacobian)", "token-linear": "linear token mixing",
@@ -58,7 +60,15 @@ def configure_torch() -> int:
 
 @st.cache_resource(show_spinner="loading model ...", max_entries=16)
 def get_model(name: str, weights: str, stamp: Optional[float]):
-    """``(model, note)``; ``stamp`` (weights file mtime) reloads when shipped weights appear."""
+    """``(model, note)``; ``stamp`` (weights file mtime) reloads when shipped weights appear.
+
+    Zoo families: :func:`probe.zoo.load_or_random`; ``timm:<arch>``: :func:`probe.zoo.load`
+    (pretrained, random or a file; errors raised), with a RANDOM note for random weights.
+    """
+    if name.startswith(TIMM_PREFIX):
+        note = (f"{name}: RANDOM initialisation (seeded); choose pretrained or a weights file "
+                f"for a trained model" if weights == "random" else None)
+        return zoo.load(name, weights=weights), note
     return zoo.load_or_random(name, weights=weights)
 
 
@@ -89,8 +99,11 @@ def analyse(name: str, weights: str, stamp: Optional[float], image_key: str, _im
 
 
 def runs_folder(weights: str) -> Path:
-    """Where the robustness results of models with these weights live."""
-    return RUNS if weights == "shipped" else RUNS / "random-weights"
+    """Where the robustness results of models with these weights live: ``RUNS`` for shipped
+    and timm pretrained weights, ``RUNS/random-weights``, ``RUNS/file-weights`` for a file."""
+    if weights in ("shipped", "pretrained"):
+        return RUNS
+    return RUNS / ("random-weights" if weights == "random" else "file-weights")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -130,26 +143,51 @@ def show_figure(key: tuple, build: Callable, figures: Dict[str, Callable], name:
 # ----------------------------------------------------------------------------- sidebar sections
 
 
+def sidebar_timm_weights() -> Optional[str]:
+    """The weights of the ``timm:`` model, like ``--weights``: pretrained, random or a file path.
+
+    ``None`` while "file" is chosen and no path is entered yet.
+    """
+    sb = st.sidebar
+    kind = sb.radio("timm weights", TIMM_WEIGHTS, horizontal=True, key="timm_weights",
+                    help="pretrained: timm's pretrained weights from the local Hugging Face "
+                         "cache; random: seeded initialisation; file: a local checkpoint "
+                         "(.safetensors or torch file)")
+    if kind != "file":
+        return kind
+    path = sb.text_input("weights file", value="", key="timm_weights_path",
+                         placeholder="/path/to/checkpoint.safetensors").strip()
+    return path or None
+
+
 def sidebar_models() -> Dict[str, object]:
-    """Models to compare (2-4 zoo names and/or ``timm:<arch>``) and which weights."""
+    """Models to compare (2-4 zoo names and/or ``timm:<arch>``) and the weights of each."""
     sb = st.sidebar
     sb.header("Models")
     chosen = sb.multiselect("zoo models", zoo.names(), default=DEFAULT_MODELS, key="models",
                             max_selections=MAX_MODELS,
                             help="2-4 models; each is shown in its own column")
-    extra = sb.text_input("add a timm model", value="", key="timm", placeholder="timm:resnet18",
-                          help="any timm architecture, random init (nothing is downloaded)")
-    weights = sb.radio("weights", ["shipped", "random"], horizontal=True, key="weights",
+    weights = sb.radio("zoo weights", ["shipped", "random"], horizontal=True, key="weights",
                        help="shipped: trained on Fashion-MNIST; random: seeded initialisation")
+    extra = sb.text_input("add a timm model", value="", key="timm",
+                          placeholder="timm:deit_small_patch16_224",
+                          help="any timm architecture (timm:<arch>), e.g. timm:mixer_b16_224, "
+                               "timm:vit_base_patch16_224, timm:resnet50; input at its own size "
+                               "(224 px)")
     names = list(chosen)
+    weights_of = {name: weights for name in names}
     extra = extra.strip()
     if extra:
-        names.append(extra if extra.startswith("timm:") else f"timm:{extra}")
-    return {"names": names[:MAX_MODELS], "weights": weights, "dropped": names[MAX_MODELS:]}
+        name = extra if extra.startswith(TIMM_PREFIX) else f"{TIMM_PREFIX}{extra}"
+        names.append(name)
+        weights_of[name] = sidebar_timm_weights()
+    return {"names": names[:MAX_MODELS], "weights": weights, "weights_of": weights_of,
+            "dropped": names[MAX_MODELS:]}
 
 
-def sidebar_input() -> Dict[str, object]:
-    """The input image: a Fashion-MNIST test index, or an upload (PNG/JPEG <= 10 MB)."""
+def sidebar_input(*, photo_models: bool = False) -> Dict[str, object]:
+    """The input image: a Fashion-MNIST test index, or an upload (PNG/JPEG <= 10 MB);
+    ``photo_models``: a ``timm:`` model is chosen, so uploads are not inverted by default."""
     sb = st.sidebar
     sb.header("Input")
     source = sb.radio("image", ["Fashion-MNIST test", "upload"], horizontal=True, key="source")
@@ -157,8 +195,10 @@ def sidebar_input() -> Dict[str, object]:
     if source == "upload":
         f = sb.file_uploader("PNG or JPEG, at most 10 MB", type=["png", "jpg", "jpeg"],
                              key="upload")
-        choice["invert"] = sb.checkbox("invert (Fashion-MNIST is light on dark)", value=True,
-                                       key="invert")
+        choice["invert"] = sb.checkbox("invert (Fashion-MNIST is light on dark)",
+                                       value=not photo_models, key="invert",
+                                       help="for the zoo's Fashion-MNIST models; leave it off "
+                                            "for photos and timm models")
         choice["upload"] = f.getvalue() if f is not None else None
     else:
         last = len(get_dataset()) - 1
@@ -294,6 +334,7 @@ def section_models(names: List[str], loaded: Dict[str, object], res: Dict[str, I
         m = r.maps[depth]
         with col:
             st.markdown(f"#### {name}")
+            st.caption(f"weights: {zoo.describe_weights(loaded[name])}")
             st.caption(f"{KIND_LABEL.get(m.kind, m.kind)} · layer {depth} of "
                        f"{len(r.maps)} · {weights_used[name]} weights · input "
                        f"{'x'.join(map(str, loaded[name].input_size))}")
@@ -453,19 +494,29 @@ def section_downloads(figures: Dict[str, Callable], metric_rows: List[dict],
 # ----------------------------------------------------------------------------- page
 
 
-def load_models(names: List[str], weights: str):
-    """``(loaded, weights_used)`` for the names that load; errors and RANDOM notes shown."""
+def load_models(names: List[str], weights_of: Dict[str, Optional[str]]):
+    """``(loaded, weights_used)`` for the names that load; errors and RANDOM notes shown.
+
+    ``weights_of``: each name's weights (zoo: shipped/random; ``timm:``: pretrained, random
+    or a file path; ``None``: no file path entered yet). ``weights_used``: the weights each
+    loaded model carries (``"random"`` where shipped weights fell back to a random init).
+    """
     loaded, weights_used, notes = {}, {}, {}
     for name in names:
+        weights = weights_of[name]
+        if weights is None:
+            st.info(f"{name}: enter the path of a weights file in the sidebar (or choose "
+                    f"pretrained or random timm weights).")
+            continue
         try:
             model, note = model_for(name, weights)
-        except (ValueError, FileNotFoundError) as e:
+        except (ValueError, FileNotFoundError, PermissionError) as e:
             st.error(f"{name}: {e}")
             continue
         if note:
             notes[name] = note
         loaded[name] = model
-        weights_used[name] = "random" if (weights == "random" or note) else "shipped"
+        weights_used[name] = "random" if (weights == "random" or note) else weights
     zoo_missing = [n for n in notes if not n.startswith("timm:")]
     if zoo_missing:
         cmd = " && ".join(f"python -m probe.train --model {n} --out probe/weights"
@@ -484,7 +535,7 @@ def main() -> None:
     configure_torch()
 
     models = sidebar_models()
-    choice = sidebar_input()
+    choice = sidebar_input(photo_models=any(n.startswith(TIMM_PREFIX) for n in models["names"]))
     perturbation = sidebar_perturbation()
 
     st.markdown("## probe · how architectures mix tokens")
@@ -494,7 +545,7 @@ def main() -> None:
         st.info(f"Pick at least {MIN_MODELS} models in the sidebar to compare them.")
         if not models["names"]:
             return
-    loaded, weights_used = load_models(models["names"], models["weights"])
+    loaded, weights_used = load_models(models["names"], models["weights_of"])
     if not loaded:
         return
 
@@ -511,12 +562,12 @@ def main() -> None:
     for name in loaded:
         stamp = zoo.weights_stamp(name)
         try:
-            res[name] = analyse(name, models["weights"], stamp, image_key, image, perturbation,
-                                label)
+            res[name] = analyse(name, models["weights_of"][name], stamp, image_key, image,
+                                perturbation, label)
         except (ValueError, RuntimeError) as e:
             st.error(f"{name}: cannot analyse this input ({e})")
             continue
-        keys[name] = (name, models["weights"], stamp, image_key, perturbation, label)
+        keys[name] = (name, models["weights_of"][name], stamp, image_key, perturbation, label)
     names = list(res)
     if not names:
         return

@@ -6,9 +6,10 @@ import importlib
 import pkgutil
 import sys
 from pathlib import Path
+from typing import Dict, List, Sequence
 
 import benchmarks
-from benchmarks import BENCHMARKS, machine
+from benchmarks import BENCHMARKS, Row, machine
 
 HEADER = """# Benchmarks
 
@@ -19,11 +20,45 @@ Absolute values are for orientation only: these machines are noisy, ratios are
 the result.
 """
 
+# sections written by other scripts (benchmarks/gpu_check.sh): kept when all benchmarks rerun
+KEPT_SECTIONS = ("GPU",)
+
 
 def _load_all() -> None:
     for mod in pkgutil.iter_modules(benchmarks.__path__):
         if mod.name.startswith("bench_"):
             importlib.import_module(f"benchmarks.{mod.name}")
+
+
+def read_sections(path: Path) -> Dict[str, List[str]]:
+    """``{section name: its lines}`` of a BENCHMARKS.md (empty when the file is missing)."""
+    sections: Dict[str, List[str]] = {}
+    if not path.is_file():
+        return sections
+    current = None
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    return sections
+
+
+def section_lines(rows: Sequence[Row], where: str, *, note: str = "") -> List[str]:
+    """The lines of one section: machine, optional note, the rows as a table."""
+    lines = ["", f"Machine: {where}", ""] + ([note, ""] if note else [])
+    lines += ["| what | baseline | ratio | value | repeats |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.what} | {r.baseline} | {r.ratio:.2f} | {r.value} | {r.repeats} |")
+    lines.append("")
+    return lines
+
+
+def write_sections(path: Path, sections: Dict[str, List[str]]) -> None:
+    """Write BENCHMARKS.md: the header, then the sections sorted by name."""
+    path.write_text(HEADER + "".join(f"\n## {k}\n\n" + "\n".join(v).strip("\n") + "\n"
+                                     for k, v in sorted(sections.items())))
 
 
 def main(argv=None) -> int:
@@ -36,29 +71,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     names = args.only or sorted(BENCHMARKS)
     out = Path(args.out)
-    sections = {}
-    if out.is_file() and args.only:  # keep the other benchmarks' sections
-        current = None
-        for line in out.read_text().splitlines():
-            if line.startswith("## "):
-                current = line[3:].strip()
-                sections[current] = []
-            elif current:
-                sections[current].append(line)
+    sections = {k: v for k, v in read_sections(out).items()
+                if args.only or k in KEPT_SECTIONS}          # --only keeps the others' sections
     where = machine()
     for name in names:
         print(f"running benchmark {name} ...", file=sys.stderr)
         rows = BENCHMARKS[name](quick=args.quick)
-        lines = ["", f"Machine: {where}", "",
-                 "| what | baseline | ratio | value | repeats |", "|---|---|---|---|---|"]
         for r in rows:
-            lines.append(f"| {r.what} | {r.baseline} | {r.ratio:.2f} | {r.value} | {r.repeats} |")
             print(f"  {r.what}: {r.ratio:.2f}x {r.baseline} ({r.value})", file=sys.stderr)
-        lines.append("")
-        sections[name] = lines
-    text = HEADER + "".join(f"\n## {k}\n\n" + "\n".join(v).strip("\n") + "\n"
-                            for k, v in sorted(sections.items()))
-    out.write_text(text)
+        sections[name] = section_lines(rows, where)
+    write_sections(out, sections)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -6,7 +6,7 @@ every CLI), one way to turn model and dataset names into folder names, and one
 wrapper that turns user errors into one line and exit 2 instead of a traceback.
 
 Shared options (:func:`add_shared`): ``--model`` (repeatable; zoo family or
-``timm:<arch>``), ``--weights`` (shipped | random | PATH), ``--data``,
+``timm:<arch>``), ``--weights`` (default | shipped | pretrained | random | PATH), ``--data``,
 ``--data-root``, ``--n``/``--num-images``, ``--seed``, ``--device``, ``--out``,
 ``--threads``.
 """
@@ -20,11 +20,12 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
+from .provenance import DEFAULT_WEIGHTS, is_weights_file
 from .registry import check_name, names
 
 __all__ = ["OneLineParser", "parser", "add_shared", "safe_name", "run_main", "apply_threads",
            "USER_ERRORS", "check_common", "float_list",
-           "severity_list", "name_list"]
+           "severity_list", "name_list", "DEFAULT_WEIGHTS", "is_weights_file"]
 
 # Errors a user can cause (bad name, missing file, unreadable weights, unwritable folder).
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
@@ -47,13 +48,16 @@ def add_shared(p: argparse.ArgumentParser, *, default_models: Optional[Sequence[
     g.add_argument("--model", action="append", metavar="NAME",
                    help=f"zoo family ({', '.join(names())}) or timm:<arch>; repeatable "
                         f"(default: {default})")
-    g.add_argument("--weights", default="shipped", metavar="shipped|random|PATH",
-                   help="shipped (default: the committed zoo weights), random (seeded "
-                        "initialisation, labelled as such in every output) or a weights file "
-                        "(.safetensors / torch checkpoint) for a single --model" + weights_help)
+    g.add_argument("--weights", default=DEFAULT_WEIGHTS, metavar="pretrained|shipped|random|PATH",
+                   help="default: shipped for zoo families (the committed Fashion-MNIST weights), "
+                        "pretrained for timm:<arch> (timm's own weights from the local Hugging "
+                        "Face cache; HF_HUB_OFFLINE=1 never downloads); random (seeded "
+                        "initialisation, labelled RANDOM in every output); or a weights file "
+                        "(.safetensors / torch checkpoint, original checkpoints converted by "
+                        "timm's checkpoint filter) for a single --model" + weights_help)
     g.add_argument("--data", default=data_default,
-                   help=f"fashion-mnist, cifar10, imagefolder:<path>, synthetic "
-                        f"(default {data_default})")
+                   help=f"fashion-mnist, cifar10, imagefolder:<path>, imagenet:<path> (class "
+                        f"folders named by WordNet id), synthetic (default {data_default})")
     g.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder holding the dataset files (default: $PROBE_DATA or the system copy)")
     g.add_argument("--n", "--num-images", dest="n", type=int, default=n_default, metavar="N",
@@ -108,8 +112,7 @@ def check_common(args: argparse.Namespace) -> None:
     models = getattr(args, "model", None) or []
     for m in models:
         check_name(m)
-    weights = getattr(args, "weights", "shipped")
-    if weights not in ("shipped", "random") and len(models) > 1:
+    if is_weights_file(getattr(args, "weights", DEFAULT_WEIGHTS)) and len(models) > 1:
         raise ValueError("--weights PATH applies to a single --model")
     apply_threads(getattr(args, "threads", None))
 

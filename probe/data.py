@@ -1,10 +1,16 @@
-"""Datasets: Fashion-MNIST (embedded default), CIFAR-10, image folders, synthetic.
+"""Datasets: Fashion-MNIST (embedded default), CIFAR-10, image folders, ImageNet, synthetic.
 
 Every dataset is a ``torch.utils.data.Dataset`` whose items are tuples that
 start with ``(image, label)``: ``image`` is float32 in ``[0, 1]`` of shape
 ``[C, H, W]``. The ``synthetic`` dataset adds a third element, the boolean
 ``[1, H, W]`` mask of the region that holds the class evidence. Datasets carry
 ``classes`` (names, index = label), ``name``, ``split`` and ``input_size``.
+
+``imagefolder:<path>``, ``imagenet:<path>`` (WordNet-id class folders) and
+ImageNet-C cells (:func:`imagenet_c`) stream from disk (:mod:`probe.imagenet`):
+``--n`` picks the seeded subset of files before decoding, and
+``load(..., model=model)`` gives a ``timm:`` model its own eval transform
+(without mean/std: images stay in ``[0, 1]``), the zoo its 28x28 resize.
 
 Fashion-MNIST: Xiao et al. 2017, arXiv:1708.07747.
 """
@@ -22,16 +28,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .imagenet import (FolderDataset, imagefolder, imagenet, imagenet_c, imagenet_c_cells, loader,
+                       model_transform, resize_transform, seeded_subset, timm_transform)
+
 __all__ = [
     "fit_to_model", "load_upload", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS",
     "FASHION_MNIST_CLASSES", "SYSTEM_FASHION_MNIST", "NAMES", "ImageDataset", "load",
     "as_tensors", "read_idx", "find_fashion_mnist", "fashion_mnist_available", "synthetic",
+    "FolderDataset", "imagenet_c", "imagenet_c_cells", "loader", "timm_transform",
+    "model_transform", "resize_transform",
 ]
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                          "Shirt", "Sneaker", "Bag", "Ankle boot"]
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-NAMES = ["fashion-mnist", "cifar10", "imagefolder:<path>", "synthetic"]
+NAMES = ["fashion-mnist", "cifar10", "imagefolder:<path>", "imagenet:<path>", "synthetic"]
 SYNTHETIC_CLASSES = ["horizontal", "vertical", "diagonal", "checker"]
 
 _FMNIST_FILES = {
@@ -87,12 +98,27 @@ class ImageDataset(Dataset):
                 f"input_size={self.input_size}, classes={len(self.classes)})")
 
 
-def as_tensors(ds: Dataset) -> Tuple[torch.Tensor, torch.Tensor]:
-    """All of a dataset as ``(images float [N, C, H, W] in [0, 1], labels long [N])``."""
+def as_tensors(ds: Dataset, *, workers: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """All of a dataset as ``(images float [N, C, H, W] in [0, 1], labels long [N])``.
+
+    Meant for small sets (a folder dataset is decoded here, its subset only);
+    iterate large ones with :func:`loader`. ``workers``: decoding processes.
+    """
     if isinstance(ds, ImageDataset):
         return ds.image(slice(None)), ds.labels.clone()
-    xs, ys = zip(*[(item[0], item[1]) for item in ds])
-    return torch.stack(xs), torch.as_tensor(ys, dtype=torch.long)
+    if len(ds) == 0:
+        raise ValueError("the dataset is empty")
+    images: Optional[torch.Tensor] = None
+    labels = torch.empty(len(ds), dtype=torch.long)
+    start = 0
+    for batch in loader(ds, batch_size=64, workers=workers):
+        x, y = batch[0], batch[1]
+        if images is None:
+            images = torch.empty((len(ds), *x.shape[1:]), dtype=torch.float32)
+        images[start:start + len(x)] = x
+        labels[start:start + len(x)] = y
+        start += len(x)
+    return images, labels
 
 
 # ----------------------------------------------------------------------------- IDX
@@ -284,42 +310,6 @@ def _cifar10(split: str, root, download: bool) -> ImageDataset:
                         name="cifar10", split=split)
 
 
-# ----------------------------------------------------------------------------- image folder
-
-
-def _imagefolder(path: str, split: str, input_size: Tuple[int, int, int]) -> ImageDataset:
-    from PIL import Image
-    folder = Path(path)
-    if (folder / split).is_dir():
-        folder = folder / split
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
-    if not classes:
-        raise ValueError(f"image folder {folder} has no class subfolders (expected "
-                         f"{folder}/<class>/<image>.png)")
-    exts = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-    c, h, w = input_size
-    images, labels = [], []
-    for label, cls in enumerate(classes):
-        for f in sorted((folder / cls).iterdir()):
-            if f.suffix.lower() not in exts:
-                continue
-            try:
-                with Image.open(f) as im:
-                    im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-                    arr = np.asarray(im, dtype=np.uint8)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"cannot read image {f} ({e})") from None
-            arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-            images.append(torch.from_numpy(arr.copy()))
-            labels.append(label)
-    if not images:
-        raise ValueError(f"image folder {folder} holds no images ({', '.join(sorted(exts))})")
-    return ImageDataset(torch.stack(images), torch.tensor(labels), classes=classes,
-                        name=f"imagefolder:{path}", split=split)
-
-
 # ----------------------------------------------------------------------------- synthetic
 
 
@@ -435,39 +425,52 @@ def _too_many_pixels(w: int, h: int, max_pixels: int) -> str:
 
 def load(name: str, split: str = "test", *, root: Optional[Union[str, Path]] = None,
          n: Optional[int] = None, seed: int = 0, download: bool = False,
-         input_size: Optional[Tuple[int, int, int]] = None) -> ImageDataset:
+         input_size: Optional[Tuple[int, int, int]] = None, model=None) -> Dataset:
     """Load a dataset split as images in ``[0, 1]``.
 
     Args:
-        name: ``fashion-mnist``, ``cifar10``, ``imagefolder:<path>`` or ``synthetic``.
+        name: ``fashion-mnist``, ``cifar10``, ``imagefolder:<path>``, ``imagenet:<path>``
+            or ``synthetic`` (``imagenet-c`` cells: :func:`imagenet_c`).
         split: ``train`` or ``test``.
         root: folder with the files (else ``$PROBE_DATA`` and the system locations).
-        n: keep a seeded random subset of ``n`` images (all if ``None`` or larger).
+        n: keep a seeded random subset of ``n`` images (all if ``None`` or larger);
+            folders choose it from their file list, before decoding anything.
         seed: seed of that subset (and of the generated ``synthetic`` images).
         download: let torchvision download Fashion-MNIST / CIFAR-10 if not found.
-        input_size: ``(C, H, W)`` images of an image folder are converted to
-            (default ``(1, 28, 28)``, the zoo's input).
+        input_size: ``(C, H, W)`` folder images are resized to (zoo path; default
+            ``(1, 28, 28)`` for ``imagefolder:``, timm's default 224-px ImageNet eval
+            transform for ``imagenet:``) and the size of ``synthetic`` images.
+        model: the model the images are for (from :func:`probe.zoo.load`): a ``timm:``
+            model's folder images go through its own eval transform (resize by
+            crop_pct, centre crop, its interpolation; no mean/std), other models'
+            through a resize to ``model.input_size``. Overrides ``input_size``.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if n is not None and n <= 0:
         raise ValueError(f"n must be positive, got {n}")
-    if name == "fashion-mnist":
+    if model is not None:
+        input_size = tuple(model.input_size)
+    if name.startswith(("imagefolder:", "imagenet:")):
+        kind, path = name.split(":", 1)
+        transform = (model_transform(model) if model is not None
+                     else resize_transform(input_size) if input_size is not None else None)
+        ds = (imagefolder if kind == "imagefolder" else imagenet)(path, split, transform=transform)
+    elif name == "fashion-mnist":
         ds = _fashion_mnist(split, root, download)
     elif name == "cifar10":
         ds = _cifar10(split, root, download)
-    elif name.startswith("imagefolder:"):
-        ds = _imagefolder(name[len("imagefolder:"):], split, tuple(input_size or (1, 28, 28)))
     elif name == "synthetic":
         size = (input_size or (1, 28, 28))[-1]
         count = n if n is not None else (4000 if split == "train" else 1000)
         ds = synthetic(count, size=size, seed=2 * seed + (0 if split == "train" else 1))
         ds.split = split
         return ds
+    elif name.startswith("imagenet-c:"):
+        raise ValueError(f"{name} holds one dataset per corruption x severity; read a cell with "
+                         f"probe.data.imagenet_c(path, corruption, severity), or pass "
+                         f"--corruptions-from {name} to python -m probe.robustness")
     else:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(NAMES)}")
-    if n is not None and n < len(ds):
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(ds), generator=g)[:n].sort().values
-        ds = ds.subset(idx)
-    return ds
+    indices = seeded_subset(len(ds), n, seed)
+    return ds if indices is None else ds.subset(indices)

@@ -3,7 +3,9 @@
 Every function takes result dicts as written by :mod:`probe.robustness`
 (``robustness.json``), one per model, so several models come out side by side.
 Figures use the object-oriented Matplotlib API on their own Agg canvas (no
-pyplot, no backend switch), so they can be drawn from any thread.
+pyplot, no backend switch), so they can be drawn from any thread. Every title
+names the weights of its models (``[RANDOM init]``, ``[pretrained]``, ``[shipped]``,
+``[file ckpt.safetensors]``), so a random model is never shown as a trained one.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .provenance import weights_tag
+
 __all__ = ["robust_accuracy_figure", "corruption_figure", "heatmap_figure",
            "robustness_figures", "figure_paths", "summary_table", "FIGURES"]
 
@@ -25,6 +29,22 @@ _NORM_LABEL = {"linf": r"$\ell_\infty$", "l2": r"$\ell_2$"}
 def _colors(n: int):
     cmap = matplotlib.colormaps["tab10"]
     return [cmap(i % 10) for i in range(n)]
+
+
+def _label(r: dict) -> str:
+    """``"<model> [<weights>]"`` (just the model for results without weights information)."""
+    tag = weights_tag(r)
+    return f"{r['model']} [{tag}]" if tag else r["model"]
+
+
+def _weights_suffix(results: Sequence[dict]) -> str:
+    """`` [RANDOM init]`` when every model shares one kind of weights, else each model's."""
+    tags = [weights_tag(r) for r in results]
+    if not any(tags):
+        return ""
+    if len(set(tags)) == 1:
+        return f" [{tags[0]}]"
+    return " [" + ", ".join(f"{r['model']}: {t or 'weights unknown'}" for r, t in zip(results, tags)) + "]"
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -55,7 +75,7 @@ def robust_accuracy_figure(results: Sequence[dict]) -> Figure:
                 continue
             norm = next(row["norm"] for row in r["adversarial"] if row["attack"] == attack)
             eps, acc, lo, hi = map(np.array, zip(*pts))
-            ax.plot(eps, acc, "o-", color=color, label=r["model"], lw=1.8, ms=4)
+            ax.plot(eps, acc, "o-", color=color, label=_label(r), lw=1.8, ms=4)
             ax.fill_between(eps, lo, hi, color=color, alpha=0.18, lw=0)
         ax.set_title(f"{attack} ({_NORM_LABEL.get(norm, norm)})")
         ax.set_xlabel(f"epsilon ({_NORM_LABEL.get(norm, norm)}, images in [0, 1])")
@@ -67,7 +87,8 @@ def robust_accuracy_figure(results: Sequence[dict]) -> Figure:
     if attacks:
         axes.flat[0].legend(fontsize=8, loc="upper right")
     fig.suptitle(f"Robust accuracy vs perturbation budget ({results[0]['data']}, "
-                 f"n={results[0]['n_attack']}, shaded: 95% CI)", fontsize=11)
+                 f"n={results[0]['n_attack']}, shaded: 95% CI){_weights_suffix(results)}",
+                 fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -94,12 +115,12 @@ def corruption_figure(results: Sequence[dict]) -> Figure:
         ax.set_xlabel("severity")
         mce = f"mCE {r['mce']:.1f}%" if r.get("mce") is not None else "mCE n/a"
         rel = f", rel. {r['relative_mce']:.1f}%" if r.get("relative_mce") is not None else ""
-        ax.set_title(f"{r['model']}\nclean err {100 * (1 - r['clean_accuracy']):.1f}%, {mce}{rel}",
+        ax.set_title(f"{_label(r)}\nclean err {100 * (1 - r['clean_accuracy']):.1f}%, {mce}{rel}",
                      fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7, label="error (%)")
     fig.suptitle(f"Corruption error ({results[0]['data']}, n={results[0]['n']}; mCE relative to "
-                 f"{results[0].get('baseline', 'baseline')})", fontsize=10)
+                 f"{results[0].get('baseline', 'baseline')}){_weights_suffix(results)}", fontsize=10)
     return fig
 
 
@@ -115,7 +136,7 @@ def heatmap_figure(results: Sequence[dict]) -> Figure:
         h, w = grid.shape
         extent = (-(w // 2) - 0.5, w - w // 2 - 0.5, h - h // 2 - 0.5, -(h // 2) - 0.5)
         im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, extent=extent)
-        ax.set_title(f"{r['model']} (eps={hm['epsilon']:g}, n={hm['n']})", fontsize=9)
+        ax.set_title(f"{_label(r)} (eps={hm['epsilon']:g}, n={hm['n']})", fontsize=9)
         ax.set_xlabel("horizontal frequency")
         ax.set_ylabel("vertical frequency")
     if not have:
@@ -123,7 +144,8 @@ def heatmap_figure(results: Sequence[dict]) -> Figure:
         axes.flat[0].axis("off")
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.85, label="error rate")
-    fig.suptitle("Fourier heat map: error under single-frequency perturbations", fontsize=10)
+    fig.suptitle("Fourier heat map: error under single-frequency perturbations"
+                 f"{_weights_suffix(have or results)}", fontsize=10)
     return fig
 
 
@@ -148,14 +170,15 @@ def robustness_figures(results: Sequence[dict], folder: Path) -> List[Path]:
 
 
 def summary_table(results: Sequence[dict]) -> str:
-    """Plain-text summary: clean accuracy, strongest-attack robust accuracy per epsilon, mCE."""
+    """Plain-text summary: clean accuracy, mCE and weights per model, robust accuracy per epsilon."""
     lines = []
-    header = f"{'model':16s} {'clean':>7s} {'mCE %':>7s} {'rel mCE %':>9s}"
+    header = f"{'model':16s} {'clean':>7s} {'mCE %':>7s} {'rel mCE %':>9s}  weights"
     lines.append(header)
     for r in results:
         mce = f"{r['mce']:.1f}" if r.get("mce") is not None else "-"
         rel = f"{r['relative_mce']:.1f}" if r.get("relative_mce") is not None else "-"
-        lines.append(f"{r['model']:16s} {r['clean_accuracy']:7.3f} {mce:>7s} {rel:>9s}")
+        lines.append(f"{r['model']:16s} {r['clean_accuracy']:7.3f} {mce:>7s} {rel:>9s}  "
+                     f"{weights_tag(r) or '-'}")
     attack_rows = {}
     for r in results:
         for row in r["adversarial"]:

@@ -15,7 +15,8 @@ import torch.nn as nn
 
 TIMM_PREFIX = "timm:"
 
-__all__ = ["Family", "check_name", "TIMM_PREFIX", "register_family", "last_child", "names", "families", "family_of"]
+__all__ = ["Family", "check_name", "TIMM_PREFIX", "register_family", "last_child", "contains",
+           "names", "families", "family_of", "timm_family"]
 
 
 def last_child(root: str) -> Callable[[nn.Module], Optional[str]]:
@@ -29,6 +30,15 @@ def last_child(root: str) -> Callable[[nn.Module], Optional[str]]:
         return f"{root}.{children[-1]}" if children else None
 
     return resolve
+
+
+def contains(*types: type) -> Callable[[nn.Module], bool]:
+    """A ``timm_match`` predicate: true when the network holds a module of one of ``types``."""
+
+    def match(net: nn.Module) -> bool:
+        return any(isinstance(m, types) for m in net.modules())
+
+    return match
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,9 @@ class Family:
         epochs, lr, weight_decay, batch_size, augment: training defaults of ``probe.train``
             (``augment``: random 2-px translations and horizontal flips; the shipped zoo
             was trained without it).
+        timm_match: ``net -> bool``, true when a timm network (``timm:<arch>``) belongs to
+            this family (its blocks are this family's token mixers); ``None``: no timm
+            network does. :func:`timm_family` asks the families in registry order.
     """
 
     name: str
@@ -69,6 +82,7 @@ class Family:
     weight_decay: float = 0.05
     batch_size: int = 128
     augment: bool = False
+    timm_match: Optional[Callable[[nn.Module], bool]] = None
 
 
 _FAMILIES: Dict[str, Family] = {}
@@ -79,7 +93,8 @@ def register_family(name: str, *, description: str, paper: str, label: str, colo
                     mixing_kind: str, group: str, epochs: int, lr: float,
                     gradcam_layer: Callable[[nn.Module], Optional[str]] = last_child("net.blocks"),
                     rollout: bool = False, weight_decay: float = 0.05, batch_size: int = 128,
-                    augment: bool = False):
+                    augment: bool = False,
+                    timm_match: Optional[Callable[[nn.Module], bool]] = None):
     """Decorator that adds a builder to the zoo registry under ``name`` (see :class:`Family`)."""
     if group not in _GROUPS:
         raise ValueError(f"group must be one of {_GROUPS}, got {group!r}")
@@ -89,7 +104,7 @@ def register_family(name: str, *, description: str, paper: str, label: str, colo
             raise ValueError(f"zoo family {name!r} is registered twice")
         _FAMILIES[name] = Family(name, fn, description, paper, label, color, mixing_kind, group,
                                  gradcam_layer, rollout, epochs, lr, weight_decay, batch_size,
-                                 augment)
+                                 augment, timm_match)
         return fn
 
     return wrap
@@ -108,6 +123,20 @@ def families() -> Dict[str, Family]:
 def family_of(model: nn.Module) -> Optional[Family]:
     """The registration of ``model``'s family (zoo models and recognised timm models), else ``None``."""
     return _FAMILIES.get(getattr(model, "family", None))
+
+
+def timm_family(net: nn.Module) -> str:
+    """The family of a timm network: the first registered family whose ``timm_match`` accepts it.
+
+    Families are asked in registry order, so the token-mixer families (whose timm models
+    also hold convolutions, in their patch embedding) answer before the ``cnn`` family's
+    "purely convolutional" match. ``"timm"`` when none does (the tools then use their
+    generic paths: Grad-CAM on the last block or stage, no rollout).
+    """
+    for name, family in _FAMILIES.items():
+        if family.timm_match is not None and family.timm_match(net):
+            return name
+    return "timm"
 
 
 def _unknown_model(name: str) -> ValueError:

@@ -6,23 +6,31 @@
   (Linf, L2), DeepFool-L2, CW-L2 and APGD-CE; every adversarial example is
   checked to lie in the epsilon ball and in [0, 1] before it is counted.
 - Corruptions (:mod:`probe.corruptions`): accuracy for every corruption x
-  severity; corruption error (CE), mCE and relative mCE as in Hendrycks &
-  Dietterich 2019 (arXiv:1903.12261), normalised by a baseline model from the
-  zoo. The zoo's ``cnn`` (:data:`BASELINE_MODEL`) plays AlexNet's role: the
-  conventional convolutional reference every other family is compared with.
-  mCE averages the 15 ImageNet-C corruptions only (the 4 extras are reported
-  but, as in the paper, left out of the mean).
+  severity, corrupted on the fly or read from pre-made ImageNet-C
+  (``--corruptions-from imagenet-c:PATH``, :mod:`probe.imagenet_c`); corruption error (CE),
+  mCE and relative mCE as in Hendrycks & Dietterich 2019 (arXiv:1903.12261,
+  :mod:`probe.mce`), normalised by a baseline: on Fashion-MNIST the zoo's ``cnn``
+  (:data:`BASELINE_MODEL`) plays AlexNet's role; for ImageNet-like data and timm models
+  AlexNet's published ImageNet-C errors (``--baseline alexnet``); ``--baseline none``
+  skips mCE. mCE averages the 15 ImageNet-C corruptions only (the 4 extras are
+  reported but, as in the paper, left out of the mean).
 - Fourier heat map (Yin et al. 2019, "A Fourier Perspective on Model Robustness
-  in Computer Vision", arXiv:1906.08988): error rate under ``x + r * eps * U_ij``
-  for every 2-D Fourier basis image ``U_ij`` (unit L2 norm), ``r`` a random sign
-  per image, clipped to [0, 1]; the grid is centred (zero frequency in the middle).
+  in Computer Vision", arXiv:1906.08988; :mod:`probe.heatmap`): error rate under
+  ``x + r * eps * U_ij`` for 2-D Fourier basis images ``U_ij`` (unit L2 norm), ``r`` a
+  random sign per image, clipped to [0, 1]; the grid is centred (zero frequency in the
+  middle): every frequency up to 32 px, the 31 x 31 around the centre above
+  (``--heatmap-size``), in memory bounded at any image size.
+
+``--device cuda`` runs data, corruptions, attacks and heat map on the GPU; ``--amp bf16``
+evaluates clean, corrupted and heat-map images under bf16 autocast (attacks stay fp32 unless
+``--amp-attacks``), recorded in the results.
 
 Every accuracy carries a 95% Wilson interval. Work is split into units (clean,
 attack x epsilon, corruption x severity, heat map); each is written atomically
 to ``<out>/<data>/<model>/robustness.units.json`` as soon as it finishes, so a
 killed run continues where it stopped (``--fresh`` starts over) and ends with the
 same results as an uninterrupted run. Examples are processed in fixed chunks
-whose random streams depend only on (seed, unit, chunk), so ``torchrun
+whose random streams depend only on (seed, unit, chunk) (:mod:`probe.units`), so ``torchrun
 --nproc_per_node=N -m probe.robustness ...`` shards the chunks over processes
 (gloo on CPU, NCCL on GPU), sums the counts, and gets exactly the
 single-process numbers. ``run(..., on_progress=f)`` calls ``f(done, total, unit)``
@@ -31,22 +39,23 @@ after every unit (the app's progress bar; :func:`small_config` is the app's run)
 from __future__ import annotations
 
 import argparse
-import math
+import contextlib
 import os
 import sys
-import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
 from . import attacks as attacks_mod
-from . import cli, zoo
+from . import cli, imagenet_c, zoo
 from .cli import safe_name
-from .heatmap import fourier_basis, fourier_heatmap_counts
-from .mce import corruption_errors, mce
+from .heatmap import fourier_basis, fourier_heatmap_counts, heatmap_size
+from .mce import (ALEXNET, NO_BASELINE, ZOO_BASELINE, alexnet_baseline, check_baseline_input,
+                  corruption_errors, default_baseline, mce)
 from .results import atomic_write_json, binomial_ci, check_writable, read_json, write_csv
+from .units import Dist, UnitStore, chunk_seed
 
 __all__ = [
     "SCHEMA_VERSION", "BASELINE_MODEL", "DEFAULT_LINF_EPSILONS", "DEFAULT_L2_EPSILONS",
@@ -56,12 +65,14 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2  # 2: per-example clean flags, attack survival, n_corrupt, baseline_weights
-BASELINE_MODEL = "cnn"
+BASELINE_MODEL = ZOO_BASELINE
 DEFAULT_ATTACKS = ["fgsm", "pgd", "pgd-l2", "deepfool-l2", "cw-l2", "apgd-ce"]
 DEFAULT_LINF_EPSILONS = [0.0, 0.01, 0.02, 0.05, 0.1]
 DEFAULT_L2_EPSILONS = [0.0, 0.25, 0.5, 1.0, 2.0]
 DEFAULT_SEVERITIES = [1, 2, 3, 4, 5]
-CHUNK = 50  # examples per chunk; fixed so sharding never changes the numbers
+# options added after schema 2: left out of a run's identity at their default, so units stored
+# before them still resume
+_LATER_OPTIONS = ("heatmap_size", "corruptions_from", "amp", "amp_attacks")
 
 
 @dataclass
@@ -82,15 +93,23 @@ class RunConfig:
     severities: List[int] = field(default_factory=lambda: list(DEFAULT_SEVERITIES))
     heatmap: bool = True
     heatmap_epsilon: float = 3.0
-    baseline: str = BASELINE_MODEL
-    weights: str = "shipped"
+    baseline: Optional[str] = None           # "alexnet", "none" or a model; None: by data and
+                                             # model (mce.default_baseline)
+    weights: str = zoo.DEFAULT_WEIGHTS   # shipped for the zoo, pretrained for timm:
     n_corrupt: Optional[int] = None          # corrupt only the first n_corrupt images (default: n)
     baseline_weights: Optional[str] = None   # baseline's weights (default: shipped, or random
                                              # when ``weights`` is random)
+    heatmap_size: Optional[int] = None       # K x K frequencies (default: all up to 32 px, else 31)
+    corruptions_from: Optional[str] = None   # "imagenet-c:PATH": pre-made corrupted images
+    amp: Optional[str] = None                # "bf16": autocast clean/corruption/heat-map evaluation
+    amp_attacks: bool = False                # with amp: attacks under autocast too
 
     def identity(self) -> dict:
         """The fields that must match for stored units to be reused."""
         d = asdict(self)
+        for key in _LATER_OPTIONS:
+            if d[key] in (None, False):
+                del d[key]
         d["schema_version"] = SCHEMA_VERSION
         return d
 
@@ -98,65 +117,9 @@ class RunConfig:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _dirname(model: str) -> str:
-    return safe_name(model)
-
-
 def results_folder(out: Path, data: str, model: str) -> Path:
     """Where a model's results on a dataset go: ``<out>/<data>/<model>`` (safe folder names)."""
     return Path(out) / safe_name(data) / safe_name(model)
-
-
-def _chunk_seed(seed: int, unit: str, chunk: int) -> int:
-    return zlib.crc32(f"{seed}:{unit}:{chunk}".encode()) & 0x7FFFFFFF
-
-
-class _Dist:
-    """torch.distributed when launched by torchrun (WORLD_SIZE > 1), else a no-op."""
-
-    def __init__(self, device: str) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.device = device
-        if self.world > 1:
-            import torch.distributed as dist
-            if not dist.is_initialized():
-                backend = "nccl" if device.startswith("cuda") else "gloo"
-                dist.init_process_group(backend)
-            if device.startswith("cuda"):
-                local = int(os.environ.get("LOCAL_RANK", "0"))
-                self.device = f"cuda:{local}"
-                torch.cuda.set_device(local)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def chunks(self, n: int) -> List[Tuple[int, slice]]:
-        """This process's chunks: (chunk index, slice of the examples)."""
-        count = math.ceil(n / CHUNK)
-        return [(c, slice(c * CHUNK, min(n, (c + 1) * CHUNK))) for c in range(count)
-                if c % self.world == self.rank]
-
-    def sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            import torch.distributed as dist
-            dev = self.device if self.device.startswith("cuda") else "cpu"
-            t = t.to(dev)
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-            t = t.cpu()
-        return t
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-            if dist.is_initialized():
-                dist.destroy_process_group()
 
 
 def _accuracy_row(correct: int, n: int) -> dict:
@@ -173,7 +136,7 @@ SMALL_RUN = dict(n=100, n_attack=50, attacks=["fgsm", "pgd"], epsilons=[0.0, 0.0
                  severities=[1, 3, 5], heatmap=False)
 
 
-def small_config(model: str, *, weights: str = "shipped", **overrides) -> RunConfig:
+def small_config(model: str, *, weights: str = zoo.DEFAULT_WEIGHTS, **overrides) -> RunConfig:
     """A :class:`RunConfig` of :data:`SMALL_RUN` (the app's quick run); ``overrides`` replace fields."""
     return RunConfig(model=model, weights=weights, **{**SMALL_RUN, **overrides})
 
@@ -181,36 +144,7 @@ def small_config(model: str, *, weights: str = "shipped", **overrides) -> RunCon
 # ----------------------------------------------------------------------------- the run
 
 
-class _UnitStore:
-    """Completed units of one model's run, saved atomically after each unit."""
-
-    def __init__(self, path: Path, identity: dict, *, fresh: bool, writer: bool) -> None:
-        self.path = path
-        self.identity = identity
-        self.writer = writer
-        stored = None if fresh else read_json(path)
-        if stored and stored.get("identity") == identity:
-            self.units = dict(stored.get("units", {}))
-        else:
-            self.units = {}
-        self.resumed = len(self.units)
-
-    def __contains__(self, unit: str) -> bool:
-        return unit in self.units
-
-    def get(self, unit: str):
-        return self.units[unit]
-
-    def put(self, unit: str, value) -> None:
-        self.update({unit: value})
-
-    def update(self, units: Dict[str, object]) -> None:
-        self.units.update(units)
-        if self.writer:
-            atomic_write_json(self.path, {"identity": self.identity, "units": self.units})
-
-
-def _load_model(name: str, device: str, weights: str = "shipped"):
+def _load_model(name: str, device: str, weights: str = zoo.DEFAULT_WEIGHTS):
     from . import zoo
     return zoo.load(name, device=device, weights=weights)
 
@@ -243,15 +177,16 @@ def _n_corrupt(cfg: RunConfig, n: int) -> int:
     return n if cfg.n_corrupt is None else min(cfg.n_corrupt, n)
 
 
-def _clean_flags(store: "_UnitStore") -> torch.Tensor:
+def _clean_flags(store: UnitStore) -> torch.Tensor:
     return torch.tensor([int(v) for v in store.get("clean")["flags"]], dtype=torch.long)
 
 
-def _run_unit(kind: str, params: dict, unit: str, model, x, y, cfg: RunConfig, dist: _Dist,
-              clean_flags: Optional[torch.Tensor] = None):
+def _run_unit(kind: str, params: dict, unit: str, model, x, y, cfg: RunConfig, dist: Dist,
+              clean_flags: Optional[torch.Tensor] = None, *, clean=None):
     """Counts for one unit on this process's chunks, summed over processes.
 
     ``clean_flags``: per-example clean correctness (the clean unit's), for attack survival.
+    ``clean``: the clean dataset (pre-made corrupted images are matched to its files).
     """
     from . import corruptions as corr_mod
     if kind == "clean":
@@ -266,7 +201,7 @@ def _run_unit(kind: str, params: dict, unit: str, model, x, y, cfg: RunConfig, d
         counts = torch.zeros(len(params["epsilons"]), dtype=torch.long)
         survived = torch.zeros(len(params["epsilons"]), dtype=torch.long)
         for c, sl in dist.chunks(n):
-            seed = _chunk_seed(cfg.seed, unit, c)
+            seed = chunk_seed(cfg.seed, unit, c)
             correct = attacks_mod.run(model, x[sl], y[sl], params["attack"], params["epsilons"],
                                       steps=cfg.steps, seed=seed).cpu()
             counts += correct.sum(1)
@@ -275,24 +210,31 @@ def _run_unit(kind: str, params: dict, unit: str, model, x, y, cfg: RunConfig, d
                 "survived": [int(v) for v in dist.sum(survived)]}
     if kind == "corruption":
         total = 0
+        premade = (imagenet_c.cell(cfg.corruptions_from, params["corruption"], params["severity"],
+                                   n=cfg.n, seed=cfg.seed, model=model, clean=clean)
+                   if cfg.corruptions_from else None)
         for c, sl in dist.chunks(_n_corrupt(cfg, len(x))):
-            g = torch.Generator(device=x.device).manual_seed(_chunk_seed(cfg.seed, unit, c))
-            xc = corr_mod.corrupt(x[sl], params["corruption"], params["severity"], generator=g)
-            total += _count_correct(model, xc, y[sl])
+            if premade is not None:
+                xc, yc = imagenet_c.chunk(premade, sl, x.device)
+            else:
+                g = torch.Generator(device=x.device).manual_seed(chunk_seed(cfg.seed, unit, c))
+                xc = corr_mod.corrupt(x[sl], params["corruption"], params["severity"], generator=g)
+                yc = y[sl]
+            total += _count_correct(model, xc, yc)
         return int(dist.sum(torch.tensor([total]))[0])
     if kind == "heatmap":
         n = min(cfg.n_heatmap, len(x))
-        grid = torch.zeros(x.shape[-2:], dtype=torch.long)
+        grid = torch.zeros(heatmap_size(*x.shape[-2:], cfg.heatmap_size), dtype=torch.long)
         for c, sl in dist.chunks(n):
-            g = torch.Generator().manual_seed(_chunk_seed(cfg.seed, unit, c))
+            g = torch.Generator().manual_seed(chunk_seed(cfg.seed, unit, c))
             grid += fourier_heatmap_counts(model, x[sl], y[sl], epsilon=cfg.heatmap_epsilon,
-                                           generator=g)
+                                           generator=g, size=cfg.heatmap_size)
         return dist.sum(grid).tolist()
     raise ValueError(f"unknown unit kind {kind}")
 
 
-def _evaluate(model, x, y, cfg: RunConfig, store: _UnitStore, dist: _Dist, *, label: str,
-              progress: bool, report: Callable[[str], None]) -> None:
+def _evaluate(model, x, y, cfg: RunConfig, store: UnitStore, dist: Dist, *, label: str,
+              progress: bool, report: Callable[[str], None], clean=None) -> None:
     """Run the units of ``cfg`` not in ``store``; ``report(name)`` after every unit, stored ones first."""
     from tqdm import tqdm
     todo = [u for u in _plan(cfg) if u[0] not in store]
@@ -302,8 +244,37 @@ def _evaluate(model, x, y, cfg: RunConfig, store: _UnitStore, dist: _Dist, *, la
     for unit, kind, params in bar:
         bar.set_postfix_str(unit)
         flags = _clean_flags(store) if kind == "attack" else None
-        store.put(unit, _run_unit(kind, params, unit, model, x, y, cfg, dist, flags))
+        with _autocast(cfg, kind, dist.device):
+            store.put(unit, _run_unit(kind, params, unit, model, x, y, cfg, dist, flags,
+                                      clean=clean))
         report(f"{label}: {unit}")
+
+
+def _autocast(cfg: RunConfig, kind: str, device: str):
+    """bf16 autocast for a unit when ``cfg.amp`` asks for it; attacks only with ``amp_attacks``."""
+    if cfg.amp is None or (kind == "attack" and not cfg.amp_attacks):
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def _resolve(cfg: RunConfig, model) -> RunConfig:
+    """``cfg`` with its default baseline filled in for ``model``; options checked before work."""
+    if cfg.baseline is None:
+        cfg = replace(cfg, baseline=default_baseline(cfg.data, model.input_size))
+    if cfg.heatmap:
+        heatmap_size(*model.input_size[-2:], cfg.heatmap_size)
+    if cfg.amp not in (None, "bf16"):
+        raise ValueError(f"amp must be None or 'bf16', got {cfg.amp!r}")
+    if cfg.corruptions and cfg.baseline == ALEXNET:
+        alexnet_baseline(cfg.corruptions, cfg.severities)
+    if cfg.corruptions and cfg.corruptions_from:
+        imagenet_c.check_cells(cfg.corruptions_from, cfg.corruptions, cfg.severities)
+    return cfg
+
+
+def _sweeps_baseline(cfg: RunConfig) -> bool:
+    """Whether the run evaluates a baseline model (not AlexNet's published errors, not none)."""
+    return bool(cfg.corruptions) and cfg.baseline not in (ALEXNET, NO_BASELINE)
 
 
 def _baseline_config(cfg: RunConfig) -> RunConfig:
@@ -312,16 +283,21 @@ def _baseline_config(cfg: RunConfig) -> RunConfig:
                      epsilons=cfg.epsilons, l2_epsilons=cfg.l2_epsilons, steps=cfg.steps,
                      corruptions=list(cfg.corruptions), severities=list(cfg.severities),
                      heatmap=False, baseline=cfg.baseline, n_corrupt=cfg.n_corrupt,
-                     weights=_baseline_weights(cfg))
+                     weights=_baseline_weights(cfg), corruptions_from=cfg.corruptions_from,
+                     amp=cfg.amp)
 
 
-def _baseline_weights(cfg: RunConfig) -> str:
+def _baseline_weights(cfg: RunConfig) -> Optional[str]:
+    if cfg.baseline == ALEXNET:
+        return "published (Hendrycks & Dietterich 2019)"
+    if cfg.baseline == NO_BASELINE:
+        return None
     if cfg.baseline_weights is not None:
         return cfg.baseline_weights
-    return "random" if cfg.weights == "random" else "shipped"
+    return "random" if zoo.resolve_weights(cfg.model, cfg.weights) == "random" else zoo.DEFAULT_WEIGHTS
 
 
-def _assemble(cfg: RunConfig, store: _UnitStore, n: int, base: Optional[dict]) -> dict:
+def _assemble(cfg: RunConfig, store: UnitStore, n: int, base: Optional[dict]) -> dict:
     units = store.units
     flags = _clean_flags(store)
     clean = _accuracy_row(units["clean"]["correct"], n)
@@ -356,6 +332,8 @@ def _assemble(cfg: RunConfig, store: _UnitStore, n: int, base: Optional[dict]) -
         "clean_accuracy_attacked": clean_attacked / n_att if n_att else None,
         "clean_accuracy_corrupted": int(flags[:n_cor].sum()) / n_cor if n_cor else None,
         "baseline": cfg.baseline, "baseline_weights": _baseline_weights(cfg),
+        "amp": cfg.amp or "none", "amp_attacks": cfg.amp_attacks,
+        "corruptions_from": cfg.corruptions_from,
         "mce": None, "relative_mce": None, "relative_mce_corruptions": 0, "ce": {},
         "fourier_heatmap": None,
     }
@@ -380,15 +358,15 @@ def run(cfg: RunConfig, *, out: Path, device: str = "cpu", fresh: bool = False,
     """Run (or resume) one model's robustness evaluation; returns the results dict.
 
     Writes ``<out>/<data>/<model>/robustness.json`` (+ ``.csv`` and figures) on
-    the main process. The baseline model's corruption sweep is run (or resumed)
-    the same way under its own folder, for mCE. ``on_progress(done, total, name)`` is
+    the main process. mCE is relative to ``cfg.baseline``: a baseline model's corruption
+    sweep is run (or resumed) the same way under its own folder; ``"alexnet"`` uses the
+    published AlexNet errors, ``"none"`` skips mCE. ``on_progress(done, total, name)`` is
     called on the main process after every unit, resumed units first, the baseline's
     (``"baseline <name>: <unit>"``) before the model's (``"<model>: <unit>"``); the last: done == total.
     """
     from . import data as data_mod
-    dist = _Dist(device)
-    total = len(_plan(cfg)) + (len(_plan(_baseline_config(cfg))) if cfg.corruptions else 0)
-    done = 0
+    dist = Dist(device)
+    done = total = 0
 
     def report(unit: str) -> None:
         nonlocal done
@@ -398,33 +376,44 @@ def run(cfg: RunConfig, *, out: Path, device: str = "cpu", fresh: bool = False,
 
     try:
         model = _load_model(cfg.model, dist.device, cfg.weights)
-        ds = data_mod.load(cfg.data, "test", root=data_root, n=cfg.n, seed=cfg.seed,
-                           input_size=model.input_size)
+        if dist.main:
+            print(f"weights: {zoo.describe_weights(model)} ({cfg.model})", file=sys.stderr)
+        cfg = _resolve(cfg, model)
+        total = len(_plan(cfg)) + (len(_plan(_baseline_config(cfg))) if _sweeps_baseline(cfg)
+                                   else 0)
+        bmodel = None
+        if _sweeps_baseline(cfg):
+            bweights = _baseline_weights(cfg)
+            same = (zoo.resolve_weights(cfg.model, cfg.weights)
+                    == zoo.resolve_weights(cfg.baseline, bweights))
+            bmodel = (model if cfg.baseline == cfg.model and same
+                      else _load_model(cfg.baseline, dist.device, bweights))
+            check_baseline_input(cfg.baseline, bmodel.input_size, cfg.model, model.input_size)
+        ds = data_mod.load(cfg.data, "test", root=data_root, n=cfg.n, seed=cfg.seed, model=model)
         x, y = data_mod.as_tensors(ds)
         if torch.isnan(x).any() or float(x.min()) < 0 or float(x.max()) > 1:
             raise ValueError(f"dataset {cfg.data} holds NaN or values outside [0, 1]; fix the data")
         x = data_mod.fit_to_model(x, model.input_size).to(dist.device)
         y = y.to(dist.device)
         folder = results_folder(out, cfg.data, cfg.model)
-        base = bmodel = None
-        if cfg.corruptions:
+        base = None
+        if bmodel is not None:
             bcfg = _baseline_config(cfg)
             bfolder = results_folder(out, cfg.data, cfg.baseline)
-            bstore = _UnitStore(bfolder / "baseline.units.json", bcfg.identity(), fresh=fresh,
-                                writer=dist.main)
+            bstore = UnitStore(bfolder / "baseline.units.json", bcfg.identity(), fresh=fresh,
+                               writer=dist.main)
             dist.barrier()
-            bweights = _baseline_weights(cfg)
-            bmodel = (model if cfg.baseline == cfg.model and cfg.weights == bweights
-                      else _load_model(cfg.baseline, dist.device, bweights))
             _evaluate(bmodel, x, y, bcfg, bstore, dist, label=f"baseline {cfg.baseline}",
-                      progress=progress, report=report)
+                      progress=progress, report=report, clean=ds)
             n_cor = _n_corrupt(cfg, len(x))
             base = {"clean_accuracy": int(_clean_flags(bstore)[:n_cor].sum()) / n_cor,
                     "corruptions": [{"corruption": c, "severity": s,
                                      "accuracy": bstore.get(f"corruption:{c}@{s}") / n_cor}
                                     for c in cfg.corruptions for s in cfg.severities]}
-        store = _UnitStore(folder / "robustness.units.json", cfg.identity(), fresh=fresh,
-                           writer=dist.main)
+        elif cfg.corruptions and cfg.baseline == ALEXNET:
+            base = alexnet_baseline(cfg.corruptions, cfg.severities)
+        store = UnitStore(folder / "robustness.units.json", cfg.identity(), fresh=fresh,
+                          writer=dist.main)
         dist.barrier()
         if base is not None and bmodel is model:
             # same model, data, seed and chunk seeds: the baseline's units are ours
@@ -432,8 +421,9 @@ def run(cfg: RunConfig, *, out: Path, device: str = "cpu", fresh: bool = False,
         if store.resumed and dist.main and progress:
             print(f"resuming {cfg.model}: {store.resumed} units already done", file=sys.stderr)
         _evaluate(model, x, y, cfg, store, dist, label=cfg.model, progress=progress,
-                  report=report)
+                  report=report, clean=ds)
         result = _assemble(cfg, store, len(x), base)
+        result["weights_info"] = dict(model.weights_info or {})
         if dist.main:
             _write_outputs(result, folder)
         return result
@@ -442,6 +432,7 @@ def run(cfg: RunConfig, *, out: Path, device: str = "cpu", fresh: bool = False,
 
 
 def _csv_rows(result: dict) -> List[dict]:
+    """One row per number; every row names the weights (``zoo.describe_weights``: RANDOM, ...)."""
     rows = [{"kind": "clean", "name": "clean", "norm": "", "epsilon": "", "severity": "",
              "accuracy": result["clean_accuracy"], "ci_low": result["clean_ci_low"],
              "ci_high": result["clean_ci_high"]}]
@@ -457,7 +448,8 @@ def _csv_rows(result: dict) -> List[dict]:
         if result.get(key) is not None:
             rows.append({"kind": key, "name": key, "norm": "", "epsilon": "", "severity": "",
                          "accuracy": result[key], "ci_low": "", "ci_high": ""})
-    return rows
+    weights = zoo.describe_weights(result)
+    return [{**row, "weights": weights} for row in rows]
 
 
 def _write_outputs(result: dict, folder: Path) -> None:
@@ -516,8 +508,22 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="Fourier heat map (default on)")
     p.add_argument("--heatmap-epsilon", type=float, default=3.0,
                    help="L2 norm of the Fourier-basis perturbation (default 3.0)")
-    p.add_argument("--baseline", default=BASELINE_MODEL,
-                   help=f"model that normalises CE / mCE (AlexNet's role; default {BASELINE_MODEL})")
+    p.add_argument("--heatmap-size", type=int, default=None, metavar="K",
+                   help="probe the K x K frequencies around the zero frequency, K odd (default: "
+                        "every frequency up to 32 px, 31 for larger images)")
+    p.add_argument("--baseline", default=None, metavar="alexnet|none|MODEL",
+                   help="what CE / mCE are relative to: alexnet (AlexNet's published ImageNet-C "
+                        "errors, Hendrycks & Dietterich 2019; needs severities 1-5), none (no "
+                        "mCE) or a model with the same input size run on the same images "
+                        f"(default: alexnet for imagenet:, imagenet-c:, imagefolder: data with a "
+                        f"timm model, else {BASELINE_MODEL})")
+    p.add_argument("--corruptions-from", default=None, metavar="imagenet-c:PATH",
+                   help="read pre-made ImageNet-C (PATH/<corruption>/<severity>/<wnid>/<image>) "
+                        "instead of corrupting on the fly; same --n/--seed subset as --data")
+    p.add_argument("--amp", choices=["none", "bf16"], default="none",
+                   help="bf16 autocast for clean, corruption and heat-map evaluation (default "
+                        "none); attacks stay fp32 unless --amp-attacks")
+    p.add_argument("--amp-attacks", action="store_true", help="with --amp: attacks too")
     p.add_argument("--fresh", action="store_true", help="ignore stored units and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -527,7 +533,17 @@ def _main(args: argparse.Namespace) -> int:
     models = args.model or ["mixer"]
     args.model = models
     cli.check_common(args)
-    zoo.check_name(args.baseline)
+    if args.baseline not in (None, ALEXNET, NO_BASELINE):
+        zoo.check_name(args.baseline)
+    if args.baseline == ALEXNET and args.corruptions:
+        alexnet_baseline(args.corruptions, args.severities)
+    if args.corruptions_from is not None:
+        imagenet_c.root(args.corruptions_from)
+    if args.heatmap_size is not None and (args.heatmap_size <= 0 or args.heatmap_size % 2 == 0):
+        raise ValueError(f"--heatmap-size must be a positive odd number (a window centred on the "
+                         f"zero frequency), got {args.heatmap_size}")
+    if args.amp_attacks and args.amp == "none":
+        raise ValueError("--amp-attacks needs --amp bf16")
     for opt in ("n_attack", "n_heatmap"):
         if getattr(args, opt) <= 0:
             raise ValueError(f"--{opt.replace('_', '-')} must be positive")
@@ -535,7 +551,7 @@ def _main(args: argparse.Namespace) -> int:
         raise ValueError("--steps must be positive")
     if args.heatmap_epsilon <= 0:
         raise ValueError("--heatmap-epsilon must be positive")
-    if args.weights not in ("shipped", "random"):
+    if zoo.resolve_weights(models[0], args.weights) not in ("shipped", "random"):
         zoo.load(models[0], weights=args.weights)   # any unreadable file fails here, before work
     check_writable(args.out)
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -552,7 +568,9 @@ def _main(args: argparse.Namespace) -> int:
                         epsilons=args.epsilons, l2_epsilons=args.l2_epsilons, steps=args.steps,
                         corruptions=args.corruptions, severities=args.severities,
                         heatmap=args.heatmap, heatmap_epsilon=args.heatmap_epsilon,
-                        baseline=args.baseline, weights=args.weights)
+                        baseline=args.baseline, weights=args.weights,
+                        heatmap_size=args.heatmap_size, corruptions_from=args.corruptions_from,
+                        amp=None if args.amp == "none" else args.amp, amp_attacks=args.amp_attacks)
         results.append(run(cfg, out=Path(args.out), device=args.device, fresh=args.fresh,
                            data_root=args.data_root, progress=not args.no_progress))
     if main_process:

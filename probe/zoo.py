@@ -15,17 +15,22 @@ Families (28x28x1, patch 4 -> 7x7 tokens, ~0.5M parameters each):
 - ``fnet``   FNet (Lee-Thorp et al. 2021) for images, :mod:`probe.models.fnet`.
 - ``cnn``    a small ResNet (He et al. 2016), :mod:`probe.models.cnn`.
 
-``timm:<arch>`` builds any timm architecture (random initialisation offline;
-``weights=PATH`` loads a local safetensors or timm checkpoint) with input size,
-channels and normalisation from the model's pretrained config.
+``timm:<arch>`` builds any timm architecture with input size, channels and
+normalisation from the model's pretrained config. Its weights: ``"pretrained"``
+(the default; timm's own pretrained loading, from the local Hugging Face cache
+without any network access when the file is cached), a local checkpoint PATH
+(timm-format, or an original checkpoint that the architecture's
+``checkpoint_filter_fn`` converts), or ``"random"``.
+
+Every loaded model carries ``model.weights_info`` (:mod:`probe.provenance`):
+shipped / pretrained / file (with sha256) / random, shown by
+:func:`describe_weights` in every result, figure and the app.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import pickle
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -35,13 +40,16 @@ import torch.nn as nn
 
 from . import models as _models  # noqa: F401  (importing it registers the zoo families)
 from . import cli
+from .provenance import DEFAULT_WEIGHTS, describe_weights, resolve_weights, weights_info
 from .registry import (_FAMILIES, TIMM_PREFIX, Family, _unknown_model, check_name, families,
                        family_of, last_child, names, register_family)
+from .weights_io import WeightsFileError, load_state_dict_file, sha256_file
 
 __all__ = [
     "Family", "ProbeModel", "register_family", "check_name", "last_child", "family_of", "WEIGHTS_DIR", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
     "names", "families", "load", "load_or_random", "weights_stamp", "build", "card", "count_params", "count_flops",
     "load_state_dict_file", "save_weights", "sha256_file", "WeightsFileError",
+    "DEFAULT_WEIGHTS", "describe_weights", "resolve_weights",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -59,10 +67,13 @@ class ProbeModel(nn.Module):
         input_size: ``(C, H, W)`` the model expects.
         classes: class names, index = label.
         mean, std: per-channel normalisation applied inside ``forward``.
+        weights_info: provenance of the weights (:mod:`probe.provenance`), set by
+            :func:`build` (random) and :func:`load`.
     """
 
     def __init__(self, net: nn.Module, *, name: str, family: str, input_size: Tuple[int, int, int],
-                 classes: Sequence[str], mean: Sequence[float], std: Sequence[float]) -> None:
+                 classes: Sequence[str], mean: Sequence[float], std: Sequence[float],
+                 weights_info: Optional[dict] = None) -> None:
         super().__init__()
         if len(mean) != input_size[0] or len(std) != input_size[0]:
             raise ValueError(f"mean/std need {input_size[0]} channels, got {len(mean)}/{len(std)}")
@@ -71,6 +82,7 @@ class ProbeModel(nn.Module):
         self.family = family
         self.input_size = tuple(int(v) for v in input_size)
         self.classes = list(classes)
+        self.weights_info = weights_info
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
                              persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
@@ -104,41 +116,35 @@ def build(name: str, *, seed: int = 0) -> ProbeModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name.startswith(TIMM_PREFIX):
-            return _build_timm(name[len(TIMM_PREFIX):])
-        if name not in _FAMILIES:
+            model = _wrap_timm(name[len(TIMM_PREFIX):], _timm_net(name))
+        elif name not in _FAMILIES:
             raise _unknown_model(name)
-        from .data import FASHION_MNIST_CLASSES
-        net = _FAMILIES[name].builder(10, 1, 28)
-        return ProbeModel(net, name=name, family=name, input_size=(1, 28, 28),
-                          classes=FASHION_MNIST_CLASSES, mean=FASHION_MNIST_MEAN,
-                          std=FASHION_MNIST_STD)
-
-
-_TIMM_FAMILY_BY_BLOCK = {
-    "MixerBlock": "mixer", "ResBlock": "resmlp", "SpatialGatingBlock": "gmlp",
-}
+        else:
+            from .data import FASHION_MNIST_CLASSES
+            net = _FAMILIES[name].builder(10, 1, 28)
+            model = ProbeModel(net, name=name, family=name, input_size=(1, 28, 28),
+                               classes=FASHION_MNIST_CLASSES, mean=FASHION_MNIST_MEAN,
+                               std=FASHION_MNIST_STD)
+    model.weights_info = weights_info("random", f"seed {seed}")
+    return model
 
 
 def _timm_family(net: nn.Module) -> str:
-    """The architectural family of a timm model, from its block types."""
-    types = {type(m).__name__ for m in net.modules()}
-    for block, family in _TIMM_FAMILY_BY_BLOCK.items():
-        if block in types:
-            return family
-    if "Attention" in types:
-        return "vit"
-    if any(isinstance(m, nn.Conv2d) for m in net.modules()) and "Block" not in types:
-        return "cnn"
-    return "timm"
+    """The architectural family of a timm model: the family registration whose ``timm_match``
+    recognises it (:func:`probe.registry.timm_family`), else ``"timm"``."""
+    from .registry import timm_family
+    return timm_family(net)
 
 
-def _build_timm(arch: str) -> ProbeModel:
+def _timm_net(name: str, *, pretrained: bool = False, overlay: Optional[dict] = None) -> nn.Module:
+    """``timm.create_model`` for ``timm:<arch>`` (checked name; ``overlay``: pretrained_cfg_overlay)."""
     import timm
-    if not timm.is_model(arch):
-        close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
-        hint = f" (similar: {', '.join(close)})" if close else ""
-        raise ValueError(f"unknown timm architecture {arch!r}{hint}; see timm.list_models()")
-    net = timm.create_model(arch, pretrained=False)
+    check_name(name)
+    return timm.create_model(name[len(TIMM_PREFIX):], pretrained=pretrained,
+                             pretrained_cfg_overlay=overlay)
+
+
+def _wrap_timm(arch: str, net: nn.Module) -> ProbeModel:
     cfg = getattr(net, "pretrained_cfg", None) or {}
     input_size = tuple(cfg.get("input_size", (3, 224, 224)))
     mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
@@ -155,145 +161,134 @@ def _build_timm(arch: str) -> ProbeModel:
                       input_size=input_size, classes=classes, mean=mean, std=std)
 
 
-def sha256_file(path: Union[str, Path]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-_ACCEPTED = ("accepted formats: .safetensors, or a torch checkpoint readable with "
-             "torch.load(weights_only=True) holding a state dict (optionally under 'state_dict' "
-             "or 'model')")
-
-
-class WeightsFileError(ValueError):
-    """A weights file that cannot be read as a state dict; the message names the file and the fix."""
-
-
-def _bad_file(path: Path, what: str) -> WeightsFileError:
-    return WeightsFileError(f"cannot load weights file {path}: {what}; {_ACCEPTED}")
-
-
-def _unwrap_checkpoint(obj) -> Dict[str, torch.Tensor]:
-    if isinstance(obj, dict):
-        for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
-            if key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        kind = type(obj).__name__ if not isinstance(obj, dict) else "a dict without tensors"
-        raise ValueError(f"it holds {kind}, not a state dict of tensors")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
-
-
-def _read_head(path: Path, size: int = 16) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read(size)
-    except PermissionError:
-        raise PermissionError(f"cannot load weights file {path}: permission denied; make it readable "
-                              f"(chmod +r) or copy it somewhere you can read") from None
-    except OSError as e:
-        raise _bad_file(path, f"it cannot be read ({e.strerror or e})") from None
-
-
-def _looks_like_safetensors(head: bytes, size: int) -> bool:
-    if len(head) < 9:
-        return False
-    header_len = int.from_bytes(head[:8], "little")
-    return 0 < header_len <= size - 8 and head[8:9] == b"{"
-
-
-def load_state_dict_file(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
-    """Read weights from ``.safetensors`` or a torch checkpoint without unsafe unpickling.
-
-    Torch checkpoints (``.pth``, ``.pt``, ``.bin``, ``.ckpt``, any name) go through
-    ``torch.load(weights_only=True)``: a checkpoint that needs arbitrary code to
-    unpickle is refused with ``ValueError`` instead of being executed.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        PermissionError: ``path`` cannot be read.
-        WeightsFileError (a ``ValueError``): anything else that makes the file
-            unreadable as a state dict (a directory, empty, text, random bytes,
-            truncated, a zip that is not a checkpoint, no tensors inside). The
-            message names the file, what was wrong and the accepted formats.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"weights file {path} does not exist; pass --weights PATH to an "
-                                f"existing file ({_ACCEPTED})")
-    if path.is_dir():
-        raise _bad_file(path, "it is a directory, not a file")
-    size = path.stat().st_size
-    head = _read_head(path)
-    if size == 0:
-        raise _bad_file(path, "the file is empty")
-    if path.suffix == ".safetensors" or _looks_like_safetensors(head, size):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise _bad_file(path, f"it is not a readable safetensors file ({str(e).splitlines()[0]}); "
-                                  f"re-download or retrain it") from None
-        if not state:
-            raise _bad_file(path, "the safetensors file holds no tensors")
-        return state
-    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
-        printable = all(32 <= b < 127 or b in (9, 10, 13) for b in head)
-        what = "it is a text file" if printable else "it is neither a safetensors file nor a torch checkpoint"
-        raise _bad_file(path, what)
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise WeightsFileError(
-                f"refusing to load {path}: it is not a plain tensor checkpoint and unpickling it "
-                f"could run code ({msg}). Convert it to safetensors in a trusted environment "
-                f"first") from None
-        raise _bad_file(path, f"it is corrupt or truncated ({msg})") from None
-    except Exception as e:  # torch's readers raise many types (IndexError, KeyError, zip errors) on bad bytes
-        first = str(e).splitlines()[0] if str(e) else ""
-        kind = type(e).__name__
-        if head.startswith(b"PK\x03\x04") and ("archive" in first or "zip" in first.lower()
-                                                 or kind in ("KeyError", "BadZipFile")):
-            what = f"it is a zip archive but not a torch checkpoint, or a truncated one ({kind}: {first})"
-        else:
-            what = f"it is corrupt or truncated ({kind}: {first})"
-        raise _bad_file(path, what) from None
-    try:
-        return _unwrap_checkpoint(obj)
-    except ValueError as e:
-        raise _bad_file(path, str(e)) from None
-
-
-def _load_into(model: ProbeModel, state: Dict[str, torch.Tensor], source: str) -> None:
+def _mismatch(model: ProbeModel, state: Dict[str, torch.Tensor]) -> Optional[str]:
+    """What keeps ``state`` from loading into ``model.net`` as it is, or ``None`` when it fits."""
     target = model.net.state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
     wrong = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
-        if wrong:
-            parts.append("wrong shape " + ", ".join(
-                f"{k} {tuple(state[k].shape)} (expected {tuple(target[k].shape)})" for k in wrong[:3]))
-        raise WeightsFileError(f"weights in {source} do not fit {model.name}: {'; '.join(parts)}; "
-                               f"pass weights saved from the same architecture")
+    if not (missing or unexpected or wrong):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}")
+    if unexpected:
+        parts.append(f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
+    if wrong:
+        parts.append("wrong shape " + ", ".join(
+            f"{k} {tuple(state[k].shape)} (expected {tuple(target[k].shape)})" for k in wrong[:3]))
+    return "; ".join(parts)
+
+
+def _check_finite(state: Dict[str, torch.Tensor], source: str) -> None:
     for k, v in state.items():
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             bad = "NaN" if bool(torch.isnan(v).any()) else "inf"
             raise WeightsFileError(f"weights in {source}: tensor {k!r} contains {bad} values; the "
                                    f"checkpoint is broken (a diverged training?), retrain or re-export it")
+
+
+def _load_into(model: ProbeModel, state: Dict[str, torch.Tensor], source: str) -> None:
+    problem = _mismatch(model, state)
+    if problem is not None:
+        raise WeightsFileError(f"weights in {source} do not fit {model.name}: {problem}; "
+                               f"pass weights saved from the same architecture")
+    _check_finite(state, source)
+    target = model.net.state_dict()
     state = {k: v.to(target[k].dtype) for k, v in state.items()}
     model.net.load_state_dict(state, strict=True)
+
+
+# Errors timm's checkpoint filters and strict loading raise on a checkpoint of another architecture.
+_FILTER_ERRORS = (RuntimeError, KeyError, ValueError, IndexError, TypeError, AttributeError)
+
+
+def _load_timm_file(model: ProbeModel, path: Path, seed: int) -> ProbeModel:
+    """``model`` (a ``timm:`` model) with the weights of ``path``.
+
+    A timm-format state dict is loaded directly. Anything else (an original
+    checkpoint: the authors' key names or shapes) goes through timm's own
+    pretrained loading with ``pretrained_cfg_overlay=dict(file=path)``, which
+    applies the architecture's ``checkpoint_filter_fn``.
+    """
+    state = load_state_dict_file(path)            # one clear error for any unreadable file
+    _check_finite(state, str(path))
+    problem = _mismatch(model, state)
+    if problem is None:
+        _load_into(model, state, str(path))
+        return model
+    del state
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = _timm_net(model.name, pretrained=True,
+                            overlay=dict(file=str(path), custom_load=False, source=None))
+    except _FILTER_ERRORS as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsFileError(f"weights in {path} do not fit {model.name}: {problem}; timm's "
+                               f"checkpoint filter for this architecture does not convert them "
+                               f"either ({first}); pass weights saved from the same "
+                               f"architecture") from None
+    model.net.load_state_dict(net.state_dict(), strict=True)
+    return model
+
+
+def _pretrained_tag(cfg: dict) -> str:
+    arch, tag = cfg.get("architecture") or "", cfg.get("tag") or ""
+    return f"{arch}.{tag}" if tag else arch
+
+
+def _cached_pretrained_file(cfg: dict) -> Optional[Path]:
+    """The Hugging Face cache's copy of a timm pretrained config's weights, ``None`` if not cached."""
+    hub_id = cfg.get("hf_hub_id")
+    if not hub_id or cfg.get("custom_load") == "hf":        # timm's own hub loader for those
+        return None
+    from huggingface_hub import try_to_load_from_cache
+    repo, _, revision = hub_id.partition("@")
+    filenames = ([cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename")
+                 else ["model.safetensors", "pytorch_model.bin"])
+    for filename in filenames:
+        found = try_to_load_from_cache(repo, filename, revision=revision or None)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def _load_timm_pretrained(name: str, seed: int) -> ProbeModel:
+    """A ``timm:`` model with timm's pretrained weights (cached file first: no network then).
+
+    Raises:
+        FileNotFoundError: the weights are neither cached nor downloadable (offline).
+        ValueError: timm has no pretrained weights for the architecture.
+    """
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    from timm.models import get_pretrained_cfg
+    check_name(name)
+    found = get_pretrained_cfg(name[len(TIMM_PREFIX):])
+    cfg = found.to_dict() if found is not None else {}
+    tag = _pretrained_tag(cfg)
+    ways_out = (f"pass --weights PATH (a local .safetensors / torch checkpoint of {name}) or "
+                f"--weights random (a seeded RANDOM init, labelled as such)")
+    if not any(cfg.get(k) for k in ("hf_hub_id", "url", "file")):
+        raise ValueError(f"timm has no pretrained weights for {name}; {ways_out}")
+    cached = _cached_pretrained_file(cfg)
+    overlay = dict(file=str(cached), custom_load=False, source=None) if cached else None
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = _timm_net(name, pretrained=True, overlay=overlay)
+    except LocalEntryNotFoundError:
+        raise FileNotFoundError(
+            f"pretrained weights of {name} ({tag}) are not in the local Hugging Face cache and "
+            f"could not be downloaded (offline?); {ways_out}") from None
+    except OSError as e:                  # hub errors (gated, not found, offline mode), URL errors
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FileNotFoundError(f"pretrained weights of {name} ({tag}) could not be loaded "
+                                f"({first}); {ways_out}") from None
+    cached = cached or _cached_pretrained_file(cfg)
+    model = _wrap_timm(name[len(TIMM_PREFIX):], net)
+    model.weights_info = weights_info("pretrained", tag, sha256_file(cached) if cached else None)
+    return model
 
 
 def card(name: str) -> dict:
@@ -307,23 +302,37 @@ def card(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def load(name: str, *, weights: Optional[Union[str, Path]] = "shipped", device: Union[str, torch.device] = "cpu",
-         seed: int = 0) -> ProbeModel:
+def load(name: str, *, weights: Optional[Union[str, Path]] = DEFAULT_WEIGHTS,
+         device: Union[str, torch.device] = "cpu", seed: int = 0) -> ProbeModel:
     """A model in eval mode that takes ``[B, C, H, W]`` images in ``[0, 1]``.
+
+    The model's ``weights_info`` says which weights it carries (:func:`describe_weights`).
 
     Args:
         name: a zoo family (see :func:`names`) or ``timm:<arch>``.
-        weights: ``"shipped"`` (the committed Fashion-MNIST weights for zoo
-            families; random initialisation for ``timm:`` since nothing is
-            downloaded), ``None``/``"random"`` for a seeded random init, or a
-            path to a ``.safetensors`` / torch checkpoint.
+        weights: ``"default"`` (``"shipped"`` for zoo families, ``"pretrained"`` for
+            ``timm:``); ``"shipped"``: the committed Fashion-MNIST weights of a zoo
+            family; ``"pretrained"``: timm's pretrained weights, from the local Hugging
+            Face cache (downloaded only where timm would download them; set
+            ``HF_HUB_OFFLINE=1`` to never try); ``"random"`` or ``None``: a seeded random
+            init; or a path to a ``.safetensors`` / torch checkpoint (for ``timm:``
+            also original checkpoints that timm's ``checkpoint_filter_fn`` converts).
         device: where to put the model.
         seed: seed of the random initialisation.
+
+    Raises:
+        ValueError: unknown model, weights that do not exist for this kind of model
+            (``"shipped"`` for ``timm:``), a file that cannot be read or does not fit.
+        FileNotFoundError: missing weights file, or pretrained weights not available.
     """
     if not isinstance(name, str):
         raise ValueError(f"model name must be a string, got {type(name).__name__}")
+    check_name(name)
+    weights = resolve_weights(name, weights)
+    if weights == "pretrained":
+        return _load_timm_pretrained(name, seed).to(device).eval()
     model = build(name, seed=seed)
-    if weights == "shipped" and not name.startswith(TIMM_PREFIX):
+    if weights == "shipped":
         path = WEIGHTS_DIR / f"{name}.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"shipped weights for {name!r} are missing ({path}); "
@@ -336,8 +345,14 @@ def load(name: str, *, weights: Optional[Union[str, Path]] = "shipped", device: 
                              f"does not match its model card); reinstall probe or retrain with "
                              f"`python -m probe.train --model {name} --out {WEIGHTS_DIR}`")
         _load_into(model, load_state_dict_file(path), str(path))
-    elif weights not in (None, "random", "shipped"):
-        _load_into(model, load_state_dict_file(weights), str(weights))
+        model.weights_info = weights_info("shipped", str(path), digest)
+    elif weights != "random":
+        path = Path(weights)
+        if name.startswith(TIMM_PREFIX):
+            model = _load_timm_file(model, path, seed)
+        else:
+            _load_into(model, load_state_dict_file(path), str(path))
+        model.weights_info = weights_info("file", str(path), sha256_file(path))
     return model.to(device).eval()
 
 
@@ -362,7 +377,8 @@ def load_or_random(name: str, *, weights: str = "shipped") -> Tuple[ProbeModel, 
     if weights == "random":
         return load(name, weights="random"), None
     if name.startswith(TIMM_PREFIX):
-        return load(name), f"{name}: RANDOM initialisation (timm weights are never downloaded)"
+        return (load(name, weights="random"),
+                f"{name}: RANDOM initialisation (timm weights are never downloaded)")
     try:
         return load(name), None
     except (FileNotFoundError, ValueError) as e:
@@ -457,8 +473,9 @@ def _evaluate_zoo(args: argparse.Namespace) -> int:
         info = card(name)
         rows.append(dict(model=name, params=count_params(model), flops=count_flops(model),
                          accuracy=acc, ci_low=lo, ci_high=hi,
-                         card_accuracy=info.get("test_accuracy") if args.weights == "shipped" else None,
-                         weights=str(args.weights), n=len(x)))
+                         card_accuracy=(info.get("test_accuracy")
+                                        if model.weights_info["kind"] == "shipped" else None),
+                         weights=str(args.weights), weights_info=model.weights_info, n=len(x)))
     from .cli import safe_name
     out = Path(args.out) / safe_name(args.data)
     payload = dict(schema_version=1, data=args.data, n=len(x), seed=args.seed, models=rows)

@@ -308,6 +308,27 @@ def test_app_unknown_timm_model_is_a_message(app_env):
     assert any("unknown timm architecture" in e.value for e in at.error)
 
 
+def test_app_timm_model_with_random_weights(app_env):
+    """A timm model beside a zoo model: its mixing at 224 px and its attribution map render."""
+    at = _app()
+    at.session_state["models"] = ["fnet"]
+    at.session_state["timm"] = "timm:mixer_s32_224"          # 7x7 tokens: a few seconds
+    at.session_state["timm_weights"] = "random"
+    at.session_state["attr_method"] = "saliency"
+    at.run()
+    _no_exception(at)
+    assert not at.error
+    assert {s.key for s in at.slider} == {"layer_fnet", "layer_timm:mixer_s32_224"}
+    captions = [c.value for c in at.caption]
+    assert any("token-mixing MLP (Jacobian) · layer 4 of 8" in c and "input 3x224x224" in c
+               for c in captions), captions
+    assert any("timm:mixer_s32_224: RANDOM initialisation" in c for c in captions)
+    assert len([m for m in at.metric if m.label.startswith("deletion AUC")]) == 2
+    at.radio(key="timm_weights").set_value("file").run()      # no path yet: a hint, no crash
+    _no_exception(at)
+    assert any("enter the path of a weights file" in i.value for i in at.info)
+
+
 def test_app_upload_source_without_file(app_env):
     # AppTest (streamlit 1.67) cannot set a file_uploader's value; bad uploads are
     # tested on probe.data.load_upload (test_data.py) and in the browser (below).

@@ -255,3 +255,16 @@ def test_torchrun_two_processes_match_one(tmp_path):
     one = json.loads((tmp_path / "one" / "fashion-mnist" / MODEL / "robustness.json").read_text())
     two = json.loads((tmp_path / "two" / "fashion-mnist" / MODEL / "robustness.json").read_text())
     assert one == two
+
+
+def test_baseline_weights_follow_the_run():
+    """A timm baseline gets timm's default (pretrained) weights, or random ones when the run is
+    random; an explicit baseline_weights wins."""
+    bw = robustness._baseline_weights
+    assert bw(RunConfig(model="timm:resnet18", baseline="timm:resnet50")) == zoo.DEFAULT_WEIGHTS
+    assert zoo.resolve_weights("timm:resnet50", bw(RunConfig(
+        model="timm:resnet18", baseline="timm:resnet50"))) == "pretrained"
+    assert bw(RunConfig(model="timm:resnet18", weights="random", baseline="timm:resnet50")) == "random"
+    assert bw(RunConfig(model="mixer", baseline="cnn")) == zoo.DEFAULT_WEIGHTS
+    assert zoo.resolve_weights("cnn", bw(RunConfig(model="mixer", baseline="cnn"))) == "shipped"
+    assert bw(RunConfig(model="mixer", baseline="cnn", baseline_weights="w.pt")) == "w.pt"

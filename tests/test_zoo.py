@@ -187,7 +187,8 @@ TIMM_FAMILY = {"mixer_b16_224": "mixer", "vit_base_patch16_224": "vit", "resmlp_
 
 @pytest.mark.parametrize("arch", TIMM)
 def test_timm_models_load_and_run_one_image(arch):
-    model = zoo.load(f"timm:{arch}")
+    model = zoo.load(f"timm:{arch}", weights="random")
+    assert model.weights_info["kind"] == "random"
     assert model.input_size == (3, 224, 224) and model.family == TIMM_FAMILY[arch]
     assert len(model.classes) == 1000
     with torch.no_grad():

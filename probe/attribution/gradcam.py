@@ -2,8 +2,10 @@
 
 The map is computed on the last spatial grid: the output of the layer given by the
 family registry (:func:`probe.zoo.family_of` ``(model).gradcam_layer(model)``: the
-last stage of the CNN, the last block of a token model), prefix (class) tokens
-dropped and the tokens ``[B, T, C]`` reshaped to the token grid automatically, then
+last stage of the CNN (``net.stages.<last>``; ``net.layer4`` of a timm ResNet), the
+last block of a token model: Mixer, ResMLP, gMLP, ViT/DeiT), every prefix token (class,
+distillation, register: ``net.num_prefix_tokens``) dropped and the tokens ``[B, T, C]``
+reshaped to the patch grid (``patch_embed``/``stem.grid_size``) automatically, then
 bilinearly upsampled to the input. For ViT (class-token pooling) the last block's
 output patch tokens never reach the head, so its ``norm1`` output (the tokens the
 last attention reads) is used. Models outside the registry fall back to the last

@@ -2,8 +2,10 @@
 
 - ``attention_rollout``: Abnar & Zuidema 2020, "Quantifying Attention Flow in
   Transformers" (arXiv:2005.00928): heads fused (mean/max/min), ``0.5 I + 0.5 A``,
-  rows renormalised, multiplied over layers; the class token's row over the patch
-  tokens. Class-agnostic.
+  rows renormalised, multiplied over layers; the row of the token the classifier
+  reads (class token; class and distillation tokens for distilled DeiT; the mean of
+  the patch-token rows for average-pooled models) over the patch tokens, every
+  prefix (class, distillation, register) token dropped. Class-agnostic.
 - ``grad_rollout``: Chefer et al. 2021, "Generic Attention-model Explainability
   for Interpreting Bi-Modal and Encoder-Decoder Transformers" (arXiv:2103.15679):
   ``A_bar = fuse_heads((dy_t/dA * A)^+)``, ``R <- R + A_bar R`` from ``R = I``;
@@ -42,10 +44,26 @@ def _fuse_heads(a: torch.Tensor, how: str) -> torch.Tensor:
     return _HEAD_FUSIONS[how](a)
 
 
+def _readout_rows(model: nn.Module, prefix: int) -> slice:
+    """The rows (tokens) the classifier reads, as a slice of the token sequence.
+
+    timm ``global_pool="token"``: the class token (row 0) and, for distilled DeiT,
+    the distillation token (row 1), whose two heads are averaged. Otherwise (average
+    pooling, as in the ``*_gap`` register models, or no class token) the patch
+    tokens, after all ``prefix`` class/register tokens.
+    """
+    net = getattr(model, "net", model)
+    if prefix > 0 and getattr(net, "global_pool", "token") == "token" \
+            and getattr(net, "cls_token", None) is not None:
+        return slice(0, 2 if getattr(net, "dist_token", None) is not None else 1)
+    return slice(prefix, None)
+
+
 def _class_row_map(model: nn.Module, relevance: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """Row of the class token (mean of rows if none) over the patch tokens -> ``[B, H, W]``."""
+    """Mean of the rows the classifier reads (:func:`_readout_rows`) over the patch tokens
+    (every prefix token dropped) -> ``[B, H, W]``."""
     prefix = _prefix_tokens(model)
-    row = relevance[:, 0] if prefix > 0 else relevance.mean(1)
+    row = relevance[:, _readout_rows(model, prefix)].mean(1)
     row = row[:, prefix:]
     h, w = _token_grid(model, row.shape[1])
     return _upsample(row.reshape(-1, h, w), size)

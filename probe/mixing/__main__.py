@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> List[Path]:
     """Run the mixing probe for ``args`` (see :func:`build_parser`); returns the written files."""
     cli.check_common(args)
     names = args.model or zoo.names()
-    if args.weights not in ("shipped", "random") and len(names) != 1:
+    if cli.is_weights_file(args.weights) and len(names) != 1:
         raise ValueError(f"--weights {args.weights} is one model's weights file; name that model "
                          f"with a single --model")
     out = check_writable(Path(args.out) / cli.safe_name(args.data))

@@ -163,9 +163,10 @@ def _is_conv_stage(m: nn.Module) -> bool:
 
 
 @register_extractor(_is_conv_stage, kind="conv")
-def _conv(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record) -> MixingMap:
+def _conv(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record,
+          memory_budget: Optional[int] = None) -> MixingMap:
     z = rec.input
-    matrix = conv_effective(module, z)
+    matrix = conv_effective(module, z, memory_budget=memory_budget, layer=info.layer)
     ho, wo = rec.output.shape[-2:]
     hi, wi = z.shape[-2:]
     kernels = {n: m.weight.detach().clone() for n, m in module.named_modules()
@@ -197,8 +198,8 @@ def _select(found: List[Tuple[LayerInfo, Extractor]], which: Optional[Sequence[L
     return out
 
 
-def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]] = None
-            ) -> List[MixingMap]:
+def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]] = None,
+            memory_budget: Optional[int] = None) -> List[MixingMap]:
     """One :class:`MixingMap` per token-mixing layer of ``model``, by depth.
 
     Runs one forward pass (no gradient; eval mode for the pass, restored after)
@@ -210,13 +211,16 @@ def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]]
             token-mixing layers.
         x: ``[B, C, H, W]`` images (in ``[0, 1]`` for a ProbeModel).
         layers: restrict to these layer paths or depth indices.
+        memory_budget: bytes a conv stage's Jacobian may use (default
+            :data:`probe.mixing.jacobian.DEFAULT_MEMORY_BUDGET`, 2 GiB).
 
     Returns:
         ``list[MixingMap]``; ``matrix`` is ``[B, H, T_out, T_in]`` (``B = 1`` for
         static maps); ``image_size`` is ``(H, W)`` of ``x``.
 
     Raises:
-        ValueError: wrong input shape, or no supported token-mixing layer.
+        ValueError: wrong input shape, no supported token-mixing layer, or a conv stage
+            whose Jacobian would need more than ``memory_budget`` (the message says how much).
     """
     check_input(model, x)
     found = _select(find_or_raise(model), layers)
@@ -240,6 +244,8 @@ def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]]
             rec = recs.get(info.layer, hooks.Record())
             if ex.kind == "attention":
                 maps.append(ex.compute(ctx, info, module, rec, probs.get(info.layer)))
+            elif ex.kind == "conv":
+                maps.append(ex.compute(ctx, info, module, rec, memory_budget))
             else:
                 maps.append(ex.compute(ctx, info, module, rec))
     size = (int(x.shape[-2]), int(x.shape[-1])) if x.ndim == 4 else None
@@ -249,7 +255,8 @@ def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]]
     return maps
 
 
-def effective(model: nn.Module, x: Tensor, layer: LayerRef) -> Tensor:
+def effective(model: nn.Module, x: Tensor, layer: LayerRef, *,
+              memory_budget: Optional[int] = None) -> Tensor:
     """Effective (Jacobian) mixing of one layer at ``x``, for every kind.
 
     ``E[b, t, s] = (1 / C_out) sum_{c, c'} d y_b[t, c] / d z_b[s, c']`` where
@@ -262,6 +269,7 @@ def effective(model: nn.Module, x: Tensor, layer: LayerRef) -> Tensor:
         model: as for :func:`extract`.
         x: ``[B, C, H, W]``.
         layer: a layer path (``"net.blocks.0.mlp_tokens"``) or depth index.
+        memory_budget: bytes a conv stage's Jacobian may use (as for :func:`extract`).
 
     Returns:
         ``[B, 1, T_out, T_in]``.
@@ -291,7 +299,7 @@ def effective(model: nn.Module, x: Tensor, layer: LayerRef) -> Tensor:
         jac = channel_jacobian(lambda vv, uu: uu * module.proj(vv), rows_v, rows_u)
         out = jac.reshape(b, c, t, t).mean(1)
     elif ex.kind == "conv":
-        out = conv_effective(module, z)
+        out = conv_effective(module, z, memory_budget=memory_budget, layer=info.layer)
     else:
         with hooks.evaluating(model), hooks.unfused_attention(model):
             out = torch.stack([uniform_shift_jacobian(_rows_fn(module), zb) for zb in z])

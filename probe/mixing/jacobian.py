@@ -9,11 +9,14 @@ channel of input token ``s``. For channel-wise token mixers (Mixer, ResMLP,
 gMLP's gate, FNet) the Jacobian is block diagonal over channels and ``E`` is
 the channel-averaged Jacobian ``(1/C) sum_c d y[t, c] / d z[s, c]``
 (:func:`channel_jacobian`, :func:`mlp_effective`); attention uses
-:func:`uniform_shift_jacobian`; conv stages :func:`conv_effective`.
+:func:`uniform_shift_jacobian`; conv stages :func:`conv_effective`, in chunks of
+cotangents sized to a memory budget that is checked before computing
+(:func:`conv_memory`).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -21,9 +24,10 @@ from timm.layers import Mlp
 from torch.func import jacrev, jvp, vmap
 
 __all__ = ["channel_jacobian", "uniform_shift_jacobian", "mlp_effective", "receptive_radius",
-           "conv_effective"]
+           "DEFAULT_MEMORY_BUDGET", "ConvMemory", "conv_memory", "conv_effective"]
 
 Tensor = torch.Tensor
+DEFAULT_MEMORY_BUDGET = 2 * 2**30   # bytes a conv stage's Jacobian may use (2 GiB)
 
 
 def channel_jacobian(fn: Callable[..., Tensor], rows: Tensor, *extra: Tensor) -> Tensor:
@@ -93,40 +97,134 @@ def receptive_radius(stage: nn.Module) -> int:
     return radius
 
 
-def conv_effective(stage: nn.Module, z: Tensor) -> Tensor:
+@dataclass(frozen=True)
+class ConvMemory:
+    """Memory estimate of a conv stage's effective mixing (:func:`conv_memory`), in bytes.
+
+    Attributes:
+        colours: vector-Jacobian products needed (cotangents of the graph colouring).
+        per_colour: one cotangent's backward pass: the stage's saved activations plus the
+            cotangent and the input gradient (an upper estimate).
+        fixed: the result ``[B, T_out, T_in]`` plus the forward graph, whatever the chunking.
+    """
+
+    colours: int
+    per_colour: int
+    fixed: int
+
+    def need(self, chunk: int) -> int:
+        """Bytes for ``chunk`` cotangents at a time."""
+        return self.fixed + chunk * self.per_colour
+
+    def chunk(self, budget: int) -> int:
+        """Most cotangents per backward pass within ``budget`` (0: not even one fits)."""
+        return max(0, min(self.colours, (budget - self.fixed) // max(1, self.per_colour)))
+
+
+def _colouring(stage: nn.Module, hi: int, wi: int, ho: int, wo: int) -> Tuple[int, int, int]:
+    """``(stride, period, colours)``: output tokens ``period`` apart share a cotangent."""
+    stride = max(hi // ho, wi // wo, 1)
+    reach = receptive_radius(stage) + stride
+    period = min(2 * reach // stride + 1, max(ho, wo))
+    return stride, period, min(period, ho) * min(period, wo)
+
+
+def _forward(stage: nn.Module, z: Tensor) -> Tuple[Tensor, Tensor, int]:
+    """``(input with grad, output, bytes of activations saved for backward)``."""
+    params = {p.data_ptr() for p in stage.parameters()}
+    saved = {}
+
+    def pack(t: Tensor) -> Tensor:
+        if t.data_ptr() not in params:
+            saved[(t.data_ptr(), t.numel())] = t.numel() * t.element_size()
+        return t
+
+    zz = z.detach().clone().requires_grad_(True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = stage(zz)
+    return zz, y, sum(saved.values())
+
+
+def _estimate(stage: nn.Module, z: Tensor, y: Tensor, saved: int) -> ConvMemory:
+    b, _, hi, wi = z.shape
+    ho, wo = y.shape[-2:]
+    _, _, colours = _colouring(stage, hi, wi, ho, wo)
+    item = z.element_size()
+    per_colour = saved + (z.numel() + y.numel()) * item
+    fixed = saved + b * ho * wo * hi * wi * item
+    return ConvMemory(colours, per_colour, fixed)
+
+
+def conv_memory(stage: nn.Module, z: Tensor) -> ConvMemory:
+    """How much memory :func:`conv_effective` of ``stage`` at ``z`` needs (one forward pass)."""
+    with torch.enable_grad():
+        zz, y, saved = _forward(stage, z)
+    return _estimate(stage, zz, y, saved)
+
+
+def conv_effective(stage: nn.Module, z: Tensor, *, memory_budget: Optional[int] = None,
+                   chunk: Optional[int] = None, layer: str = "conv stage") -> Tensor:
     """Effective mixing ``[B, T_out, T_in]`` of a conv stage at ``z`` ``[B, C, H, W]``.
 
     Exact Jacobian, computed with few batched vector-Jacobian products: output
     tokens farther apart than twice the receptive field share one cotangent
-    (graph colouring of the Jacobian's sparsity pattern).
+    (graph colouring of the Jacobian's sparsity pattern). The cotangents go through
+    backward ``chunk`` at a time, as many as :func:`conv_memory` says fit in
+    ``memory_budget`` (default :data:`DEFAULT_MEMORY_BUDGET`); the result does not depend
+    on the chunking.
+
+    Args:
+        stage: the conv stage (e.g. a ResNet ``layer1``).
+        z: its input ``[B, C, H, W]``.
+        memory_budget: bytes the computation may use.
+        chunk: cotangents per backward pass (default and at most: what the budget allows).
+        layer: the stage's name, for the error message.
+
+    Raises:
+        ValueError: the estimate for one cotangent at a time exceeds ``memory_budget``; the
+            message gives the layer, the estimate and how to proceed.
     """
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     b, _, hi, wi = z.shape
     with torch.enable_grad():
-        zz = z.detach().clone().requires_grad_(True)
-        y = stage(zz)
+        zz, y, saved = _forward(stage, z)
         _, co, ho, wo = y.shape
-        stride = max(hi // ho, wi // wo, 1)
-        reach = receptive_radius(stage) + stride
-        period = min(2 * reach // stride + 1, max(ho, wo))
+        need = _estimate(stage, zz, y, saved)
+        fits = need.chunk(budget)
+        if fits == 0:
+            raise ValueError(
+                f"effective mixing of {layer} at input {tuple(z.shape)} needs about "
+                f"{need.need(1) / 2**30:.2f} GiB even one of its {need.colours} cotangents at a "
+                f"time ({need.colours} x {need.per_colour / 2**20:.0f} MiB in all), over the "
+                f"memory budget of {budget / 2**30:.2f} GiB; use a smaller input or fewer images, "
+                f"or pass a larger memory_budget (bytes)")
+        step = fits if chunk is None else max(1, min(int(chunk), fits))
+        stride, period, _ = _colouring(stage, hi, wi, ho, wo)
         ii = torch.arange(ho, device=z.device) % period
         jj = torch.arange(wo, device=z.device) % period
         colours = [(ci, cj) for ci in range(min(period, ho)) for cj in range(min(period, wo))]
-        cot = torch.stack([((ii[:, None] == ci) & (jj[None, :] == cj)).to(y.dtype)
-                           for ci, cj in colours])            # [K, ho, wo]
-        cot = cot[:, None, None].expand(-1, b, co, -1, -1) / co
-        try:
-            (g,) = torch.autograd.grad(y, zz, cot, is_grads_batched=True)
-        except RuntimeError:
-            g = torch.stack([torch.autograd.grad(y, zz, c, retain_graph=True)[0] for c in cot])
-    g = g.sum(2)                                              # [K, B, hi, wi]
-    out = torch.zeros(b, ho * wo, hi * wi, dtype=z.dtype, device=z.device)
-    si = torch.arange(hi, device=z.device).float()
-    sj = torch.arange(wi, device=z.device).float()
-    s_idx = torch.arange(hi * wi, device=z.device).view(hi, wi)
+        out = torch.zeros(b, ho * wo, hi * wi, dtype=z.dtype, device=z.device)
+        for start in range(0, len(colours), step):
+            chunk_colours = colours[start:start + step]
+            cot = torch.stack([((ii[:, None] == ci) & (jj[None, :] == cj)).to(y.dtype)
+                               for ci, cj in chunk_colours])                    # [k, ho, wo]
+            cot = cot[:, None, None].expand(-1, b, co, -1, -1) / co
+            (g,) = torch.autograd.grad(y, zz, cot, is_grads_batched=True,
+                                       retain_graph=start + step < len(colours))
+            _scatter(out, g.detach().sum(2), chunk_colours, stride, period, ho, wo)
+    return out
+
+
+def _scatter(out: Tensor, g: Tensor, colours, stride: int, period: int, ho: int, wo: int) -> None:
+    """Write colour gradients ``g`` ``[k, B, hi, wi]`` into ``out`` ``[B, T_out, T_in]``: input
+    pixel ``s`` of colour ``(ci, cj)`` belongs to the output token of that colour nearest it."""
+    hi, wi = g.shape[-2:]
+    si = torch.arange(hi, device=g.device).float()
+    sj = torch.arange(wi, device=g.device).float()
+    s_idx = torch.arange(hi * wi, device=g.device).view(hi, wi)
     for k, (ci, cj) in enumerate(colours):
         ti = ci + period * torch.round((si / stride - ci) / period).long()
         tj = cj + period * torch.round((sj / stride - cj) / period).long()
         ok = ((ti >= 0) & (ti < ho))[:, None] & ((tj >= 0) & (tj < wo))[None, :]
         t_idx = (ti.clamp(0, ho - 1)[:, None] * wo + tj.clamp(0, wo - 1)[None, :])
         out[:, t_idx[ok], s_idx[ok]] = g[k][:, ok]
-    return out.detach()

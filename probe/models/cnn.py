@@ -7,10 +7,11 @@ stages' 7x7 grid matches the 7x7 token grid of the patch-4 token models.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
+from timm.models.resnet import ResNet
 
 from ..registry import last_child, register_family
 
@@ -100,10 +101,29 @@ class SmallResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def _cnn_cam_layer(model: nn.Module) -> Optional[str]:
+    """The last stage: ``net.stages.<last>`` (the zoo's :class:`SmallResNet`), ``net.layer4``
+    (timm ``ResNet``), else the last child of ``net.stages`` of another timm convnet."""
+    modules = dict(model.named_modules())
+    if "net.layer4" in modules:
+        return "net.layer4"
+    return last_child("net.stages")(model)
+
+
+def _is_timm_convnet(net: nn.Module) -> bool:
+    """A timm ``ResNet`` (resnet18/50, ResNeXt, SE-ResNet, ...), or another purely
+    convolutional timm network: convolutions and no attention or transformer block."""
+    if isinstance(net, ResNet):
+        return True
+    names = {type(m).__name__ for m in net.modules()}
+    return (any(isinstance(m, nn.Conv2d) for m in net.modules()) and "Block" not in names
+            and not any(n.endswith("Attention") for n in names))
+
+
 @register_family("cnn", description="small ResNet: 3x3 conv stages 28->14->7->7",
                  paper="He et al. 2016, arXiv:1512.03385", label="CNN", color="#7f7f7f",
-                 mixing_kind="conv", group="conv", gradcam_layer=last_child("net.stages"),
-                 epochs=5, lr=1e-3)
+                 mixing_kind="conv", group="conv", gradcam_layer=_cnn_cam_layer,
+                 epochs=5, lr=1e-3, timm_match=_is_timm_convnet)
 def _cnn(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     return SmallResNet(num_classes=num_classes, in_chans=in_chans, channels=(48, 96, 160),
                        depths=(1, 1, 1), strides=(2, 2, 1), stem_channels=24)

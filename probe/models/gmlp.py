@@ -5,12 +5,13 @@ import torch.nn as nn
 from timm.layers import GatedMlp
 from timm.models.mlp_mixer import MlpMixer, SpatialGatingBlock
 
-from ..registry import register_family
+from ..registry import contains, register_family
 
 
 @register_family("gmlp", description="gMLP: spatial gating unit (token projection x gate)",
                  paper="Liu et al. 2021, arXiv:2105.08050", label="gMLP", color="#2ca02c",
-                 mixing_kind="spatial-gating", group="mlp", epochs=3, lr=2e-3)
+                 mixing_kind="spatial-gating", group="mlp", epochs=3, lr=2e-3,
+                 timm_match=contains(SpatialGatingBlock))
 def _gmlp(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
                     num_blocks=4, embed_dim=112, mlp_ratio=6,

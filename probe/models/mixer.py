@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import torch.nn as nn
-from timm.models.mlp_mixer import MlpMixer
+from timm.models.mlp_mixer import MixerBlock, MlpMixer
 
-from ..registry import register_family
+from ..registry import contains, register_family
 
 
 @register_family("mixer", description="MLP-Mixer: token-mixing MLP + channel MLP",
                  paper="Tolstikhin et al. 2021, arXiv:2105.01601", label="Mixer", color="#1f77b4",
-                 mixing_kind="token-mlp", group="mlp", epochs=3, lr=2e-3)
+                 mixing_kind="token-mlp", group="mlp", epochs=3, lr=2e-3,
+                 timm_match=contains(MixerBlock))
 def _mixer(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
                     num_blocks=4, embed_dim=128, mlp_ratio=(0.5, 4.0))

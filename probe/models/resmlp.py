@@ -6,12 +6,13 @@ from functools import partial
 import torch.nn as nn
 from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
 
-from ..registry import register_family
+from ..registry import contains, register_family
 
 
 @register_family("resmlp", description="ResMLP: linear token mixing + channel MLP, affine norms",
                  paper="Touvron et al. 2021, arXiv:2105.03404", label="ResMLP", color="#17becf",
-                 mixing_kind="token-linear", group="mlp", epochs=5, lr=2e-3)
+                 mixing_kind="token-linear", group="mlp", epochs=5, lr=2e-3,
+                 timm_match=contains(ResBlock))
 def _resmlp(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
                     num_blocks=4, embed_dim=128, mlp_ratio=4,

@@ -4,9 +4,16 @@ from __future__ import annotations
 from typing import Optional
 
 import torch.nn as nn
+from timm.layers import Attention
 from timm.models.vision_transformer import VisionTransformer
 
-from ..registry import last_child, register_family
+from ..registry import contains, last_child, register_family
+
+
+def _is_timm_vit(net: nn.Module) -> bool:
+    """A timm ``VisionTransformer`` (ViT, DeiT incl. distilled, register and DINOv2 variants)
+    whose attention is timm's ``Attention``, so the probabilities can be captured."""
+    return isinstance(net, VisionTransformer) and contains(Attention)(net)
 
 
 def _vit_cam_layer(model: nn.Module) -> Optional[str]:
@@ -22,7 +29,7 @@ def _vit_cam_layer(model: nn.Module) -> Optional[str]:
 @register_family("vit", description="ViT: multi-head self-attention + MLP, class token",
                  paper="Dosovitskiy et al. 2021, arXiv:2010.11929", label="ViT", color="#d62728",
                  mixing_kind="attention", group="attention", gradcam_layer=_vit_cam_layer,
-                 rollout=True, epochs=5, lr=1e-3)
+                 rollout=True, epochs=5, lr=1e-3, timm_match=_is_timm_vit)
 def _vit(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     return VisionTransformer(img_size=img_size, patch_size=4, in_chans=in_chans,
                              num_classes=num_classes, embed_dim=128, depth=4, num_heads=4,
