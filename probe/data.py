@@ -32,7 +32,7 @@ from .imagenet import (FolderDataset, imagefolder, imagenet, imagenet_c, imagene
                        model_transform, resize_transform, seeded_subset, timm_transform)
 
 __all__ = [
-    "fit_to_model", "load_upload", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS",
+    "fit_to_model", "decode", "labels", "load_upload", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS",
     "FASHION_MNIST_CLASSES", "SYSTEM_FASHION_MNIST", "NAMES", "ImageDataset", "load",
     "as_tensors", "read_idx", "find_fashion_mnist", "fashion_mnist_available", "synthetic",
     "FolderDataset", "imagenet_c", "imagenet_c_cells", "loader", "timm_transform",
@@ -122,6 +122,26 @@ def as_tensors(ds: Dataset, *, workers: int = 0) -> Tuple[torch.Tensor, torch.Te
 
 
 # ----------------------------------------------------------------------------- IDX
+
+
+def decode(ds: Dataset, indices: Sequence[int], *, workers: int = 0) -> torch.Tensor:
+    """Images ``indices`` of ``ds`` as float ``[k, C, H, W]`` in [0, 1], decoded now.
+
+    In-memory datasets slice their tensor; folder datasets decode just these files
+    (``workers`` decoding processes). Used to load one chunk at a time.
+    """
+    if isinstance(ds, ImageDataset):
+        return ds.image(torch.as_tensor(list(indices), dtype=torch.long))
+    from torch.utils.data import Subset
+    return as_tensors(Subset(ds, list(indices)), workers=workers)[0]
+
+
+def labels(ds: Dataset) -> torch.Tensor:
+    """Every label of ``ds`` (long ``[N]``) without decoding an image."""
+    found = getattr(ds, "labels", None)
+    if isinstance(found, torch.Tensor) and len(found) == len(ds):
+        return found.clone().long()
+    return torch.tensor([int(ds[i][1]) for i in range(len(ds))], dtype=torch.long)
 
 
 def fit_to_model(x: torch.Tensor, input_size: Tuple[int, int, int]) -> torch.Tensor:

@@ -55,7 +55,7 @@ from .heatmap import fourier_basis, fourier_heatmap_counts, heatmap_size
 from .mce import (ALEXNET, NO_BASELINE, ZOO_BASELINE, alexnet_baseline, check_baseline_input,
                   corruption_errors, default_baseline, mce)
 from .results import atomic_write_json, binomial_ci, check_writable, read_json, write_csv
-from .units import Dist, UnitStore, chunk_seed
+from .units import ShardImages, Dist, UnitStore, chunk_seed
 
 __all__ = [
     "SCHEMA_VERSION", "BASELINE_MODEL", "DEFAULT_LINF_EPSILONS", "DEFAULT_L2_EPSILONS",
@@ -390,11 +390,10 @@ def run(cfg: RunConfig, *, out: Path, device: str = "cpu", fresh: bool = False,
                       else _load_model(cfg.baseline, dist.device, bweights))
             check_baseline_input(cfg.baseline, bmodel.input_size, cfg.model, model.input_size)
         ds = data_mod.load(cfg.data, "test", root=data_root, n=cfg.n, seed=cfg.seed, model=model)
-        x, y = data_mod.as_tensors(ds)
-        if torch.isnan(x).any() or float(x.min()) < 0 or float(x.max()) > 1:
-            raise ValueError(f"dataset {cfg.data} holds NaN or values outside [0, 1]; fix the data")
-        x = data_mod.fit_to_model(x, model.input_size).to(dist.device)
-        y = y.to(dist.device)
+        # each process decodes only its own chunks (1/world of the images under torchrun)
+        x = ShardImages(ds, dist, fit=lambda t: data_mod.fit_to_model(t, model.input_size),
+                        device=dist.device, load=data_mod.decode)
+        y = data_mod.labels(ds).to(dist.device)
         folder = results_folder(out, cfg.data, cfg.model)
         base = None
         if bmodel is not None:

@@ -103,3 +103,49 @@ class UnitStore:
         self.units.update(units)
         if self.writer:
             atomic_write_json(self.path, {"identity": self.identity, "units": self.units})
+
+
+class ShardImages:
+    """The images of this process's chunks only, decoded once and kept on ``device``.
+
+    Under torchrun each process holds ``1 / world`` of the ``n`` images (the chunks
+    ``Dist.chunks`` gives it), not all of them. Supports ``len(x)``, ``x.shape``,
+    ``x.device`` and ``x[sl]`` for a slice inside one of this process's chunks (every
+    slice the units take: ``Dist.chunks(m)`` for any ``m <= n``).
+
+    Args:
+        ds: a dataset whose items are ``(image [C, H, W] in [0, 1], label, ...)``.
+        dist: the process group view.
+        fit: ``images -> images`` fitted to the model (``data.fit_to_model``).
+        device: where the images go.
+        load: ``(dataset, indices) -> images [k, C, H, W]`` (decoding, workers allowed).
+    """
+
+    def __init__(self, ds, dist: "Dist", *, fit, device, load) -> None:
+        self.n = len(ds)
+        self.device = torch.device(device)
+        self._chunks: Dict[int, torch.Tensor] = {}
+        shape = None
+        for c, sl in dist.chunks(self.n):
+            xs = load(ds, list(range(sl.start, sl.stop)))
+            if torch.isnan(xs).any() or float(xs.min()) < 0 or float(xs.max()) > 1:
+                raise ValueError("the dataset holds NaN or values outside [0, 1]; fix the data")
+            xs = fit(xs).to(self.device)
+            shape = tuple(xs.shape[1:])
+            self._chunks[c] = xs
+        if shape is None:       # a process with no chunk: take the shape from one image
+            shape = tuple(fit(load(ds, [0])).shape[1:])
+        self.shape = torch.Size((self.n, *shape))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, sl: slice) -> torch.Tensor:
+        if not isinstance(sl, slice) or sl.step not in (None, 1):
+            raise TypeError("ShardImages takes contiguous slices inside one chunk")
+        start = sl.start or 0
+        c = start // CHUNK
+        stop = self.n if sl.stop is None else min(sl.stop, self.n)
+        if c not in self._chunks or stop > (c + 1) * CHUNK:
+            raise IndexError(f"images {start}:{stop} are not in one of this process's chunks")
+        return self._chunks[c][start - c * CHUNK: stop - c * CHUNK]

@@ -218,14 +218,14 @@ def test_cli_unwritable_out_fails_before_work(tmp_path):
 
 
 def test_nan_images_are_refused_before_computing(tmp_path, monkeypatch):
-    real = data.as_tensors
+    real = data.decode
 
-    def with_nan(ds):
-        x, y = real(ds)
+    def with_nan(ds, indices, **kw):
+        x = real(ds, indices, **kw)
         x[0, 0, 0, 0] = float("nan")
-        return x, y
+        return x
 
-    monkeypatch.setattr(data, "as_tensors", with_nan)
+    monkeypatch.setattr(data, "decode", with_nan)
     with pytest.raises(ValueError, match="NaN"):
         robustness.run(_cfg(), out=tmp_path, progress=False)
     assert not (tmp_path / "fashion-mnist" / MODEL).exists()
@@ -268,3 +268,26 @@ def test_baseline_weights_follow_the_run():
     assert bw(RunConfig(model="mixer", baseline="cnn")) == zoo.DEFAULT_WEIGHTS
     assert zoo.resolve_weights("cnn", bw(RunConfig(model="mixer", baseline="cnn"))) == "shipped"
     assert bw(RunConfig(model="mixer", baseline="cnn", baseline_weights="w.pt")) == "w.pt"
+
+
+def test_each_process_decodes_only_its_own_chunks(monkeypatch):
+    """Under torchrun a process holds 1/world of the images: its chunks, nothing else."""
+    from probe.units import CHUNK, Dist, ShardImages
+    ds = data.load("synthetic", "test", n=3 * CHUNK + 7, seed=0)
+    decoded = []
+
+    def load(d, idx):
+        decoded.extend(idx)
+        return data.decode(d, idx)
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    dist = Dist("cpu")
+    dist.world, dist.rank = 2, 1                     # pretend: rank 1 of 2, no process group
+    x = ShardImages(ds, dist, fit=lambda t: t, device="cpu", load=load)
+    assert sorted(decoded) == list(range(CHUNK, 2 * CHUNK)) + list(range(3 * CHUNK, 3 * CHUNK + 7))
+    full = data.as_tensors(ds)[0]
+    assert torch.equal(x[slice(CHUNK, 2 * CHUNK)], full[CHUNK:2 * CHUNK])
+    assert torch.equal(x[slice(3 * CHUNK, 3 * CHUNK + 5)], full[3 * CHUNK:3 * CHUNK + 5])
+    assert len(x) == len(ds) and tuple(x.shape) == tuple(full.shape)
+    with pytest.raises(IndexError, match="not in one of this process's chunks"):
+        x[slice(0, CHUNK)]
