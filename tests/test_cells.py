@@ -54,7 +54,7 @@ def test_committed_recipe_states_the_protocol():
     assert t["schedule"]["warmup_fraction"] == 0.05 and t["precision"]["train_autocast"] == "bfloat16"
     assert t["data"]["val_n"] == 5000 and r.full_n == 55000
     assert [r.steps(n) for n in (1000, 3000, 10000, 55000)] == [1500, 1500, 1500, 5157]
-    assert r.lr_sweep["lrs"] == [5e-4, 1e-3, 2e-3]
+    assert r.lr_sweep["lrs"] == [1e-3, 2e-3, 4e-3]
 
 
 def test_bad_recipe_names_the_field(tmp_path):
@@ -237,8 +237,11 @@ def test_cli_run_and_status(tmp_path, tiny, monkeypatch, capsys):
     assert cells_cli.main(["status", *argv]) == 0
     out = capsys.readouterr().out
     assert out.count(" done ") == 2 and "12/12" in out and "fnet: chosen lr" in out
-    card = json.loads((tmp_path / "runs" / cells.plan(
-        "sweep", recipe=tiny, families=["fnet"], store=_store(tmp_path))[0].key / "model.json").read_text())
+    first = cells.plan("sweep", recipe=tiny, families=["fnet"], store=_store(tmp_path))[0]
+    card_path = tmp_path / "models" / "cells" / f"{first.key}.json"   # committed location
+    assert _store(tmp_path).card_path(first) == card_path
+    assert (tmp_path / "runs" / first.key / "model.safetensors").is_file()
+    card = json.loads(card_path.read_text())
     assert card["command"] == (f"python -m analyses.cells run --plan sweep --family fnet --n 96 --seed 0 "
                                f"--workers 1 --threads 1 --recipe {recipe_file}")
 

@@ -116,9 +116,11 @@ class Store:
 
     Attributes:
         runs: one folder per cell key: ``checkpoint.pt``, ``progress.json``, ``log.txt``,
-            ``lock`` and, for cells that are not full-data, ``model.safetensors`` + ``model.json``.
-        models: full-data weights and cards, ``<family>_n<n>_s<seed>.safetensors`` / ``.json``,
-            and the learning-rate sweep's choice, ``lr_sweep.json``.
+            ``lock`` and, for cells that are not full-data, ``model.safetensors``.
+        models: full-data weights and cards, ``<family>_n<n>_s<seed>.safetensors`` / ``.json``;
+            the cards of every other finished cell, ``cells/<key>.json`` (committed, so a
+            finished sweep or data-efficiency cell is never retrained; their weights stay
+            under ``runs``); and the learning-rate sweep's choice, ``lr_sweep.json``.
     """
 
     runs: Path
@@ -133,7 +135,9 @@ class Store:
         return self.cell_dir(cell) / "model.safetensors"
 
     def card_path(self, cell: Cell) -> Path:
-        return self.weights_path(cell).with_suffix(".json")
+        if cell.is_full:
+            return self.weights_path(cell).with_suffix(".json")
+        return Path(self.models) / "cells" / f"{cell.key}.json"
 
     def checkpoint_path(self, cell: Cell) -> Path:
         return self.cell_dir(cell) / "checkpoint.pt"
@@ -154,7 +158,7 @@ class Store:
     def card(self, cell: Cell) -> Optional[dict]:
         """The finished cell's card, or ``None`` (missing, other recipe or lr, or no weights)."""
         card = read_json(self.card_path(cell))
-        if not isinstance(card, dict) or not self.weights_path(cell).is_file():
+        if not isinstance(card, dict) or (cell.is_full and not self.weights_path(cell).is_file()):
             return None
         if card.get("recipe_hash") != cell.recipe.hash or card.get("lr") != cell.lr \
                 or card.get("seed") != cell.seed or card.get("n_train") != cell.n_train:
