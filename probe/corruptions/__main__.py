@@ -91,7 +91,7 @@ def _figure(images: torch.Tensor, names: Sequence[str], path: Path, *, seed: int
 
 def _model_input_size(args: argparse.Namespace) -> Optional[Tuple[int, int, int]]:
     """``(C, H, W)`` of the one ``--model``, or ``None`` without one."""
-    if args.weights != "shipped":
+    if args.weights != cli.DEFAULT_WEIGHTS:
         raise ValueError(f"--weights is not used by {PROG} (no model is run; --model only sets "
                          f"the image size); drop --weights {args.weights}")
     if not args.model:
