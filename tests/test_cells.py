@@ -16,7 +16,7 @@ TINY = {
     "training": {"data": {"dataset": "synthetic", "val_n": 64, "pool_n": 192, "test_n": 128,
                           "test_subset_n": 96},
                  "batch_size": 32, "steps": {"min_steps": 12, "epochs": 1}, "eval_every": 4},
-    "lr_sweep": {"n_train": 96, "lrs": [0.001, 0.002]},
+    "lr_sweep": {"n_train": 96, "lrs": [0.001, 0.002], "extend": None},
     "plans": {"full": {"seeds": [0, 1]}, "data-efficiency": {"sizes": {"48": [0, 1], "96": [0]}}},
     "checkpoint_every": 4,
 }
@@ -185,7 +185,8 @@ def _fake_sweep(store: Store, recipe, lrs) -> None:
     store.sweep_path.parent.mkdir(parents=True, exist_ok=True)
     s = recipe.lr_sweep
     store.sweep_path.write_text(json.dumps({
-        "recipe_hash": recipe.hash, "lrs": s["lrs"], "n_train": s["n_train"], "seed": s["seed"],
+        "recipe_hash": recipe.hash, "lrs": s["lrs"], "extend": s.get("extend"),
+        "n_train": s["n_train"], "seed": s["seed"],
         "families": {f: {"val_accuracy": {}, "chosen_lr": lr, "keys": []} for f, lr in lrs.items()}}))
 
 
@@ -223,6 +224,42 @@ def test_sweep_choice_comes_from_the_finished_cells(tmp_path, tiny):
     assert [(c.n_train, c.seed) for c in eff] == [(48, 0), (96, 0), (48, 1)]
     assert eff[1] in cells.plan("sweep", recipe=tiny, store=store, families=["cnn"])  # shared cell
     assert store.is_done(eff[1])
+
+
+def _fake_card(store: Store, cell: Cell, val: float) -> None:
+    path = store.card_path(cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": cell.key, "recipe_hash": cell.recipe.hash, "lr": cell.lr,
+                                "seed": cell.seed, "n_train": cell.n_train, "val_accuracy": val,
+                                "train_time_s": 1.0}))
+
+
+def test_sweep_grid_extends_past_an_edge_until_the_best_is_inside(tmp_path, tiny):
+    recipe = tiny.variant({"lr_sweep": {"lrs": [1e-3, 2e-3, 4e-3],
+                                        "extend": {"factor": 2, "bounds": [2.5e-4, 1.6e-2]}}})
+    store = _store(tmp_path)
+    cell = lambda lr: Cell("cnn", 96, 0, lr, recipe)            # noqa: E731
+    assert cells.sweep_grid(recipe, store, "cnn") == ([1e-3, 2e-3, 4e-3], False)
+    for lr, acc in ((1e-3, 0.80), (2e-3, 0.82), (4e-3, 0.84)):
+        _fake_card(store, cell(lr), acc)
+    assert cells.sweep_grid(recipe, store, "cnn") == ([1e-3, 2e-3, 4e-3, 8e-3], False)
+    assert "cnn" not in cells.sweep_results(recipe=recipe, store=store)
+    assert [c.lr for c in cells.plan("sweep", recipe=recipe, store=store, families=["cnn"])
+            ] == [1e-3, 2e-3, 4e-3, 8e-3]
+    _fake_card(store, cell(8e-3), 0.85)                          # still rising: 1.6e-2 next
+    assert cells.sweep_grid(recipe, store, "cnn") == ([1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2], False)
+    _fake_card(store, cell(1.6e-2), 0.86)                        # at the bound: stop there
+    assert cells.sweep_grid(recipe, store, "cnn")[1] is True
+    assert cells.sweep_results(recipe=recipe, store=store)["cnn"]["chosen_lr"] == 1.6e-2
+    _fake_card(store, Cell("vit", 96, 0, 1e-3, recipe), 0.80)    # best at the bottom edge
+    _fake_card(store, Cell("vit", 96, 0, 2e-3, recipe), 0.79)
+    _fake_card(store, Cell("vit", 96, 0, 4e-3, recipe), 0.78)
+    assert cells.sweep_grid(recipe, store, "vit") == ([5e-4, 1e-3, 2e-3, 4e-3], False)
+    _fake_card(store, Cell("vit", 96, 0, 5e-4, recipe), 0.79)   # interior best: done
+    assert cells.sweep_grid(recipe, store, "vit") == ([5e-4, 1e-3, 2e-3, 4e-3], True)
+    assert cells.sweep_results(recipe=recipe, store=store)["vit"]["chosen_lr"] == 1e-3
+    with pytest.raises(ValueError, match="lr_sweep.extend"):
+        tiny.variant({"lr_sweep": {"extend": {"factor": 0.5, "bounds": [1e-4, 1e-2]}}})
 
 
 def test_cli_run_and_status(tmp_path, tiny, monkeypatch, capsys):

@@ -199,6 +199,37 @@ def test_deterministic_corruptions_ignore_generator():
                            corrupt(x, name, 4, generator=torch.Generator().manual_seed(2))), name
 
 
+@pytest.mark.parametrize("shape", [(2, 1, 28, 28), (2, 3, 32, 32), (1, 3, 37, 53)])
+def test_input_is_never_modified(shape):
+    """No corruption writes into the caller's batch, at any preset (glass blur's first blur
+    is the identity for the CIFAR-10-C sigmas at 28-37 px, and its uint8 cast once ran on
+    the caller's tensor in place)."""
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    before = x.clone()
+    for name in NAMES:
+        for severity in range(1, 6):
+            for preset in corruptions.PRESETS:
+                corrupt(x, name, severity, preset=preset)
+                assert torch.equal(x, before), (name, severity, preset)
+
+
+def test_threads_do_not_change_outputs():
+    """JPEG codes images on torch.get_num_threads() threads, the other corruptions use torch's
+    intra-op threads: the output is the same for 1 and 2 threads."""
+    x = _tensor(_photos(64, copies=2))
+    old = torch.get_num_threads()
+    try:
+        outputs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outputs.append([corrupt(x, name, 3, generator=torch.Generator().manual_seed(0))
+                            for name in ("jpeg_compression", "pixelate", "spatter")])
+    finally:
+        torch.set_num_threads(old)
+    for name, a, b in zip(("jpeg_compression", "pixelate", "spatter"), *outputs):
+        assert torch.equal(a, b), name
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -301,6 +332,57 @@ def test_parity_deterministic_224(name, reference):
 def test_parity_stochastic_224(name, reference):
     ratio = _mad_ratio(_photos(224, count=2), name, [3], reference)
     assert 0.85 <= ratio <= 1.15, (name, ratio)
+
+
+@pytest.mark.parametrize("size", [32, 224])
+def test_jpeg_is_the_reference_codec(size):
+    """JPEG gives the reference's Pillow output exactly, for RGB and gray images (the
+    reference codes gray ones as RGB and converts back) and float32/float64 input."""
+    u8 = _photos(size, count=2)
+    for severity in range(1, 6):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = np.stack([ic.corrupt(img, severity=severity, corruption_name="jpeg_compression")
+                            for img in u8])
+            ref_gray = np.stack([ic.corrupt(img[..., 0], severity=severity,
+                                            corruption_name="jpeg_compression")[..., 0] for img in u8])
+        for dtype in (torch.float32, torch.float64):
+            x = _tensor(u8).to(dtype)
+            ours = corrupt(x, "jpeg_compression", severity, preset="imagenet")
+            gray = corrupt(x[:, :1], "jpeg_compression", severity, preset="imagenet")
+            assert ours.dtype == dtype
+            assert np.array_equal((_numpy(ours) * 255).round().astype(np.uint8), ref), (severity, dtype)
+            assert np.array_equal((_numpy(gray)[..., 0] * 255).round().astype(np.uint8), ref_gray), \
+                (severity, dtype)
+
+
+def test_box_resize_is_pillows_box_filter():
+    """BOX resizing (rows by the multiply-add chain on CPU float32, columns by the banded
+    product) equals the dense product with Pillow's BOX weights, for down- and upscaling."""
+    from probe.corruptions._filters import _pil_box_weights, box_resize
+    g = torch.Generator().manual_seed(0)
+    for h, w, out_h, out_w in [(224, 224, 67, 67), (224, 224, 89, 134), (300, 96, 150, 48),
+                               (64, 40, 19, 12), (20, 24, 224, 200)]:
+        x = torch.rand(2, 3, h, w, generator=g)
+        dense = torch.einsum("ih,bchw,jw->bcij", _pil_box_weights(h, out_h), x.double(),
+                             _pil_box_weights(w, out_w))
+        assert torch.allclose(box_resize(x, out_h, out_w).double(), dense, rtol=0, atol=1e-6), (h, out_h)
+
+
+def test_spatter_edges_are_opencv_canny_and_distances_are_euclidean():
+    """Spatter's batched Canny equals cv2.Canny on a liquid-like layer; its capped distance
+    transform equals the exact Euclidean one (scipy) capped at 20."""
+    import cv2
+    from scipy import ndimage
+    g = torch.Generator().manual_seed(0)
+    liquid = weather.gaussian(torch.randn(6, 1, 64, 80, generator=g) * 0.3 + 0.65, 2.0)
+    level = torch.floor(torch.where(liquid < 0.68, 0.0, liquid).clamp(0, 1) * 255)
+    edges = weather._canny(level, 50, 150)[:, 0]
+    ref = np.stack([cv2.Canny(v[0].numpy().astype(np.uint8), 50, 150) > 0 for v in level])
+    assert ref.sum() > 0 and np.array_equal(edges.numpy(), ref)
+    distance = weather._distance_to(edges, 20, torch.float32).numpy()
+    exact = np.stack([np.minimum(ndimage.distance_transform_edt(~m), 20) for m in edges.numpy()])
+    assert np.allclose(distance, exact, rtol=0, atol=1e-5)
 
 
 def test_parity_auto_224_equals_imagenet():

@@ -19,7 +19,8 @@ Modules: :mod:`.recipe` (the recipe, its hash, step rule, data split),
 :mod:`.plan` (plans, the learning-rate sweep's choice, status), :mod:`.runner`
 (worker processes), ``__main__`` (the command line).
 """
-from .plan import PLANS, CellStatus, cell_status, chosen_lrs, plan, select_lr, sweep_results, write_sweep
+from .plan import (PLANS, CellStatus, cell_status, chosen_lrs, plan, select_lr, sweep_grid,
+                   sweep_results, write_sweep)
 from .recipe import (QUICK_OVERRIDES, RECIPE_PATH, DataSplit, Recipe, committed_recipe, data_split,
                      derived_seed, load_recipe, quick_recipe, test_sets, train_subset)
 from .runner import RunReport, run_cells, summary
@@ -31,6 +32,6 @@ __all__ = [
     "lr_factor", "make_optimizer", "batch_indices",
     "Recipe", "RECIPE_PATH", "QUICK_OVERRIDES", "load_recipe", "committed_recipe", "quick_recipe",
     "DataSplit", "data_split", "train_subset", "test_sets", "derived_seed",
-    "PLANS", "plan", "select_lr", "sweep_results", "chosen_lrs", "write_sweep", "CellStatus",
+    "PLANS", "plan", "select_lr", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep", "CellStatus",
     "cell_status", "RunReport", "run_cells", "summary",
 ]

@@ -74,6 +74,19 @@ def _run(args: argparse.Namespace) -> int:
     report = run_cells(pending, store=store, workers=args.workers, threads=args.threads,
                        progress=not args.no_progress, command_for=lambda c: _command(args, c),
                        echo=lambda line: print(line, flush=True))
+    while args.plan == "sweep" and not report.failed and not report.busy:
+        # a family whose best lr sat at the edge of its grid gets the next value beyond it
+        more = [c for c in _cells(args, recipe, store) if not store.is_done(c)]
+        if not more:
+            break
+        print(f"sweep: best learning rate at the edge of the grid, {len(more)} more cell(s): "
+              + ", ".join(f"{c.family} {c.lr:g}" for c in more), flush=True)
+        step = run_cells(more, store=store, workers=args.workers, threads=args.threads,
+                         progress=not args.no_progress, command_for=lambda c: _command(args, c),
+                         echo=lambda line: print(line, flush=True))
+        report.finished += step.finished
+        report.failed.update(step.failed)
+        report.busy += step.busy
     if args.plan == "sweep":
         payload = write_sweep(recipe=recipe, store=store)
         if payload is not None:

@@ -1,7 +1,10 @@
 """Plans (ordered lists of cells), the learning-rate sweep's choice, and the status of cells.
 
-- ``sweep``: every family x the recipe's sweep learning rates at ``lr_sweep.n_train``
-  images, seed ``lr_sweep.seed``.
+- ``sweep``: every family x its learning-rate grid at ``lr_sweep.n_train`` images, seed
+  ``lr_sweep.seed``. The grid starts as ``lr_sweep.lrs``; while a family's best learning
+  rate sits at an edge of its grid, the next value beyond that edge (x or / ``lr_sweep.extend.
+  factor``, within ``lr_sweep.extend.bounds``) joins it (:func:`sweep_grid`), so that the
+  chosen learning rate is never an untested edge.
 - ``full``: every family on the whole training pool, seeds ``plans.full.seeds``,
   seed-major (all families of seed 0 first), at the learning rate the sweep chose.
 - ``data-efficiency``: every family at each size of ``plans.data-efficiency.sizes`` with
@@ -16,7 +19,7 @@ run folders.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from probe import zoo
 from probe.results import atomic_write_json, read_json
@@ -24,7 +27,7 @@ from probe.results import atomic_write_json, read_json
 from .recipe import Recipe, committed_recipe
 from .training import Cell, Store, default_store, is_locked
 
-__all__ = ["PLANS", "plan", "select_lr", "sweep_results", "chosen_lrs", "write_sweep",
+__all__ = ["PLANS", "plan", "select_lr", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep",
            "CellStatus", "cell_status"]
 
 PLANS = ("sweep", "full", "data-efficiency")
@@ -51,35 +54,77 @@ def _families(families: Optional[Sequence[str]]) -> List[str]:
     return [f for f in names if f in families]
 
 
-def _sweep_cells(recipe: Recipe, families: Sequence[str]) -> List[Cell]:
+def _lr(value: float) -> float:
+    return float(f"{value:.6g}")          # 4e-3 * 2 is 0.008, not 0.008000000000000002
+
+
+def sweep_grid(recipe: Recipe, store: Store, family: str) -> Tuple[List[float], bool]:
+    """``(learning rates, complete)`` of ``family``'s sweep as far as its finished cells tell.
+
+    The grid starts as ``lr_sweep.lrs``. Once every cell of the grid is done, if the best
+    validation accuracy (:func:`select_lr`) sits at the grid's largest (smallest) learning
+    rate, the next one up (down) by ``lr_sweep.extend.factor`` is added, unless it leaves
+    ``lr_sweep.extend.bounds``. ``complete`` is True when every grid cell is done and no
+    value is to be added. Without ``lr_sweep.extend`` the grid is ``lr_sweep.lrs``.
+    """
     s = recipe.lr_sweep
-    return [Cell(f, int(s["n_train"]), int(s["seed"]), float(lr), recipe)
-            for f in families for lr in s["lrs"]]
+    grid = sorted(_lr(v) for v in s["lrs"])
+    extend = s.get("extend")
+    while True:
+        cards = {lr: store.card(Cell(family, int(s["n_train"]), int(s["seed"]), lr, recipe))
+                 for lr in grid}
+        if any(card is None for card in cards.values()):
+            return grid, False
+        if not extend:
+            return grid, True
+        best = select_lr({lr: card["val_accuracy"] for lr, card in cards.items()})
+        lo, hi = (float(b) for b in extend["bounds"])
+        factor = float(extend["factor"])
+        if best == grid[-1] and _lr(best * factor) <= hi:
+            grid.append(_lr(best * factor))
+        elif best == grid[0] and _lr(best / factor) >= lo:
+            grid.insert(0, _lr(best / factor))
+        else:
+            return grid, True
+
+
+def _sweep_cells(recipe: Recipe, store: Store, families: Sequence[str]) -> List[Cell]:
+    s = recipe.lr_sweep
+    return [Cell(f, int(s["n_train"]), int(s["seed"]), lr, recipe)
+            for f in families for lr in sweep_grid(recipe, store, f)[0]]
 
 
 def sweep_results(*, recipe: Recipe, store: Store, families: Optional[Sequence[str]] = None
                   ) -> Dict[str, dict]:
     """Per family whose sweep is complete: ``{"val_accuracy": {lr: acc}, "chosen_lr", "keys"}``.
 
-    Reads the finished sweep cells' cards, then fills families that have no complete
-    cards from ``lr_sweep.json`` when that file was written for this recipe.
+    Reads the finished sweep cells' cards (see :func:`sweep_grid`), then fills families
+    that have no complete sweep from ``lr_sweep.json`` when that file was written for this
+    recipe, sweep size and seed.
     """
     out: Dict[str, dict] = {}
     for fam in _families(families):
-        cards = [(c, store.card(c)) for c in _sweep_cells(recipe, [fam])]
-        if all(card is not None for _, card in cards):
-            accs = {c.lr: card["val_accuracy"] for c, card in cards}
+        grid, complete = sweep_grid(recipe, store, fam)
+        if complete:
+            cells = _sweep_cells_at(recipe, fam, grid)
+            accs = {c.lr: store.card(c)["val_accuracy"] for c in cells}
             out[fam] = {"val_accuracy": accs, "chosen_lr": select_lr(accs),
-                        "keys": [c.key for c, _ in cards]}
+                        "keys": [c.key for c in cells]}
     saved = read_json(store.sweep_path)
     s = recipe.lr_sweep
     if isinstance(saved, dict) and saved.get("recipe_hash") == recipe.hash \
-            and [saved.get(k) for k in ("lrs", "n_train", "seed")] == [s["lrs"], s["n_train"], s["seed"]]:
+            and [saved.get(k) for k in ("lrs", "extend", "n_train", "seed")] \
+            == [s["lrs"], s.get("extend"), s["n_train"], s["seed"]]:
         for fam, entry in saved.get("families", {}).items():
             if fam in _families(families) and fam not in out:
                 out[fam] = {"val_accuracy": {float(k): v for k, v in entry["val_accuracy"].items()},
                             "chosen_lr": float(entry["chosen_lr"]), "keys": entry["keys"]}
     return out
+
+
+def _sweep_cells_at(recipe: Recipe, family: str, grid: Sequence[float]) -> List[Cell]:
+    s = recipe.lr_sweep
+    return [Cell(family, int(s["n_train"]), int(s["seed"]), lr, recipe) for lr in grid]
 
 
 def write_sweep(*, recipe: Recipe, store: Store) -> Optional[dict]:
@@ -88,8 +133,8 @@ def write_sweep(*, recipe: Recipe, store: Store) -> Optional[dict]:
     if not results:
         return None
     s = recipe.lr_sweep
-    payload = {"schema_version": 1, "recipe_hash": recipe.hash, "n_train": s["n_train"],
-               "seed": s["seed"], "lrs": s["lrs"], "rule": s["rule"],
+    payload = {"schema_version": 2, "recipe_hash": recipe.hash, "n_train": s["n_train"],
+               "seed": s["seed"], "lrs": s["lrs"], "extend": s.get("extend"), "rule": s["rule"],
                "families": {fam: {"val_accuracy": {f"{lr:g}": acc for lr, acc in
                                                    sorted(r["val_accuracy"].items())},
                                   "chosen_lr": r["chosen_lr"], "keys": r["keys"]}
@@ -131,7 +176,7 @@ def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] =
     store = store or default_store(recipe)
     fams = _families(families)
     if name == "sweep":
-        cells = _sweep_cells(recipe, fams)
+        cells = _sweep_cells(recipe, store, fams)
     else:
         lrs = chosen_lrs(recipe=recipe, store=store, families=fams)
         if name == "full":

@@ -205,6 +205,16 @@ class Recipe:
                           for v in lrs):
             raise ValueError(f"{self.source}: lr_sweep.lrs must be a non-empty list of positive "
                              f"learning rates, got {lrs!r}")
+        extend = self.spec["lr_sweep"].get("extend")
+        if extend is not None:
+            ok = isinstance(extend, dict) and isinstance(extend.get("factor"), (int, float)) \
+                and extend["factor"] > 1 and isinstance(extend.get("bounds"), list) \
+                and len(extend["bounds"]) == 2 and 0 < extend["bounds"][0] <= min(lrs) \
+                and max(lrs) <= extend["bounds"][1]
+            if not ok:
+                raise ValueError(f"{self.source}: lr_sweep.extend must be null or "
+                                 f"{{\"factor\": >1, \"bounds\": [low, high]}} with the bounds "
+                                 f"around lr_sweep.lrs, got {extend!r}")
         seeds = list(self._need("plans.full.seeds"))
         sizes = self._need("plans.data-efficiency.sizes")
         for size_seeds in sizes.values():

@@ -377,7 +377,7 @@ def default_command(cell: Cell, threads: int) -> str:
     sweep = cell.recipe.lr_sweep
     if cell.is_full:
         plan = "full"
-    elif cell.n_train == sweep["n_train"] and cell.seed == sweep["seed"] and cell.lr in sweep["lrs"]:
+    elif cell.n_train == sweep["n_train"] and cell.seed == sweep["seed"]:
         plan = "sweep"
     else:
         plan = "data-efficiency"
