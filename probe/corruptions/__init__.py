@@ -8,17 +8,19 @@ come first in :data:`NAMES` (the order of the paper and of the reference
 :func:`corrupt` takes a batch ``[B, C, H, W]`` of floats in ``[0, 1]`` with
 ``C`` = 1 or 3 and any ``H, W`` (Fashion-MNIST's 28x28 grayscale included), and
 returns a tensor of the same shape, dtype and device, in ``[0, 1]``. Everything
-is torch (CPU or CUDA), batched over images (on CPU a few MB of images at a
-time, so that intermediates stay in cache); all randomness comes from the
-given ``torch.Generator`` (``generator=None`` uses a generator seeded with
-:data:`DEFAULT_SEED`, so the same call gives the same output).
+but JPEG is torch (CPU or CUDA), batched over images (on CPU a few MB of images
+at a time, so that intermediates stay in cache); JPEG is libjpeg-turbo itself, on
+CPU threads. All randomness comes from the given ``torch.Generator``
+(``generator=None`` uses a generator seeded with :data:`DEFAULT_SEED`, so the
+same call gives the same output).
 
 Severity parameters (``preset``):
 
 - ``"imagenet"``: the ImageNet-C parameters exactly as the reference package
   ``imagecorruptions`` applies them, at any image size (the package does not
   rescale them either). Deterministic corruptions match that package's output
-  (PSNR >= 30 dB); random ones match the distribution of its per-image change.
+  (PSNR >= 30 dB; JPEG exactly); random ones match the distribution of its
+  per-image change.
 - ``"cifar"``: the CIFAR-10-C parameters of Hendrycks's ``make_cifar_c.py``
   (32 px), unscaled. CIFAR-10-C's motion blur and snow used ImageMagick's motion
   blur; here the reference package's own motion-blur kernel is used with the
@@ -45,17 +47,20 @@ substitute textures.
 
 How the reference's numpy/OpenCV/PIL steps are done in torch:
 
-- JPEG: baseline JPEG as libjpeg/Pillow does it at the given quality (JFIF
-  YCbCr, 4:2:0 chroma subsampling, the standard tables scaled by quality,
-  orthonormal 8x8 DCT, rounding quantisation, "fancy" chroma upsampling on
-  decode), as tensor ops. It simulates the codec's loss; no file is written.
+- JPEG: each image quantised to uint8, then encoded and decoded by libjpeg-turbo
+  through OpenCV (in memory, one image per task on ``torch.get_num_threads()``
+  threads): the same codec output as the reference's Pillow round trip, byte for
+  byte (JFIF YCbCr, 4:2:0, islow DCT, fancy upsampling). A CUDA batch is coded on
+  CPU and moved back.
 - Glass blur: the reference's pixel loop is a sequential *copy*
   ``x[h, w] = x[h + dy, w + dx]`` in descending raster order (its tuple "swap"
   of numpy views writes the copied value back). It is reproduced exactly, for
   all pixels and images at once, by following each pixel's chain of reads
   (pointer doubling).
 - Gaussian and box filters (and Pillow's BOX resize) are products with cached
-  banded matrices, on CPU tile by tile over the band only; defocus blur is an
+  banded matrices, on CPU tile by tile over the band only (BOX downsampling of
+  rows as a multiply-add chain over each box, which gives the banded product's
+  float32 result); defocus blur is an
   FFT convolution of the border-extended image, equal to the reference's
   spatial filtering; motion blur (per-image angle) is the reference's sum of
   edge-replicated shifted copies, taken as slices of the padded batch; zoom
@@ -63,12 +68,8 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   ``zoom(order=1)``) done on the whole batch as one channels-last image;
   elastic warps use ``grid_sample`` with the reference's border rules;
   spatter's Canny, distance transform and histogram equalisation are batched
-  re-implementations of OpenCV's.
-- JPEG works on flattened 8x8 blocks with one ``[64, 64]`` matrix per direction
-  (2-D DCT divided by the quantisation table, and back), so a whole batch is two
-  matrix products and a rounding; libjpeg's "fancy" chroma upsampling (exactly
-  a bilinear x2 resize) is a banded product per axis, applied once to the
-  chroma share of each RGB channel.
+  re-implementations of OpenCV's (Sobel and squared distances in exact integer
+  arithmetic).
 - Shot noise at rates ``c <= 64`` (all of ImageNet-C's) inverts the Poisson CDF
   at uniform draws, stopping at ``ceil(c)`` counts (the output is clipped at 1
   there), so the result equals clipped ``Poisson(x c) / c`` in distribution
@@ -90,6 +91,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
 from . import blur, digital, noise, weather
@@ -108,6 +110,7 @@ DEFAULT_SEED = 0
 # freed buffers are reused instead of being mapped (and page-faulted) afresh.
 _CHUNK = 1 << 21
 _REFERENCE_SIZE = {"imagenet": 224, "cifar": 32}
+_NUMPY_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _arange(start: float, stop: float, step: float) -> Tuple[float, ...]:
@@ -224,6 +227,17 @@ def _validate_range(x: torch.Tensor) -> None:
                          f"divide uint8 images by 255")
 
 
+def _new_cpu_like(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised CPU tensor like ``x`` (float32/64), allocated by numpy.
+
+    numpy asks the kernel for transparent huge pages (``madvise``) on large arrays, so
+    a batch-sized output (38 MB for 64 RGB images at 224 px) is page-faulted in 2 MB
+    pages: several times less time than ``torch.empty``'s 4 kB faults, the same
+    values. Where the kernel gives no huge pages, this is ``torch.empty``.
+    """
+    return torch.from_numpy(np.empty(tuple(x.shape), dtype=_NUMPY_DTYPE[x.dtype]))
+
+
 def corrupt(x: torch.Tensor, name: str, severity: int, *,
             generator: Optional[torch.Generator] = None, preset: str = "auto") -> torch.Tensor:
     """Corrupt a batch of images with one ImageNet-C / CIFAR-10-C corruption.
@@ -253,7 +267,7 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *,
     fn = REGISTRY[name]
     step = max(1, _CHUNK // xd[0].numel())
     if xd.device.type == "cpu" and step < xd.shape[0]:
-        out = torch.empty_like(xd)
+        out = _new_cpu_like(xd)
         for i in range(0, xd.shape[0], step):
             torch.clamp(fn(xd[i:i + step], c, scale, rng, table), 0, 1, out=out[i:i + step])
         return out.to(x.dtype)

@@ -41,7 +41,8 @@ def glass_blur(x: torch.Tensor, c: Tuple[float, int, int], s: float, rng: Rng,
     each pixel follows the chain of such reads to its end by pointer doubling.
     """
     sigma, delta, iterations = c[0] * s, max(1, int(round(c[1] * s))), c[2]
-    x = gaussian(x, sigma).mul_(255).floor_().div_(255)  # the reference's uint8 cast
+    # the reference's uint8 cast, out of place: a sigma below half a pixel gives x itself back
+    x = torch.mul(gaussian(x, sigma), 255).floor_().div_(255)
     b, ch, h, w = x.shape
     lo, hi_row, hi_col = delta + 1, h - delta, w - delta  # visited rows/cols, inclusive
     if hi_row < lo or hi_col < lo:

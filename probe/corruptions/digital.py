@@ -2,7 +2,7 @@
 
 From ImageNet-C (Hendrycks & Dietterich 2019, arXiv:1903.12261), reproducing the
 reference package ``imagecorruptions`` (skimage's HSV for brightness and saturate,
-Pillow's BOX/NEAREST resizes for pixelate, libjpeg's baseline codec for JPEG, the
+Pillow's BOX/NEAREST resizes for pixelate, libjpeg-turbo itself for JPEG, the
 elastic distortions of Simard, Steinkraus & Platt 2003) and, for ``table="cifar"``,
 CIFAR-10-C's elastic transform (random affine, then elastic field). Each function has
 the registry signature ``fn(x, table entry, spatial scale, rng, table)`` (see
@@ -10,15 +10,15 @@ the registry signature ``fn(x, table entry, spatial scale, rng, table)`` (see
 """
 from __future__ import annotations
 
-import functools
-import math
-from typing import Sequence, Tuple, Union
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+from typing import Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._filters import (Band, as_rgb_then_mean, box_resize, gaussian_kernel1d, pad, sample_bilinear,
-                       separable)
+from ._filters import as_rgb_then_mean, box_resize, gaussian_kernel1d, sample_bilinear, separable
 from ._registry import register_corruption
 from ._rng import Rng
 
@@ -73,121 +73,62 @@ def pixelate(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> torch
     return F.interpolate(small, size=(h, w), mode="nearest-exact")
 
 
-_JPEG_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-              14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-              18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-              49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
-_JPEG_CHROMA = [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
-                24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32
+_OPENCV_INSTALL = "pip install imagecorruptions-imaug==1.1.5 (pinned in requirements.txt)"
 
 
-def _jpeg_table(base: Sequence[int], quality: int, device: Union[str, torch.device],
-                dtype: torch.dtype) -> torch.Tensor:
-    """libjpeg's ``jpeg_set_quality`` table (baseline, clamped to 1..255) ``[8, 8]``."""
-    q = min(max(int(quality), 1), 100)
-    scale = 5000 // q if q < 50 else 200 - 2 * q
-    t = torch.tensor(base, dtype=torch.long)
-    t = ((t * scale + 50) // 100).clamp(1, 255)
-    return t.view(8, 8).to(device=device, dtype=dtype)
+def _opencv() -> ModuleType:
+    """OpenCV (``cv2``), imported when JPEG compression first needs it.
 
-
-@functools.lru_cache(maxsize=4)
-def _dct_matrix(device: str, dtype: torch.dtype) -> torch.Tensor:
-    """The orthonormal 8-point DCT-II matrix ``[8, 8]``."""
-    n = torch.arange(8, dtype=torch.float64)
-    m = torch.cos((2 * n[None, :] + 1) * n[:, None] * math.pi / 16) * math.sqrt(2 / 8)
-    m[0] /= math.sqrt(2)
-    return m.to(device=device, dtype=dtype)
-
-
-@functools.lru_cache(maxsize=16)
-def _jpeg_matrices(quality: int, chroma: bool, device: str, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(forward, inverse)`` ``[64, 64]`` matrices on flattened 8x8 blocks: the 2-D DCT
-    divided by the quantisation table, and the table times the inverse DCT."""
-    d = _dct_matrix("cpu", torch.float64)
-    k = torch.kron(d, d)  # coef (flattened) = k @ block (flattened)
-    t = _jpeg_table(_JPEG_CHROMA if chroma else _JPEG_LUMA, quality, "cpu", torch.float64).reshape(64)
-    forward = (k / t[:, None]).t()  # blocks [N, 64] @ forward = coef / table
-    inverse = k * t[:, None]  # quantised [N, 64] @ inverse = inverse DCT of (q * table)
-    return forward.to(device=device, dtype=dtype), inverse.to(device=device, dtype=dtype)
-
-
-def _jpeg_plane(plane: torch.Tensor, quality: int, chroma: bool, shift: float = 0.0) -> torch.Tensor:
-    """Quantise level-shifted planes ``[..., H, W]`` (H, W multiples of 8) in the 8x8 DCT domain;
-    ``shift`` is added on the way back to the plane layout."""
-    shape = plane.shape
-    h, w = shape[-2:]
-    forward, inverse = _jpeg_matrices(int(quality), chroma, str(plane.device), plane.dtype)
-    blocks = plane.reshape(-1, h // 8, 8, w // 8, 8).transpose(2, 3).reshape(-1, 64)
-    q = torch.round_(blocks @ forward)
-    blocks = (q @ inverse).view(-1, h // 8, w // 8, 8, 8).transpose(2, 3)
-    out = plane.new_empty(shape)
-    torch.add(blocks, shift, out=out.view(-1, h // 8, 8, w // 8, 8))
-    return out
-
-
-@functools.lru_cache(maxsize=16)
-def _fancy_band(n: int, device: str, dtype: torch.dtype) -> Band:
-    """libjpeg's h2v2 "fancy" (triangle) chroma upsampling of an axis, ``[2n, n]``: ``3/4`` of
-    the nearer and ``1/4`` of the farther sample, edges replicated (which is bilinear x2
-    interpolation with ``align_corners=False``)."""
-    i = torch.arange(n)
-    m = torch.zeros(2 * n, n, dtype=torch.float64)
-    for parity, farther in ((0, (i - 1).clamp(min=0)), (1, (i + 1).clamp(max=n - 1))):
-        m[2 * i + parity, i] += 0.75
-        m[2 * i + parity, farther] += 0.25
-    return Band(m, device, dtype)
-
-
-def _upsample_fancy(c: torch.Tensor) -> torch.Tensor:
-    """Fancy upsampling of ``[..., h, w]`` to ``[..., 2h, 2w]`` (:func:`_fancy_band`)."""
-    h, w = c.shape[-2:]
-    c = _fancy_band(w, str(c.device), c.dtype).along(c, -1)
-    return _fancy_band(h, str(c.device), c.dtype).along(c, -2)
-
-
-_RGB_TO_YCC = ((0.299, 0.587, 0.114),
-               (-0.168735892, -0.331264108, 0.5),
-               (0.5, -0.418687589, -0.081312411))
-_YCC_TO_RGB = ((1.0, 0.0, 1.402),
-               (1.0, -0.344136286, -0.714136286),
-               (1.0, 1.772, 0.0))
+    Raises:
+        ModuleNotFoundError: OpenCV is not installed.
+    """
+    try:
+        import cv2  # heavy optional import, only when JPEG is first used
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(f"jpeg_compression encodes with libjpeg through OpenCV (cv2), "
+                                  f"which is not installed; {_OPENCV_INSTALL} installs it "
+                                  f"(opencv-python)", name="cv2") from e
+    return cv2
 
 
 @register_corruption("jpeg_compression")
 def jpeg_compression(x: torch.Tensor, c: int, s: float, rng: Rng, table: str) -> torch.Tensor:
-    """Baseline JPEG at quality ``c`` as libjpeg/Pillow does it (JFIF YCbCr, 4:2:0, fancy
-    upsampling); luminance only for gray images. No file is written."""
-    # the output is left unclamped: corrupt() clamps to [0, 1], as libjpeg clamps to 0..255
-    b, ch, h, w = x.shape
-    v = (x * 255).round_()
-    if ch == 1:
-        hp, wp = -(-h // 8) * 8, -(-w // 8) * 8
-        y = pad(v[:, 0], 0, hp - h, 0, wp - w, "edge").sub_(128)
-        return _jpeg_plane(y, c, False, 128.0)[:, None, :h, :w].round_().div_(255)
-    hp, wp = -(-h // 16) * 16, -(-w // 16) * 16
-    v = pad(v, 0, hp - h, 0, wp - w, "edge")
-    r, g, bl = v.unbind(1)
-    (yr, yg, yb), (ur, ug, ub), (vr, vg, vb) = _RGB_TO_YCC
-    y = torch.add(r * yr, g, alpha=yg).add_(bl, alpha=yb).round_().sub_(128)
-    # 2x2 means first (the colour transform is linear), then Cb, Cr at quarter resolution
-    pooled = v[..., 0::2, 0::2] + v[..., 1::2, 0::2]
-    pooled += v[..., 0::2, 1::2]
-    pooled += v[..., 1::2, 1::2]
-    pr, pg, pb = pooled.mul_(0.25).unbind(1)
-    cb = torch.add(pr * ur, pg, alpha=ug).add_(pb, alpha=ub)  # level shift: +128 - 128
-    cr = torch.add(pr * vr, pg, alpha=vg).add_(pb, alpha=vb)
-    chroma = torch.stack((cb, cr), dim=1).round_()
-    y = _jpeg_plane(y, c, False, 128.0).round_().clamp_(0, 255)
-    cb, cr = _jpeg_plane(chroma, c, True).round_().clamp_(-128, 127).unbind(1)
-    # each RGB channel is Y plus a mix of Cb, Cr: mixed at chroma resolution, then upsampled
-    (_, _, rv), (_, gu, gv), (_, bu, _) = _YCC_TO_RGB
-    mix = torch.empty_like(pooled)
-    torch.mul(cr, rv, out=mix[:, 0])
-    torch.mul(cb, gu, out=mix[:, 1]).add_(cr, alpha=gv)
-    torch.mul(cb, bu, out=mix[:, 2])
-    rgb = _upsample_fancy(mix).add_(y[:, None])
-    return rgb[..., :h, :w].round_().div_(255)
+    """Baseline JPEG at quality ``c``, encoded and decoded by libjpeg-turbo (through OpenCV).
+
+    Each image is quantised to uint8 (``round(255 x)``), coded as the reference codes it
+    with Pillow (JFIF YCbCr, 4:2:0 chroma, islow integer DCT, fancy upsampling: the
+    same libjpeg-turbo output, byte for byte) and returned as ``k / 255``. Gray images are
+    coded as grayscale JPEGs, which equals the reference's RGB round trip converted back
+    to gray. The codec runs on CPU (a CUDA batch goes there and back), one image per
+    task on ``torch.get_num_threads()`` threads (OpenCV releases the GIL).
+    """
+    cv2 = _opencv()
+    src = x.detach().cpu()
+    out = torch.empty_like(src)
+    src_np, out_np = src.numpy(), out.numpy()
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(c)]
+    gray = x.shape[1] == 1
+
+    def code(i: int) -> None:
+        # numpy's ufuncs and OpenCV release the GIL: the threads run in parallel
+        levels = np.rint(src_np[i] * 255).astype(np.uint8)
+        image = levels[0] if gray else cv2.merge((levels[2], levels[1], levels[0]))  # BGR
+        ok, encoded = cv2.imencode(".jpg", image, params)
+        if not ok:
+            raise RuntimeError(f"OpenCV could not JPEG-encode an image of shape {tuple(x.shape[1:])}")
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+        planes = (decoded,) if gray else cv2.split(decoded)[::-1]  # RGB order
+        for channel, plane in enumerate(planes):
+            np.divide(plane, 255, out=out_np[i, channel], dtype=out_np.dtype)
+
+    threads = max(1, min(torch.get_num_threads(), x.shape[0]))
+    if threads == 1:
+        for i in range(x.shape[0]):
+            code(i)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(code, range(x.shape[0])))
+    return out.to(x.device)
 
 
 def _elastic_imagenet(x: torch.Tensor, alpha: float, rng: Rng) -> torch.Tensor:

@@ -26,7 +26,8 @@ def gaussian_noise(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) ->
 def _poisson_capped(rate: torch.Tensor, u: torch.Tensor, cap: int) -> torch.Tensor:
     """``min(Poisson(rate), cap)`` by inversion of the CDF at uniforms ``u`` (same shape),
     for ``0 <= rate <= cap``, in cache-sized chunks: ``cap`` steps of adding the CDF's
-    terms ``exp(-rate) rate^k / k!``.
+    terms ``exp(-rate) rate^k / k!`` (elementwise, so the chunking does not change the
+    result).
 
     A term is kept as ``exp(-rate) (rate / a)^k`` times the scalar ``a^k / k!`` with
     ``a = cap / e``: every kept value is then at most 1 (its maximum is at
@@ -36,7 +37,9 @@ def _poisson_capped(rate: torch.Tensor, u: torch.Tensor, cap: int) -> torch.Tens
     flat_rate, flat_u = rate.reshape(-1), u.reshape(-1)
     out = torch.empty_like(flat_rate)
     a = max(cap / math.e, 1.0)
-    chunk = 1 << 16 if rate.device.type == "cpu" else flat_rate.numel()  # CPU: cache-sized
+    # CPU: 64k values per thread (each thread's share of a step stays in its core's cache, and
+    # a step's parallel region is not split finer than that); GPU: all at once
+    chunk = (1 << 16) * torch.get_num_threads() if rate.device.type == "cpu" else flat_rate.numel()
     for start in range(0, flat_rate.numel(), chunk):
         lam, v = flat_rate[start:start + chunk], flat_u[start:start + chunk]
         p = torch.exp(-lam)

@@ -197,20 +197,31 @@ def _equalize_hist(v: torch.Tensor) -> torch.Tensor:
 
 
 def _distance_to(mask: torch.Tensor, cap: int, dtype: torch.dtype) -> torch.Tensor:
-    """Euclidean distance ``[B, H, W]`` to the nearest True pixel of ``mask``, capped at ``cap``."""
+    """Euclidean distance ``[B, H, W]`` to the nearest True pixel of ``mask``, capped at ``cap``.
+
+    Squared distances are integers: they are computed exactly in int16/int32 (half or
+    all of float32's memory traffic) and only the square root is taken in ``dtype``.
+    """
     h, w = mask.shape[-2:]
-    far = float(cap + 1)
-    cols = torch.arange(w, device=mask.device, dtype=dtype).expand_as(mask)
+    far = cap + 1
+    cols = torch.arange(w, device=mask.device, dtype=torch.int32).expand_as(mask)
     # distance along each row to the nearest True pixel on the left and on the right
-    left = torch.where(mask, cols, torch.full_like(cols, -1e9)).cummax(dim=-1).values
-    right = torch.where(mask, cols, torch.full_like(cols, 1e9)).flip(-1).cummin(dim=-1).values.flip(-1)
-    row = torch.minimum(cols - left, right - cols).clamp(max=far)
-    sq = row ** 2
-    out = sq.clone()
-    for k in range(1, min(cap, h - 1) + 1):  # lower envelope over vertical offsets
-        out[..., k:, :] = torch.minimum(out[..., k:, :], sq[..., :-k, :] + k * k)
-        out[..., :-k, :] = torch.minimum(out[..., :-k, :], sq[..., k:, :] + k * k)
-    return out.sqrt().clamp(max=cap)
+    left = torch.where(mask, cols, -far).cummax(dim=-1).values
+    right = torch.where(mask, cols, w + far).flip(-1).cummin(dim=-1).values.flip(-1)
+    row = torch.minimum(cols - left, right - cols).clamp_(max=far)
+    reach = min(cap, h - 1)  # vertical offsets 1..reach
+    kind = torch.int16 if far * far + reach * reach <= torch.iinfo(torch.int16).max else torch.int32
+    sq = (row * row).to(kind)
+    # lower envelope over vertical offsets k: min(sq[i - k], sq[i + k]) + k^2, with rows of
+    # far^2 beyond the image (never smaller than sq itself)
+    padded = sq.new_full((*sq.shape[:-2], h + 2 * reach, w), far * far)
+    padded[..., reach:reach + h, :] = sq
+    out, pair = sq, torch.empty_like(sq)  # out: sq itself, updated in place (padded holds a copy)
+    for k in range(1, reach + 1):
+        torch.minimum(padded[..., reach - k:reach - k + h, :], padded[..., reach + k:reach + k + h, :],
+                      out=pair)
+        torch.minimum(out, pair.add_(k * k), out=out)
+    return out.to(dtype).sqrt_().clamp_(max=cap)
 
 
 def _correlate3x3(x: torch.Tensor, kernel: Tuple[Tuple[float, ...], ...], mode: str) -> torch.Tensor:
@@ -245,25 +256,29 @@ def _canny(img: torch.Tensor, low: float, high: float) -> torch.Tensor:
     with OpenCV's tie rules; hysteresis by repeated 8-neighbour growth from the strong
     edges until nothing changes.
     """
-    smooth = torch.tensor([1., 2, 1], device=img.device, dtype=img.dtype)
-    diff = torch.tensor([-1., 0, 1], device=img.device, dtype=img.dtype)
-    gx = separable(img, smooth, diff, "edge")  # 3x3 Sobel, replicated borders
-    gy = separable(img, diff, smooth, "edge")
-    mag = gx.abs() + gy.abs()
+    # 3x3 Sobel with replicated borders, as shifted sums: the levels are integers, so every
+    # sum is exact and equals the separable filter's
+    h, w = img.shape[-2:]
+    v = pad(img, 1, 1, 1, 1, "edge")
+    rows = torch.add(v[..., :-2, :], v[..., 1:-1, :], alpha=2).add_(v[..., 2:, :])  # [1, 2, 1] along H
+    cols = torch.add(v[..., :, :-2], v[..., :, 1:-1], alpha=2).add_(v[..., :, 2:])  # along W
+    gx = rows[..., 2:] - rows[..., :-2]
+    gy = cols[..., 2:, :] - cols[..., :-2, :]
+    ax, ay = gx.abs(), gy.abs()
+    mag = ax + ay
     mp = F.pad(mag, (1, 1, 1, 1))  # OpenCV's magnitude buffer has zero borders
-    h, w = mag.shape[-2:]
 
     def at(dr: int, dc: int) -> torch.Tensor:
         return mp[..., 1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
 
-    ax, ay = gx.abs(), gy.abs()
     horizontal = ay < ax * 0.4142135623730951
     vertical = ay > ax * 2.4142135623730951
     same_sign = (gx * gy) >= 0
     keep_h = (mag > at(0, -1)) & (mag >= at(0, 1))
     keep_v = (mag > at(-1, 0)) & (mag >= at(1, 0))
-    keep_d = torch.where(same_sign, (mag > at(-1, -1)) & (mag > at(1, 1)),
-                         (mag > at(-1, 1)) & (mag > at(1, -1)))
+    # diagonals: the neighbour pair picked by the gradient's sign first, then compared
+    keep_d = (mag > torch.where(same_sign, at(-1, -1), at(-1, 1)))
+    keep_d &= mag > torch.where(same_sign, at(1, 1), at(1, -1))
     keep = torch.where(horizontal, keep_h, torch.where(vertical, keep_v, keep_d))
     candidate = keep & (mag > low)
     edges = candidate & (mag > high)
