@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -42,9 +41,6 @@ MLP_FAMILIES = tuple(n for n, f in zoo.families().items() if f.group == "mlp")
 VARIANTS = ("synth",)   # trained by the analyses only (not shipped in the zoo)
 LABELS = {**{n: f.label for n, f in zoo.families().items()}, "synth": "Synth-Random"}
 COLORS = {**{n: f.color for n, f in zoo.families().items()}, "synth": "#ff7f0e"}
-
-VERDICTS = ("supported", "not supported", "inconclusive")
-
 
 # ----------------------------------------------------------------------------- models
 
@@ -129,105 +125,12 @@ def trained(name: str, *, n_train: int, seed: int, epochs: int, test_n: Optional
 
 
 # ----------------------------------------------------------------------------- statistics
+# The verdict rules, intervals, margins and claim/check rows live in analyses.verdicts.
 
-
-def mean_ci(values: Sequence[float], *, confidence: float = 0.95) -> Tuple[float, float, float]:
-    """``(mean, low, high)``: Student-t interval over seeds (zero width for one value)."""
-    from scipy import stats
-    v = np.asarray(values, dtype=float)
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, m, m
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return m, m - half, m + half
-
-
-def diff_ci(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95
-            ) -> Tuple[float, float, float]:
-    """``(mean(a) - mean(b), low, high)``: Welch interval of the difference of means.
-
-    With a single value on both sides the interval has zero width; with one
-    side constant the other side's spread sets it.
-    """
-    from scipy import stats
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    d = float(a.mean() - b.mean())
-    va = a.var(ddof=1) / len(a) if len(a) > 1 else 0.0
-    vb = b.var(ddof=1) / len(b) if len(b) > 1 else 0.0
-    se = math.sqrt(va + vb)
-    if se == 0.0:
-        return d, d, d
-    num = (va + vb) ** 2
-    den = (va ** 2 / (len(a) - 1) if len(a) > 1 else 0.0) + (vb ** 2 / (len(b) - 1) if len(b) > 1 else 0.0)
-    dof = num / den if den > 0 else max(len(a) + len(b) - 2, 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, dof) * se)
-    return d, d - half, d + half
-
-
-def verdict(low: float, high: float, *, margin: float = 0.0) -> str:
-    """Verdict on a claim "effect > 0" from the 95% interval ``[low, high]`` of the effect.
-
-    The effect is oriented so that positive means "as the claim says".
-
-    - ``supported``: the whole interval is above ``margin`` (a real effect
-      in the claimed direction, larger than what counts as negligible);
-    - ``not supported``: the whole interval is below zero (the opposite
-      holds), or inside ``[-margin, margin]`` (the effect is negligible);
-    - ``inconclusive``: anything else (the interval straddles the margins).
-    """
-    if low > margin:
-        return "supported"
-    if high < 0 or (margin > 0 and -margin <= low and high <= margin):
-        return "not supported"
-    return "inconclusive"
-
-
-def equivalence_verdict(low: float, high: float, *, margin: float) -> str:
-    """Verdict on a claim "the effect is negligible" (|effect| <= ``margin``) from its interval.
-
-    ``supported`` if ``[low, high]`` lies inside ``[-margin, margin]``; ``not supported`` if it
-    lies entirely outside (above ``margin`` or below ``-margin``); otherwise ``inconclusive``.
-    """
-    if -margin <= low and high <= margin:
-        return "supported"
-    if low > margin or high < -margin:
-        return "not supported"
-    return "inconclusive"
-
-
-@dataclass
-class Claim:
-    """One claim of the debate, the measurement that tests it and the computed verdict."""
-
-    key: str
-    claim: str
-    who: str
-    experiment: str
-    figure: str
-    effect: str            # what the number is, oriented so that > 0 agrees with the claim
-    estimate: float
-    low: float
-    high: float
-    margin: float
-    rule: str
-    test: str = "direction"    # "direction": effect > 0 claimed; "equivalence": |effect| <= margin
-    details: Dict[str, object] = field(default_factory=dict)
-    verdict: str = field(init=False, default="")   # always computed from the interval
-
-    def __post_init__(self) -> None:
-        if self.test not in ("direction", "equivalence"):
-            raise ValueError(f"test must be 'direction' or 'equivalence', got {self.test!r}")
-        rule = verdict if self.test == "direction" else equivalence_verdict
-        self.verdict = rule(self.low, self.high, margin=self.margin)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-EQUIVALENCE_RULE = ("supported if the 95% interval of the effect lies inside +-margin; not "
-                    "supported if it lies entirely outside; otherwise inconclusive")
-RULE = ("supported if the 95% interval of the effect lies above the margin; not supported if it "
-        "lies below 0 or inside +-margin; otherwise inconclusive")
+from analyses.verdicts import (CONFIDENCE, RULES, VERDICTS, Check, Claim, decide,  # noqa: E402,F401
+                               diff_ci, direction_verdict, equivalence_verdict, family_effects,
+                               group_effect,
+                               mean_ci, positive_ci, ratio_ci)
 
 
 # ----------------------------------------------------------------------------- files
@@ -292,11 +195,15 @@ def style() -> None:
 
 def main(name: str, description: str, compute: Callable[[dict, Paths, bool], dict],
          plot: Callable[[dict, Paths], List[Path]], scales: Dict[str, dict],
-         argv: Optional[Sequence[str]] = None) -> int:
+         argv: Optional[Sequence[str]] = None, *,
+         claims: Optional[Callable[[dict], List[Claim]]] = None,
+         checks: Optional[Callable[[dict], List[Check]]] = None) -> int:
     """The shared command line of an analysis script.
 
     ``compute(scale, paths, progress) -> results`` and ``plot(results, paths) -> [pdf paths]``;
-    ``scales`` holds the ``"full"`` and ``"quick"`` settings.
+    ``scales`` holds the ``"full"`` and ``"quick"`` settings. ``claims(results)`` and
+    ``checks(results)``, when given, are written into the results file as ``"claims"`` and
+    ``"checks"`` rows (:meth:`Claim.as_result`, :meth:`Check.as_result`).
     """
     parser = cli.OneLineParser(prog=f"python -m analyses.{name}", description=description,
                      epilog=f"full scale: {json.dumps(scales['full'])}; "
@@ -346,6 +253,10 @@ def main(name: str, description: str, compute: Callable[[dict, Paths, bool], dic
                        "settings": scale, **results,
                        "duration_s": round(time.perf_counter() - start, 1),
                        "threads": torch.get_num_threads()}
+            if claims is not None:
+                results["claims"] = [c.as_result() for c in claims(results)]
+            if checks is not None:
+                results["checks"] = [c.as_result() for c in checks(results)]
             save_results(paths, name, results)
         written = plot(results, paths)
     except (ValueError, FileNotFoundError, PermissionError) as e:

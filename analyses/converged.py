@@ -1,0 +1,107 @@
+"""The trained models every analysis uses: the cells of the one recipe (``analyses/recipe.json``).
+
+Full scale: the full-data models committed under ``analyses/models/<family>_n<n>_s<seed>.safetensors``
+(and the data-efficiency cells under ``runs/cells``), trained by ``python -m analyses.cells``
+(``make cells-full``, ``make cells-data-efficiency``). An analysis never trains those
+itself: a missing one is a one-line error naming the command that trains it.
+
+``--quick``: the same recipe shrunk to seconds (:func:`analyses.cells.quick_recipe`, a
+1024-image pool, 20 steps, runs/cells_quick/); missing quick cells are trained on the
+spot, at the first learning rate of the sweep grid when no quick sweep has run.
+
+Each model comes with its results-file row (:func:`model_row`): ``family, n_train, seed,
+steps, lr, val_accuracy, test_accuracy, weights`` (+ ``sha256``, ``recipe_hash``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from probe import zoo
+
+from .cells import Cell, Store, committed_recipe, default_store, quick_recipe, train_cell
+from .cells.plan import sweep_results
+from .cells.recipe import Recipe
+
+__all__ = ["recipe_and_store", "lrs", "cells_for", "model_row", "load", "models"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recipe_and_store(quick: bool) -> Tuple[Recipe, Store]:
+    """The committed recipe and its store, or their ``--quick`` versions."""
+    recipe = quick_recipe() if quick else committed_recipe()
+    return recipe, default_store(recipe, quick=quick)
+
+
+def lrs(families: Sequence[str], *, quick: bool) -> Dict[str, float]:
+    """``{family: learning rate}`` chosen by the sweep (quick without a sweep: the grid's first)."""
+    recipe, store = recipe_and_store(quick)
+    found = sweep_results(recipe=recipe, store=store, families=families)
+    missing = [f for f in families if f not in found]
+    if missing and not quick:
+        raise ValueError(f"the learning-rate sweep is not finished for {', '.join(missing)}; run "
+                         f"`make cells-sweep` (python -m analyses.cells run --plan sweep) first")
+    first = float(sorted(recipe.lr_sweep["lrs"])[0])
+    return {f: (found[f]["chosen_lr"] if f in found else first) for f in families}
+
+
+def cells_for(families: Sequence[str], seeds: Sequence[int], *, n_train: Optional[int] = None,
+              quick: bool = False) -> List[Cell]:
+    """The cells of ``families`` x ``seeds`` on ``n_train`` images (default: the full pool)."""
+    recipe, _ = recipe_and_store(quick)
+    chosen = lrs(families, quick=quick)
+    n = recipe.full_n if n_train is None else int(n_train)
+    return [Cell(f, n, int(s), chosen[f], recipe) for f in families for s in seeds]
+
+
+def _relative(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def model_row(card: dict, weights: Path) -> dict:
+    """The results-file row of one trained model, from its card."""
+    return {"family": card["family"], "n_train": card["n_train"], "seed": card["seed"],
+            "steps": card["steps"], "lr": card["lr"], "val_accuracy": card["val_accuracy"],
+            "test_accuracy": card["test_accuracy"], "weights": _relative(weights),
+            "sha256": card.get("sha256"), "recipe_hash": card["recipe_hash"]}
+
+
+def load(cell: Cell, *, quick: bool = False, progress: bool = False) -> Tuple[zoo.ProbeModel, dict]:
+    """``(model in eval mode, model_row)`` of a finished cell; quick cells are trained if missing.
+
+    Raises:
+        ValueError: a full-scale cell is not trained yet (the message names the command).
+    """
+    _, store = recipe_and_store(quick)
+    card = store.card(cell)
+    if card is None:
+        if not quick:
+            plan = "full" if cell.is_full else "data-efficiency"
+            raise ValueError(f"model {cell.key} is not trained yet; run `python -m analyses.cells run "
+                             f"--plan {plan} --family {cell.family} --seed {cell.seed}` (make "
+                             f"cells-{plan}) first")
+        card = train_cell(cell, store=store, progress=progress)
+    weights = store.weights_path(cell)
+    model = zoo.load(cell.family, weights=str(weights))
+    return model.eval(), model_row(card, weights)
+
+
+def models(families: Sequence[str], seeds: Sequence[int], *, n_train: Optional[int] = None,
+           quick: bool = False, progress: bool = False) -> List[Tuple[zoo.ProbeModel, dict]]:
+    """:func:`load` every cell of :func:`cells_for` (family-major, then seed).
+
+    Raises:
+        ValueError: full scale and some cells are missing (all of them are named).
+    """
+    cells = cells_for(families, seeds, n_train=n_train, quick=quick)
+    if not quick:
+        _, store = recipe_and_store(False)
+        missing = [c for c in cells if not store.is_done(c)]
+        if missing:
+            plan = "full" if missing[0].is_full else "data-efficiency"
+            raise ValueError(f"{len(missing)} model(s) not trained yet ({', '.join(c.key for c in missing[:4])}"
+                             f"{', ...' if len(missing) > 4 else ''}); run `make cells-{plan}` "
+                             f"(python -m analyses.cells run --plan {plan}) first")
+    return [load(c, quick=quick, progress=progress) for c in cells]
