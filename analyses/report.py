@@ -31,7 +31,15 @@ TITLES = {
     "interpretability_comparison": "Interpretability",
     "cost_accuracy": "Cost vs accuracy",
 }
-VERDICT_COLORS = {"supported": "#2ca02c", "not supported": "#d62728", "inconclusive": "#7f7f7f"}
+VERDICT_RULES = (
+    "A claim's effect is oriented so that > 0 is what the claim says, and measured on converged "
+    "models of one recipe (analyses/recipe.json) over seeds. Directional claims: **supported** if "
+    "the 95% interval lies above the margin, **negligible** if it lies inside +-margin, "
+    "**opposite** if it lies below 0, **inconclusive** otherwise. Equivalence claims (\"X and Y "
+    "are alike\"): 90% interval (two one-sided tests, TOST); **supported** inside +-margin, "
+    "**opposite** entirely outside, **inconclusive** otherwise. The two sensitivity columns give "
+    "the verdict at half and at twice the margin. Claims about \"MLPs\" average Mixer, ResMLP, "
+    "gMLP and FNet seed by seed and list each family's own effect beneath.")
 
 SCALE_LIMITS = (
     "All numbers come from Fashion-MNIST (28x28 grayscale, 10 classes) and models of about 0.5M "
@@ -41,38 +49,41 @@ SCALE_LIMITS = (
     "at theirs. 'Inconclusive' means the 95% interval over seeds is too wide to decide.")
 
 IMAGENET = """\
-Every probe measurement accepts any timm architecture (`timm:<arch>`) and an image folder, so
-the analyses can be repeated at ImageNet scale on a machine with the weights and the data
+Every probe measurement accepts any timm architecture (`timm:<arch>`, pretrained weights from the
+local Hugging Face cache by default, or `--weights FILE`) and ImageNet-style folders, so the
+measurements can be repeated at ImageNet scale on a machine with the weights and the data
 (nothing is downloaded by probe's tests):
 
 ```bash
-# robustness (clean, PGD, ImageNet-C corruptions with mCE, Fourier heat map), e.g. Mixer-B/16 vs ViT-B/16
-python -m probe.robustness --model timm:mixer_b16_224 --weights mixer_b16_224.safetensors \\
-    --data imagefolder:/data/imagenet/val --baseline timm:resnet50 --n 5000
+# robustness (clean, PGD, ImageNet-C corruptions with mCE against AlexNet's published errors,
+# Fourier heat map) with timm's own eval transform, e.g. Mixer-B/16 vs ViT-B/16
+python -m probe.robustness --model timm:mixer_b16_224 --data imagenet:/data/imagenet/val --n 5000
 python -m probe.robustness --model timm:vit_base_patch16_224 --weights vit_b16.safetensors \\
-    --data imagefolder:/data/imagenet/val --baseline timm:resnet50 --n 5000
-# multi-GPU: torchrun --nproc_per_node 8 -m probe.robustness ... --num-images 50000
+    --data imagenet:/data/imagenet/val --corruptions-from imagenet-c:/data/imagenet-c --n 5000
+# multi-GPU: torchrun --nproc_per_node 8 -m probe.robustness ... --device cuda --amp bf16
 ```
 
 ```python
-# mixing patterns / input dependence / equivalences with trained timm weights
+# mixing patterns / input dependence with trained timm weights
 from probe import zoo, mixing, data
-model = zoo.load("timm:mixer_b16_224", weights="mixer_b16_224.safetensors")
-x, _ = data.as_tensors(data.load("imagefolder:/data/imagenet/val", "test", n=64,
-                                 input_size=model.input_size))
+model = zoo.load("timm:mixer_b16_224", weights="pretrained")
+x, _ = data.as_tensors(data.load("imagenet:/data/imagenet/val", "test", n=64, model=model))
 rows = mixing.summarize(mixing.extract(model, x))   # distance, locality, equivariance, input dependence
 ```
 
-Attributions: `python -m probe.attribution --model timm:<arch> --weights FILE --data imagefolder:...`.
-Data efficiency needs training runs at each subset size (`python -m probe.train` trains the zoo
-families; for timm architectures use timm's training script on ImageNet subsets) - the
-`analyses.data_efficiency` protocol (equal budget in samples seen, 3 seeds, paired gaps to the CNN)
-carries over unchanged."""
+Attributions: `python -m probe.attribution --model timm:<arch> --data imagenet:...`. Data
+efficiency needs training runs at each subset size under one recipe (`python -m analyses.cells`
+does it for the zoo families; for timm architectures use timm's training script on ImageNet
+subsets with one recipe for every family and a learning-rate sweep per family)."""
 
 
 def collect(paths: common.Paths, *, redraw: bool = True
-            ) -> Tuple[List[Tuple[str, dict, List[common.Claim]]], List[str], list]:
-    """``([(analysis, results, claims)], [analyses without results], captured figures)``."""
+            ) -> Tuple[List[Tuple[str, dict, List[common.Claim], List[common.Check]]], List[str], list]:
+    """``([(analysis, results, claims, checks)], [analyses without results], captured figures)``.
+
+    Claims and checks are recomputed from each results file by the analysis's own
+    ``claims()`` / ``checks()`` and the committed margins, never copied.
+    """
     found, missing = [], []
     common.CAPTURE = [] if redraw else None
     try:
@@ -83,9 +94,13 @@ def collect(paths: common.Paths, *, redraw: bool = True
                 continue
             module = importlib.import_module(f"analyses.{name}")
             results = common.load_results(paths, name)
+            if "models" not in results or "claims" not in results:
+                raise ValueError(f"{path} predates the converged-model protocol (no 'models' / "
+                                 f"'claims' rows); rerun `python -m analyses.{name}`")
             if redraw:
                 module.plot(results, paths)
-            found.append((name, results, module.claims(results)))
+            checks = module.checks(results) if hasattr(module, "checks") else []
+            found.append((name, results, module.claims(results), checks))
         captured = common.CAPTURE or []
     finally:
         common.CAPTURE = None
@@ -96,33 +111,95 @@ def _fmt(v: float) -> str:
     return f"{v:+.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:+.2e}"
 
 
+def _interval(c) -> str:
+    return f"{_fmt(c.estimate)} [{_fmt(c.low)}, {_fmt(c.high)}] ({round(100 * c.confidence)}%)"
+
+
+def _all_claims(found) -> List[common.Claim]:
+    return [c for _, _, cs, _ in found for c in cs]
+
+
+def multiplicity(claims: Sequence[common.Claim]) -> str:
+    """The report's statement on how many claims it tests."""
+    n = len(claims)
+    directional = sum(c.test == "direction" for c in claims)
+    return (f"This report tests {n} claims ({directional} directional at 95%, {n - directional} "
+            f"equivalence at 90%), each on its own interval with no correction for multiplicity: "
+            f"with no real effect anywhere, about {0.05 * directional + 0.10 * (n - directional):.1f} "
+            f"of them would still fall outside their interval by chance. Read a single verdict "
+            f"with its sensitivity columns and its per-family effects, not alone.")
+
+
+def models_table(found) -> List[str]:
+    """Markdown rows: the trained models the analyses used, per family (from the results)."""
+    rows: dict = {}
+    for _, results, _, _ in found:
+        for m in results.get("models", []):
+            rows[(m["family"], m["n_train"], m["seed"], m["lr"])] = m
+    if not rows:
+        return ["No trained model was used (identity checks only)."]
+    per: dict = {}
+    for m in rows.values():
+        per.setdefault((m["family"], m["n_train"], m["lr"]), []).append(m)
+    out = ["| family | images | lr | seeds | steps | test accuracy (mean, min-max) | recipe |",
+           "|---|---:|---:|---:|---:|---|---|"]
+    for (fam, n, lr), ms in sorted(per.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        acc = [m["test_accuracy"] for m in ms]
+        out.append(f"| {common.LABELS.get(fam, fam)} | {n} | {lr:g} | {len(ms)} | {ms[0]['steps']} | "
+                   f"{sum(acc) / len(acc):.4f} ({min(acc):.4f}-{max(acc):.4f}) | "
+                   f"{ms[0].get('recipe_hash', '?')} |")
+    return out
+
+
 def markdown(found, missing, *, figures_rel: str = "figures") -> str:
+    claims = _all_claims(found)
+    counts = {v: sum(c.verdict == v for c in claims) for v in common.VERDICTS}
     lines = ["# Claims report", "",
              "Generated by `python -m analyses.report` from `analyses/results/*.json`; verdicts are "
-             "computed by the rules stated with each claim (`analyses/common.py`), never typed by "
-             "hand.", "", "## Scale", "", SCALE_LIMITS, "", "## Summary", "",
-             "| claim | verdict | effect (95% interval) | margin | analysis |",
-             "|---|---|---|---|---|"]
-    for name, results, claims in found:
-        for c in claims:
-            lines.append(f"| {c.claim} | **{c.verdict}** | {_fmt(c.estimate)} [{_fmt(c.low)}, "
-                         f"{_fmt(c.high)}] | {c.margin:g} | {TITLES[name]} |")
+             "computed from each claim's interval and its margin in `analyses/margins.json` (fixed "
+             "before the results), by the rules in `analyses/verdicts.py`, never typed by hand.", "",
+             "## Scale", "", SCALE_LIMITS, "", "## How verdicts are made", "", VERDICT_RULES, "",
+             multiplicity(claims), "", "## Models", ""] + models_table(found) + [
+             "", "## Summary", "",
+             "Verdicts: " + ", ".join(f"{counts[v]} {v}" for v in common.VERDICTS) + ". "
+             f"Forest plot of every claim with each family's effect: "
+             f"[claims_forest.pdf]({figures_rel}/claims_forest.pdf).", "",
+             "| claim | verdict | effect [interval] | margin | at margin/2 | at 2x margin | analysis |",
+             "|---|---|---|---|---|---|---|"]
+    for name, _, cs, _ in found:
+        for c in cs:
+            lines.append(f"| {c.claim} | **{c.verdict}** | {_interval(c)} | {c.margin:g} | "
+                         f"{c.sensitivity['half']} | {c.sensitivity['double']} | {TITLES[name]} |")
+    checks = [(name, k) for name, _, _, ks in found for k in ks]
+    if checks:
+        lines += ["", "## Checks (true by construction: verified, not counted as evidence)", "",
+                  "| check | what | max abs error | tolerance | holds |", "|---|---|---:|---:|---|"]
+        for name, k in checks:
+            lines.append(f"| {k.key} | {k.what} | {k.max_abs_error:.2e} | {k.tolerance:g} | "
+                         f"{'yes' if k.holds else '**no**'} |")
     if missing:
         lines += ["", "Not run yet (no results file): " + ", ".join(f"`{m}`" for m in missing)]
-    for name, results, claims in found:
+    for name, results, cs, _ in found:
         lines += ["", f"## {TITLES[name]}", "",
                   f"`python -m analyses.{name}` - scale `{results.get('scale')}`, "
                   f"{results.get('duration_s', 0):.0f} s on {results.get('threads', '?')} CPU threads."]
-        for c in claims:
+        for c in cs:
             lines += ["", f"### {c.claim}", "",
+                      f"- **Id**: `{c.key}` ({c.test} claim)",
                       f"- **Who**: {c.who}",
                       f"- **Experiment**: {c.experiment}",
                       f"- **Figure**: [{c.figure}]({figures_rel}/{c.figure})",
                       f"- **Effect**: {c.effect}",
-                      f"- **Numbers**: {_fmt(c.estimate)}, 95% interval [{_fmt(c.low)}, "
-                      f"{_fmt(c.high)}], margin {c.margin:g}",
+                      f"- **Numbers**: {_interval(c)}",
+                      f"- **Margin**: {c.margin:g} {c.unit} - {c.margin_reason}",
                       f"- **Rule**: {c.rule}",
-                      f"- **Verdict**: **{c.verdict}**"]
+                      f"- **Verdict**: **{c.verdict}** (at half the margin: {c.sensitivity['half']}; "
+                      f"at twice: {c.sensitivity['double']})"]
+            if c.per_family:
+                lines += ["", "| family | effect | interval |", "|---|---:|---|"]
+                for fam, f in c.per_family.items():
+                    lines.append(f"| {common.LABELS.get(fam, fam)} | {_fmt(f['effect'])} | "
+                                 f"[{_fmt(f['ci_low'])}, {_fmt(f['ci_high'])}] |")
     lines += ["", "## Rerunning at ImageNet scale", "", IMAGENET, ""]
     return "\n".join(lines)
 
@@ -133,7 +210,7 @@ README_MARKER = "<!-- analyses-durations -->"
 def durations_table(found) -> str:
     """Markdown table of each analysis's scale and measured duration (from its results file)."""
     lines = ["| analysis | command | duration | CPU threads |", "|---|---|---:|---:|"]
-    for name, results, _ in found:
+    for name, results, _, _ in found:
         minutes = results.get("duration_s", 0) / 60
         lines.append(f"| {TITLES[name]} | `python -m analyses.{name}` | {minutes:.1f} min | "
                      f"{results.get('threads', '?')} |")
@@ -170,55 +247,53 @@ def _text_page(pdf, title: str, body: List[str]) -> None:
     plt.close(fig)
 
 
-def _forest(pdf, found) -> None:
-    """One row per claim: the effect's 95% interval against its margins, coloured by verdict."""
-    import matplotlib.pyplot as plt
-    claims = [c for _, _, cs in found for c in cs]
-    if not claims:
-        return
-    fig, axes = plt.subplots(len(claims), 1, figsize=(8.27, 0.75 * len(claims) + 1.2), squeeze=False)
-    for ax, c in zip(axes[:, 0], claims):
-        color = VERDICT_COLORS[c.verdict]
-        span = max(abs(c.low), abs(c.high), 2 * c.margin, 1e-6) * 1.3
-        ax.axvspan(-c.margin, c.margin, color="0.9", lw=0)
-        ax.axvline(0, color="k", lw=0.8)
-        ax.plot([c.low, c.high], [0, 0], color=color, lw=3)
-        ax.plot(c.estimate, 0, "o", color=color)
-        ax.set_xlim(-span, span)
-        ax.set_yticks([])
-        ax.grid(False)
-        ax.set_title(f"{c.claim[:95]}  ->  {c.verdict}", fontsize=7, loc="left", color=color)
-    axes[-1, 0].set_xlabel("effect (> 0 agrees with a directional claim; grey band = +-margin)")
-    fig.suptitle("Every claim: estimate and 95% interval", fontsize=11)
-    fig.tight_layout()
-    pdf.savefig(fig)
-    plt.close(fig)
+def forest(found, paths: common.Paths):
+    """``figures/claims_forest.pdf``: every claim's interval and each family's (probe.claims)."""
+    from probe.claims import forest_figure
+    rows = [c.as_result() for c in _all_claims(found)]
+    fig = forest_figure(rows, title=f"{len(rows)} claims: effect and interval, with each family's")
+    path = Path(paths.figures) / "claims_forest.pdf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"CreationDate": None, "ModDate": None, "Creator": "probe analyses",
+                                "Producer": None})
+    return fig, path
 
 
-def write_pdf(path: Path, found, missing, captured) -> Path:
+def write_pdf(path: Path, found, missing, captured, forest_fig) -> Path:
     from matplotlib.backends.backend_pdf import PdfPages
     path.parent.mkdir(parents=True, exist_ok=True)
-    summary = [SCALE_LIMITS, ""]
-    for name, _, claims in found:
-        for c in claims:
-            summary.append(f"[{c.verdict.upper()}] {c.claim} - effect {_fmt(c.estimate)} "
-                           f"[{_fmt(c.low)}, {_fmt(c.high)}], margin {c.margin:g} ({TITLES[name]})")
+    claims = _all_claims(found)
+    summary = [SCALE_LIMITS, "", VERDICT_RULES.replace("**", ""), "", multiplicity(claims), ""]
+    for name, _, cs, _ in found:
+        for c in cs:
+            summary.append(f"[{c.verdict.upper()}] {c.claim} - effect {_interval(c)}, margin "
+                           f"{c.margin:g} (half: {c.sensitivity['half']}, double: "
+                           f"{c.sensitivity['double']}) ({TITLES[name]})")
+    checks = [k for _, _, _, ks in found for k in ks]
+    if checks:
+        summary.append("Checks (by construction, not evidence): " + "; ".join(
+            f"{k.key} {'holds' if k.holds else 'FAILS'} (max abs error {k.max_abs_error:.1e})"
+            for k in checks))
     if missing:
         summary.append("Not run yet: " + ", ".join(missing))
     with PdfPages(path, metadata={"Title": "probe claims report", "CreationDate": None,
                                   "ModDate": None, "Producer": None}) as pdf:
         _text_page(pdf, "probe - claims of the MLP debate, measured", summary)
-        _forest(pdf, found)
+        if claims:
+            pdf.savefig(forest_fig)
         images = dict(captured)
-        for name, results, claims in found:
+        for name, results, cs, _ in found:
             body = []
-            for c in claims:
+            for c in cs:
                 body += [f"CLAIM: {c.claim}", f"Who: {c.who}", f"Experiment: {c.experiment}",
-                         f"Effect: {c.effect}",
-                         f"Numbers: {_fmt(c.estimate)}, 95% interval [{_fmt(c.low)}, {_fmt(c.high)}], "
-                         f"margin {c.margin:g}", f"Rule: {c.rule}", f"VERDICT: {c.verdict}", ""]
+                         f"Effect: {c.effect}", f"Numbers: {_interval(c)}, margin {c.margin:g} "
+                         f"({c.margin_reason})", f"Rule: {c.rule}",
+                         f"VERDICT: {c.verdict} (half margin: {c.sensitivity['half']}, double: "
+                         f"{c.sensitivity['double']})"]
+                body += [f"  {common.LABELS.get(f, f):14s} {_fmt(v['effect'])} [{_fmt(v['ci_low'])}, "
+                         f"{_fmt(v['ci_high'])}]" for f, v in c.per_family.items()] + [""]
             _text_page(pdf, TITLES[name], body)
-            for fig_name in dict.fromkeys(c.figure.removesuffix(".pdf") for c in claims):
+            for fig_name in dict.fromkeys(c.figure.removesuffix(".pdf") for c in cs):
                 for key in [k for k in images if k == fig_name or k.startswith(name)]:
                     _image_page(pdf, f"{TITLES[name]}: figures/{key}.pdf", images.pop(key))
         for key, img in images.items():     # any remaining figure of the analyses
@@ -267,7 +342,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not found:
             raise FileNotFoundError(f"no analysis results in {paths.results}; run the analyses "
                                     f"first (e.g. `python -m analyses.data_efficiency --quick`)")
-        pdf = write_pdf(Path(paths.figures) / "claims_report.pdf", found, missing, captured)
+        forest_fig, _ = forest(found, paths)
+        pdf = write_pdf(Path(paths.figures) / "claims_report.pdf", found, missing, captured,
+                        forest_fig)
         try:
             rel = Path(paths.figures).resolve().relative_to(md_path.parent.resolve()).as_posix()
         except ValueError:
@@ -279,7 +356,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    n = sum(len(c) for _, _, c in found)
+    n = sum(len(c) for _, _, c, _ in found)
     print(f"report: {n} claims from {len(found)} analyses -> {md_path}, {pdf}"
           + (f" (not run: {', '.join(missing)})" if missing else ""))
     return 0

@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:            # fallback when probe is not pip-instal
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
-from probe import (attribution, corruptions, data, perturbations, plots,  # noqa: E402
+from probe import (attribution, claims, corruptions, data, perturbations, plots,  # noqa: E402
                    plots_robustness, results, robustness, zoo)
 from probe.perturbations import InputAnalysis, Perturbation  # noqa: E402
 
@@ -38,6 +38,7 @@ TIMM_PREFIX = "timm:"
 TIMM_WEIGHTS = ("pretrained", "random", "file")
 MIN_MODELS, MAX_MODELS = 2, 4
 RUNS = Path(os.environ.get("PROBE_RUNS", "runs"))
+CLAIMS = Path(os.environ.get("PROBE_CLAIMS", ROOT / "analyses" / "results"))
 KIND_LABEL = {"token-mlp": "token-mixing MLP (Jacobian)", "token-linear": "linear token mixing",
               "spatial-gating": "spatial gating projection", "attention": "self-attention",
               "fourier": "Fourier mixing Re(F)", "conv": "conv effective mixing"}
@@ -494,6 +495,32 @@ def section_downloads(figures: Dict[str, Callable], metric_rows: List[dict],
 # ----------------------------------------------------------------------------- page
 
 
+def section_claims(figures: Dict[str, Callable]) -> None:
+    """The claims report's verdicts and forest plot, from the committed analysis results."""
+    found = claims.read(CLAIMS)
+    if not found.claims:
+        st.info(f"No claim results in the current format in `{CLAIMS}` yet: the claims are "
+                f"re-measured on converged models (`make cells-full`, then the analyses, then "
+                f"`make report`).")
+        return
+    counts = claims.verdict_counts(found.claims)
+    st.markdown(f"**{len(found.claims)} claims** from {len(found.analyses)} analyses: "
+                + ", ".join(f"{n} {v}" for v, n in counts.items()) + ". Verdicts are computed "
+                "from each claim's interval and its committed margin (`analyses/margins.json`).")
+    st.dataframe([{"claim": c["claim"], "verdict": c["verdict"],
+                   "effect": round(c["effect"], 4),
+                   "interval": f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]",
+                   "margin": c["margin"], "at margin/2": c["sensitivity"].get("half"),
+                   "at 2x margin": c["sensitivity"].get("double"), "analysis": c["analysis"]}
+                  for c in found.claims], hide_index=True, width="stretch")
+    stamp = tuple(sorted((p.name, p.stat().st_mtime) for p in Path(CLAIMS).glob("*.json")))
+    show_figure(("claims", str(CLAIMS), stamp), partial(claims.forest_figure, found.claims),
+                figures, "claims_forest")
+    if found.checks:
+        st.caption("Checks (true by construction, not counted as evidence): " + "; ".join(
+            f"{k['id']} {'holds' if k['holds'] else 'FAILS'}" for k in found.checks))
+
+
 def load_models(names: List[str], weights_of: Dict[str, Optional[str]]):
     """``(loaded, weights_used)`` for the names that load; errors and RANDOM notes shown.
 
@@ -583,14 +610,16 @@ def main() -> None:
                f"right: the layer's whole token-mixing matrix (row = output token).")
     figures: Dict[str, Callable] = {}
     section_models(names, loaded, res, keys, mix, perturbation, weights_used, label_name, figures)
-    tab_depth, tab_rob, tab_attr, tab_dl = st.tabs(["Depth & metrics", "Robustness",
-                                                    "Attributions", "Downloads"])
+    tab_depth, tab_rob, tab_attr, tab_claims, tab_dl = st.tabs(
+        ["Depth & metrics", "Robustness", "Attributions", "Claims", "Downloads"])
     with tab_depth:
         metric_rows = section_depth(names, res, keys, mix, figures)
     with tab_rob:
         robust_rows = section_robustness(names, weights_used, figures)
     with tab_attr:
         section_attributions(names, res, keys, loaded, method, figures)
+    with tab_claims:
+        section_claims(figures)
     with tab_dl:
         section_downloads(figures, metric_rows, robust_rows)
 

@@ -10,6 +10,7 @@
 - one end-to-end run in a real headless Chromium (Debian ``chromium``) driven by
   ``playwright``: the page renders its figures, a PDF downloads, a bad upload is refused.
 """
+import json
 import os
 import shutil
 import socket
@@ -212,6 +213,7 @@ def test_figures_need_no_pyplot(monkeypatch, tmp_path):
 def app_env(monkeypatch, tmp_path):
     monkeypatch.setenv("PROBE_APP_THREADS", "1")
     monkeypatch.setenv("PROBE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("PROBE_CLAIMS", str(tmp_path / "claims"))
     yield tmp_path
 
 
@@ -224,11 +226,41 @@ def _no_exception(at):
     assert not at.exception, [e.message for e in at.exception]
 
 
+def _claim(cid: str, verdict: str, effect: float, low: float, high: float) -> dict:
+    return {"id": cid, "claim": f"claim {cid}", "verdict": verdict, "effect": effect,
+            "ci_low": low, "ci_high": high, "margin": 0.01, "confidence": 0.95,
+            "per_family": {"mixer": {"effect": 0.1, "ci_low": 0.05, "ci_high": 0.15},
+                           "fnet": {"effect": -0.1, "ci_low": -0.2, "ci_high": -0.02}},
+            "sensitivity": {"half": verdict, "double": "inconclusive"}}
+
+
+def test_app_claims_tab_shows_the_committed_verdicts(app_env):
+    folder = app_env / "claims"
+    folder.mkdir()
+    (folder / "robustness_comparison.json").write_text(json.dumps({
+        "models": [], "checks": [{"id": "patch_embed_is_conv", "what": "w", "max_abs_error": 1e-7,
+                                  "tolerance": 1e-4, "holds": True}],
+        "claims": [_claim("a", "supported", 0.05, 0.03, 0.07),
+                   _claim("b", "opposite", -0.05, -0.07, -0.03)]}))
+    (folder / "old_format.json").write_text(json.dumps({"rows": []}))    # skipped, no crash
+    at = _app().run()
+    _no_exception(at)
+    tables = [d.value for d in at.dataframe]
+    claims_table = next(t for t in tables if "verdict" in t.columns)
+    assert list(claims_table["verdict"]) == ["supported", "opposite"]
+    assert any("2 claims" in m.value and "1 supported" in m.value and "1 opposite" in m.value
+               for m in at.markdown)
+    assert any("patch_embed_is_conv holds" in c.value for c in at.caption)
+    assert len(at.get("image")) == 9                      # the forest plot, beside the default 8
+
+
 def test_app_default_render(app_env):
     at = _app().run()
     _no_exception(at)
     assert [t.label for t in at.tabs] == ["Depth & metrics", "Robustness", "Attributions",
-                                          "Downloads"]
+                                          "Claims", "Downloads"]
+    # no claim results: the Claims tab says how they are made
+    assert any("make cells-full" in i.value for i in at.info)
     assert {s.key for s in at.slider} == {"layer_mixer", "layer_vit", "layer_cnn"}
     # the input preview, 3 mixing panels, the depth plot and 3 attribution maps
     assert len(at.get("image")) == 8
