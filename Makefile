@@ -46,12 +46,27 @@ test: setup data browser
 bench: setup data
 	$(BIN)/python -m benchmarks
 
-# Full-scale analyses (about 2 h on 2 CPU cores, models cached in runs/analyses/models),
-# then the report. data_efficiency first: the others reuse its models.
-ANALYSES := data_efficiency input_dependence mixing_patterns equivalences \
-	robustness_comparison interpretability_comparison cost_accuracy
-analyses: setup data
-	for a in $(ANALYSES); do $(BIN)/python -m analyses.$$a || exit 1; done
+# Full-scale analyses on the committed converged models (make cells-full / cells-data-efficiency
+# first: an analysis never trains them), in pieces that each fit well under 90 minutes on
+# 2 CPU cores and can run in the background (e.g. nohup make analyses-robustness > runs/a.log &);
+# `make analyses` runs every piece, then the report.
+.PHONY: analyses-data analyses-mixing analyses-robustness analyses-interpretability
+analyses-data: setup data
+	$(BIN)/python -m analyses.data_efficiency
+	$(BIN)/python -m analyses.cost_accuracy
+
+analyses-mixing: setup data
+	$(BIN)/python -m analyses.mixing_patterns
+	$(BIN)/python -m analyses.input_dependence
+	$(BIN)/python -m analyses.equivalences
+
+analyses-robustness: setup data
+	$(BIN)/python -m analyses.robustness_comparison
+
+analyses-interpretability: setup data
+	$(BIN)/python -m analyses.interpretability_comparison
+
+analyses: analyses-data analyses-mixing analyses-robustness analyses-interpretability
 	$(BIN)/python -m analyses.report
 
 # Training cells (analyses/cells, one recipe for every family: analyses/recipe.json), in three
