@@ -15,6 +15,13 @@ and on small seeded random modules, for several seeds of random inputs:
   block, and the whole FNet == a Mixer-style model whose token mixing is a
   linear layer holding that matrix (logits compared).
 
+These identities hold by construction: only a bug could break them. They are
+therefore reported as **checks** (``results["checks"]``: id, what, max abs error over
+every seed and place, tolerance, holds), never as evidence for a claim of the debate
+(``claims()`` returns none). They need no trained model of the one recipe: the shipped
+zoo weights (listed under ``"zoo_weights"``) and seeded random modules suffice, so
+``"models"`` is empty.
+
     python -m analyses.equivalences            # full scale (see --help)
     python -m analyses.equivalences --quick    # seconds, into runs/analyses_quick/
 
@@ -32,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from analyses import common
-from analyses.common import Claim
+from analyses.common import Check, Claim
 
 NAME = "equivalences"
 SCALES = {
@@ -41,15 +48,29 @@ SCALES = {
 }
 EPS32 = float(torch.finfo(torch.float32).eps)
 DENSE_INPUTS = 1024       # C_in * H * W of the conv checks (cost grows with its square)
-# check name -> (group, label); group decides which claim a check belongs to
+# identity -> (group, label); the group (MLP/conv/attention or FNet) only colours the figure
 CHECKS = {
     "patch_embedding_as_linear": ("mlp_conv_attention", "patch embed = unfold + linear"),
-    "conv_as_token_mixing": ("mlp_conv_attention", "conv = token matrix (RepMLP)"),
+    "conv_as_token_mixing": ("mlp_conv_attention", "conv = token matrix"),
     "attention_as_token_mixing": ("mlp_conv_attention", "attention = P @ V"),
     "fnet_is_dft": ("fnet", "FNet mixing = Re(DFT)"),
     "fnet_as_token_linear": ("fnet", "FNet = Mixer w/ DFT (logits)"),
 }
-# probe.equivalences.check_all (small seeded random modules) -> (check, where)
+# probe.equivalences.check_all (small seeded random modules) -> (identity, where)
+WHAT = {
+    "patch_embedding_as_linear": "the patch embedding (conv, kernel = stride = 4) equals unfold + "
+                                 "one shared linear map (Tolstikhin et al. 2021, Sec. 2), every "
+                                 "token model of the shipped zoo and a random PatchEmbed",
+    "conv_as_token_mixing": "every convolution of the CNN equals a token-mixing matrix applied to "
+                            "the flattened input (RepMLP, Ding et al. 2021), and a random Conv2d",
+    "attention_as_token_mixing": "every ViT attention layer equals proj(P @ V): its softmax "
+                                 "probabilities used as an input-dependent token-mixing matrix "
+                                 "(Synthesizer view, Tay et al. 2021)",
+    "fnet_is_dft": "FNet's Fourier mixing equals the real 2-D DFT matrix applied to the tokens "
+                   "(Lee-Thorp et al. 2021), every block and a random FourierMixing",
+    "fnet_as_token_linear": "the whole FNet equals a Mixer-style network whose token mixing is a "
+                            "linear layer holding the DFT matrix (logits compared)",
+}
 RANDOM_MODULES = {"patch_embedding_as_linear": ("patch_embedding_as_linear", "random PatchEmbed"),
                   "conv_as_token_mixing": ("conv_as_token_mixing", "random Conv2d 3->5"),
                   "fnet_is_dft": ("fnet_is_dft", "random FourierMixing 7x7")}
@@ -173,75 +194,64 @@ def run_checks(zoo_models: dict, seed: int, images: int) -> Dict[str, Dict[str, 
     return out
 
 
+def zoo_weights(models: Dict[str, nn.Module]) -> List[dict]:
+    """Which shipped weights the checks ran on: ``[{"family", "weights", "sha256"}]``."""
+    rows = []
+    for fam, model in models.items():
+        info = getattr(model, "weights_info", None) or {}
+        source = Path(info.get("source", ""))
+        rel = source.relative_to(common.ROOT) if source.is_relative_to(common.ROOT) else source
+        rows.append({"family": fam, "weights": str(rel), "sha256": info.get("sha256")})
+    return rows
+
+
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     from tqdm import tqdm
     zoo_models = load_models()
     per_seed = []
     for seed in tqdm(scale["seeds"], desc="equivalences", unit="seed", disable=not progress):
         per_seed.append({"seed": seed, "errors": run_checks(zoo_models, seed, scale["images"])})
-    return {"tolerance": scale["tolerance"], "float32_eps": EPS32,
-            "checks": {k: {"group": g, "label": l} for k, (g, l) in CHECKS.items()},
+    return {"models": [], "zoo_weights": zoo_weights(zoo_models["models"]),
+            "tolerance": scale["tolerance"], "float32_eps": EPS32,
+            "identities": {k: {"group": g, "label": l, "what": WHAT[k]}
+                           for k, (g, l) in CHECKS.items()},
             "per_seed": per_seed}
 
 
-# ----------------------------------------------------------------------------- claims
+# ----------------------------------------------------------------------------- checks
 
 
-def worst(results: dict, check: str) -> List[float]:
-    """Per seed: the largest error of ``check`` over every place it was applied."""
-    return [max(s["errors"][check].values()) for s in results["per_seed"]]
+def worst(results: dict, identity: str) -> List[float]:
+    """Per seed: the largest error of ``identity`` over every place it was applied."""
+    return [max(s["errors"][identity].values()) for s in results["per_seed"]]
 
 
-def _claim_numbers(results: dict, group: str):
-    """Per seed, ``log10(tolerance / worst error of the group)`` (errors floored at eps / 100)."""
-    tol = results["tolerance"]
-    checks = [k for k, v in results["checks"].items() if v["group"] == group]
-    per_seed = []
-    for s in results["per_seed"]:
-        err = max(max(s["errors"][k].values()) for k in checks)
-        per_seed.append(float(np.log10(tol / max(err, results["float32_eps"] / 100))))
-    return checks, per_seed
+def worst_by_place(results: dict, identity: str) -> Dict[str, float]:
+    """``{place: largest error over the seeds}`` of ``identity``."""
+    places = results["per_seed"][0]["errors"][identity]
+    return {where: float(max(s["errors"][identity][where] for s in results["per_seed"]))
+            for where in places}
 
 
-RULE = ("effect per seed = log10(tolerance / largest error of any check); supported if every "
-        "seed's effect is > 0 (all errors within tolerance), not supported if every seed's is < 0, "
-        "otherwise inconclusive (the interval is the range over seeds, margin 0)")
+def checks(results: dict) -> List[Check]:
+    """One :class:`Check` per identity: its largest error over every seed and place."""
+    out = []
+    for key, info in results["identities"].items():
+        by_place = worst_by_place(results, key)
+        where = max(by_place, key=by_place.get)
+        out.append(Check(
+            key=key, what=info["what"], max_abs_error=by_place[where],
+            tolerance=results["tolerance"],
+            details={"label": info["label"], "group": info["group"], "worst_place": where,
+                     "places": len(by_place), "seeds": len(results["per_seed"]),
+                     "max_abs_error_by_place": by_place,
+                     "float32_eps": results["float32_eps"]}))
+    return out
 
 
 def claims(results: dict) -> List[Claim]:
-    tol = results["tolerance"]
-    n = len(results["per_seed"])
-    specs = {
-        "mlp_conv_attention": dict(
-            key="mlp_conv_attention_equivalent",
-            claim="MLP, convolution and attention are nearly equivalent: the per-patch MLP is a "
-                  "strided convolution, a convolution is a (sparse) token-mixing MLP and "
-                  "attention is an input-dependent token-mixing matrix",
-            who="the 2021 debate on MLP-Mixer (Tolstikhin et al. Sec. 2: 'per-patch MLP = "
-                "16x16 conv'; LeCun's remark that Mixer is a CNN; RepMLP, Ding et al.; "
-                "Synthesizer, Tay et al.)"),
-        "fnet": dict(
-            key="fnet_is_mixer_with_dft",
-            claim="FNet is a special case of Mixer with a fixed Fourier token-mixing matrix",
-            who="Lee-Thorp et al. 2021 (FNet) and the Mixer discussion treating Fourier mixing "
-                "as a fixed token-mixing MLP layer"),
-    }
-    out = []
-    for group, spec in specs.items():
-        checks, per_seed = _claim_numbers(results, group)
-        lo, hi = min(per_seed), max(per_seed)
-        out.append(Claim(
-            experiment=f"max abs error between the two sides of "
-                       f"{', '.join(results['checks'][k]['label'] for k in checks)}; shipped "
-                       f"zoo weights and random modules, {n} seeds of random inputs; float32",
-            figure="equivalences.pdf",
-            effect=f"log10(tolerance {tol:g} / largest max abs error over the checks): > 0 "
-                   f"means every check agrees within tolerance (exact up to float32 rounding)",
-            estimate=lo, low=lo, high=hi, margin=0.0, rule=RULE,
-            details={"max_abs_error": {k: float(max(worst(results, k))) for k in checks},
-                     "tolerance": tol, "float32_eps": results["float32_eps"]},
-            **spec))
-    return out
+    """None: the identities hold by construction, so they are :func:`checks`, not evidence."""
+    return []
 
 
 # ----------------------------------------------------------------------------- figure
@@ -259,14 +269,14 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
     from matplotlib.patches import Patch
     colors = {"mlp_conv_attention": "#1f77b4", "fnet": "#9467bd"}
     rows = []          # (label, where, errors over seeds, group)
-    for check, info in results["checks"].items():
-        for where in results["per_seed"][0]["errors"][check]:
-            errs = [s["errors"][check][where] for s in results["per_seed"]]
+    for key, info in results["identities"].items():
+        for where in results["per_seed"][0]["errors"][key]:
+            errs = [s["errors"][key][where] for s in results["per_seed"]]
             rows.append((info["label"], where, errs, info["group"]))
     tol, eps = results["tolerance"], results["float32_eps"]
     floor = eps / 100                  # exact zeros (bitwise equal) drawn at the floor
     top = max([tol] + [max(r[2]) for r in rows]) * 30
-    fig, ax = plt.subplots(figsize=(7.5, 0.2 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(8.5, 0.2 * len(rows) + 1.5))
     ys = np.arange(len(rows))[::-1]
     for y, (_, _, errs, group) in zip(ys, rows):
         e = np.asarray(errs, dtype=float)
@@ -286,8 +296,9 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
     ax.text(eps, len(rows) - 0.4, " float32 eps", fontsize=7)
     ax.text(tol, len(rows) - 0.4, f" tolerance {tol:g}", fontsize=7, color="r")
     ax.set_xlabel("max abs error between the two sides\n(log scale; bar: worst seed, dots: seeds)")
-    ax.set_title(f"Equivalences on the shipped zoo and random modules\n"
-                 f"({len(results['per_seed'])} seeds of random inputs, float32)", fontsize=9)
+    ax.set_title(f"Identities: checks that hold by construction, not evidence\n(shipped zoo and "
+                 f"random modules, {len(results['per_seed'])} seeds of random inputs, float32)",
+                 fontsize=9)
     ax.legend(handles=[Patch(color=colors["mlp_conv_attention"], label="MLP / conv / attention"),
                        Patch(color=colors["fnet"], label="FNet = Mixer with DFT")],
               loc="center right", fontsize=7)
@@ -296,7 +307,8 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
 
 
 def main(argv=None) -> int:
-    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv)
+    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv,
+                       claims=claims, checks=checks)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 Extracts the token mixing of every layer (:func:`probe.mixing.extract`: Mixer's
 channel-averaged token-MLP Jacobian, ResMLP/gMLP token weights, ViT attention,
 FNet's Fourier matrix, the CNN stages' effective Jacobian) on a fixed batch of
-Fashion-MNIST test images, for the trained data-efficiency models (several
-seeds) and for the same architectures at their seeded random initialisation
-(the starting point of each trained model), and reports by depth:
+Fashion-MNIST test images, for the converged full-data models of the one recipe
+(:mod:`analyses.converged`, several seeds) and for the same architectures at their
+same-seed random initialisation (:func:`probe.zoo.build`, the starting point of each
+trained model), and reports by depth:
 
 - mean mixing distance in PIXELS (probe.mixing measures it in units of each
   layer's input grid: 28x28 pixels for the CNN's first stage, 14x14 and 7x7
@@ -16,6 +17,18 @@ seeds) and for the same architectures at their seeded random initialisation
 - translation equivariance: the share of the map explained by a function of
   the relative offset (1 for a convolution).
 
+Every metric is given beside its initialisation value and beside cheap reference
+matrices on the 7x7 token grid (uniform mixing, the real 2-D DFT that FNet applies,
+a seeded Gaussian random matrix, the identity) and a uniform 3x3 convolution on the
+pixel grid. Levels get intervals that stay in range (distances on a log scale, shares
+on a logit scale); claims are differences over seeds.
+
+Facts that hold by construction are checks, not evidence (``results["checks"]``): a
+CNN stage mixes only inside its receptive field; at initialisation the CNN's first
+stage (zero-initialised residual branch: a 1x1 strided shortcut) reaches less far
+than every token model's first layer (random global mixing); FNet's mixing is the
+fixed DFT, trained or not. The claims keep what training decides.
+
     python -m analyses.mixing_patterns            # full scale (see --help)
     python -m analyses.mixing_patterns --quick    # seconds, into runs/analyses_quick/
 
@@ -25,30 +38,89 @@ mixing distance generalises the ViT paper's mean attention distance
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from analyses import common
-from analyses.common import COLORS, LABELS, Claim
+from analyses.common import COLORS, LABELS, Check, Claim
+from analyses.verdicts import CONFIDENCE, margin_of
 
 NAME = "mixing_patterns"
 SCALES = {
-    "full": {"families": list(common.FAMILIES), "seeds": [0, 1, 2], "n_train": 30000,
-             "epochs": 1, "test_n": None, "images": 64, "radius_px": 4.0},
-    "quick": {"families": list(common.FAMILIES), "seeds": [0, 1], "n_train": 100,
-              "epochs": 1, "test_n": 100, "images": 4, "radius_px": 4.0},
+    "full": {"quick": False, "families": list(common.FAMILIES), "seeds": [0, 1, 2],
+             "images": 64, "radius_px": 4.0},
+    "quick": {"quick": True, "families": ["mixer", "vit", "fnet", "cnn"], "seeds": [0, 1],
+              "images": 4, "radius_px": 4.0},
 }
-WEIGHTS = ("trained", "random")
+WEIGHTS = ("trained", "init")
 METRICS = ("mean_mixing_distance_px", "locality", "translation_equivariance")
 # query tokens (row, col) on the 7x7 token grid whose mixing rows the map figure shows
 QUERIES = ((3, 3), (1, 1), (1, 5), (5, 1), (5, 5), (0, 3))
 PANELS = 6
-LOCALITY_MARGIN = 0.05     # 5 points of mixing mass: negligible change of locality
-DISTANCE_MARGIN_PX = 1.0   # 1 pixel: negligible difference of reach
+TOKEN_GRID = (7, 7)          # the zoo's token models: 28 px images, 4 px patches
+RANDOM_REFERENCE_SEEDS = 8   # seeded Gaussian matrices averaged for the "random" reference
+# families whose token mixing is fixed by construction (FNet: the DFT), so training cannot
+# change their reach: shown per family, kept out of group effects about what is learned
+FIXED_MIXING = ("fnet",)
+RECEPTIVE_FIELD_TOLERANCE = 1e-6    # share of |mixing| beyond a CNN stage's receptive field
+FIXED_MIXING_TOLERANCE = 1e-4       # metric difference between FNet and the DFT reference
+
+
+def token_families(families: Sequence[str]) -> List[str]:
+    """The families that mix tokens globally (every zoo family but the convolutional ones)."""
+    from probe import zoo
+    fams = zoo.families()
+    return [f for f in families if f in fams and fams[f].group != "conv"]
+
+
+# ----------------------------------------------------------------------------- intervals
+
+
+def level_ci(values: Sequence[float], *, confidence: float = 0.95) -> Tuple[float, float, float]:
+    """Interval over seeds of a non-negative level (a distance), staying >= 0.
+
+    Positive values: :func:`analyses.verdicts.positive_ci` (log scale, geometric mean).
+    Equal values (e.g. an identity map's exact 0): zero width. Exact zeros among
+    positive values (no geometric mean): the t interval with its low end clipped at 0.
+    """
+    v = np.asarray(values, dtype=float)
+    if np.all(v == v[0]):
+        return float(v[0]), float(v[0]), float(v[0])
+    if (v > 0).all():
+        return common.positive_ci(v, confidence=confidence)
+    m, lo, hi = common.mean_ci(v, confidence=confidence)
+    return m, max(lo, 0.0), hi
+
+
+def share_ci(values: Sequence[float], *, confidence: float = 0.95) -> Tuple[float, float, float]:
+    """Interval over seeds of a share in ``[0, 1]`` (locality, equivariance): a t interval on
+    the logit scale, mapped back, so it stays inside ``[0, 1]`` (equal values: zero width)."""
+    v = np.asarray(values, dtype=float)
+    if np.all(v == v[0]):
+        return float(v[0]), float(v[0]), float(v[0])
+    p = np.clip(v, 1e-9, 1 - 1e-9)
+    m, lo, hi = common.mean_ci(np.log(p / (1 - p)), confidence=confidence)
+    return _expit(m), _expit(lo), _expit(hi)
+
+
+def _expit(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def interval(triple: Tuple[float, float, float]) -> Dict[str, float]:
+    """``{"value", "ci_low", "ci_high"}`` of an ``(estimate, low, high)`` triple."""
+    return {"value": float(triple[0]), "ci_low": float(triple[1]), "ci_high": float(triple[2])}
+
+
+def metric_ci(metric: str, values: Sequence[float], *, confidence: float = 0.95) -> dict:
+    """The in-range level interval of ``metric`` (distance: log scale; shares: logit)."""
+    rule = level_ci if metric.startswith("mean_mixing_distance") else share_ci
+    return interval(rule(values, confidence=confidence))
 
 
 # ----------------------------------------------------------------------------- compute
@@ -62,13 +134,26 @@ def _px_per_unit(m, image_size: int) -> float:
     return float(m.px_per_token[1])
 
 
-def layer_metrics(maps, image_size: int, radius_px: float) -> List[dict]:
+def receptive_bound(stage: torch.nn.Module, m) -> float:
+    """Largest distance (input-grid cells) from an output cell's centre to an input cell that
+    the conv ``stage`` can mix in: its receptive radius plus the half-cell offset of a
+    strided output's centre, along both axes."""
+    from probe.mixing.jacobian import receptive_radius
+    stride = m.in_grid[0] / m.grid[0]
+    return math.sqrt(2.0) * (receptive_radius(stage) + (stride - 1) / 2)
+
+
+def layer_metrics(maps, image_size: int, radius_px: float,
+                  model: Optional[torch.nn.Module] = None) -> List[dict]:
     """Per layer: distance (grid units and pixels), locality within ``radius_px``, equivariance.
 
     Pixel distances and locality come from :mod:`probe.mixing.metrics` (``unit="px"``).
     Every metric is averaged over images and heads; ViT keeps its per-head distances.
+    Conv stages (given ``model``) also get the share of their mixing mass beyond their
+    receptive field (0 by construction).
     """
     from probe import mixing
+    modules = dict(model.named_modules()) if model is not None else {}
     rows = []
     for m in maps:
         if tuple(m.image_size) != (image_size, image_size):
@@ -78,7 +163,7 @@ def layer_metrics(maps, image_size: int, radius_px: float) -> List[dict]:
         dist_px = mixing.mean_mixing_distance(m, unit="px").double()      # [B, H], pixels
         loc = mixing.locality(m, radius=radius_px, unit="px").double()
         equi = mixing.translation_equivariance(m).double()
-        rows.append({
+        row = {
             "layer": m.layer, "kind": m.kind, "depth": m.depth, "grid": list(m.grid),
             "input_grid": list(m.in_grid), "px_per_unit": px,
             "mean_mixing_distance_units": float(dist.mean()),
@@ -87,7 +172,13 @@ def layer_metrics(maps, image_size: int, radius_px: float) -> List[dict]:
             "locality": float(loc.mean()),
             "translation_equivariance": float(equi.mean()),
             "input_dependence": float(mixing.input_dependence(m).mean()),
-        })
+        }
+        if m.kind == "conv" and m.layer in modules:
+            bound = receptive_bound(modules[m.layer], m)
+            inside = mixing.locality(m, radius=bound).double()
+            row["receptive_bound_px"] = bound * px
+            row["beyond_receptive_field"] = float((1.0 - inside).max())
+        rows.append(row)
     return rows
 
 
@@ -145,183 +236,325 @@ def panels(family: str, m, image_size: int) -> dict:
             "panels": out}
 
 
-def uniform_distance_px(grid: int = 7, image_size: int = 28) -> float:
-    """Mean mixing distance (pixels) of uniform mixing over a ``grid x grid`` token grid."""
+def _reference_row(what: str, matrix: torch.Tensor, grid: Tuple[int, int], image_size: int,
+                   radius_px: float) -> dict:
     from probe import mixing
-    ones = torch.ones(grid * grid, grid * grid)
-    return float(mixing.mean_mixing_distance(ones, (grid, grid), unit="px",
-                                             image_size=(image_size, image_size)))
+    size = (image_size, image_size)
+    return {"what": what,
+            "mean_mixing_distance_px": float(mixing.mean_mixing_distance(
+                matrix, grid, unit="px", image_size=size).double().mean()),
+            "locality": float(mixing.locality(matrix, grid, radius=radius_px, unit="px",
+                                              image_size=size).double().mean()),
+            "translation_equivariance": float(
+                mixing.translation_equivariance(matrix, grid).double().mean())}
 
 
-def conv3x3_distance_px() -> float:
-    """Mean mixing distance (pixels) of a uniform 3x3 kernel on the pixel grid (8 neighbours)."""
-    return (4 * 1.0 + 4 * float(np.sqrt(2.0))) / 9
+def references(image_size: int = 28, radius_px: float = 4.0,
+               grid: Tuple[int, int] = TOKEN_GRID) -> Dict[str, dict]:
+    """Every metric of cheap reference matrices: uniform, DFT, random and identity mixing on
+    the token ``grid``, and a uniform 3x3 convolution on the pixel grid."""
+    from probe.models.fnet import fourier_mixing_matrix
+    t = grid[0] * grid[1]
+    g = torch.Generator().manual_seed(0)
+    randoms = torch.randn(RANDOM_REFERENCE_SEEDS, t, t, generator=g)
+    tag = f"{grid[0]}x{grid[1]}"
+    out = {
+        f"uniform_{tag}": _reference_row(f"uniform mixing over {tag} tokens",
+                                         torch.ones(t, t), grid, image_size, radius_px),
+        f"dft_{tag}": _reference_row(f"real 2-D DFT on {tag} tokens (FNet's fixed mixing)",
+                                     fourier_mixing_matrix(grid), grid, image_size, radius_px),
+        f"random_{tag}": _reference_row(f"i.i.d. Gaussian {t}x{t} matrix (mean of "
+                                        f"{RANDOM_REFERENCE_SEEDS} seeds)", randoms, grid,
+                                        image_size, radius_px),
+        f"identity_{tag}": _reference_row(f"identity on {tag} tokens (no mixing)",
+                                          torch.eye(t), grid, image_size, radius_px),
+    }
+    pos = torch.stack(torch.meshgrid(torch.arange(image_size), torch.arange(image_size),
+                                     indexing="ij"), -1).reshape(-1, 2)
+    conv = ((pos[:, None, :] - pos[None, :, :]).abs().amax(-1) <= 1).float()
+    out["conv3x3_pixels"] = _reference_row(
+        f"uniform 3x3 convolution on the {image_size}x{image_size} pixel grid (zero padded)",
+        conv, (image_size, image_size), image_size, radius_px)
+    return out
 
 
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     from tqdm import tqdm
 
-    from probe import mixing
+    from analyses import converged
+    from probe import mixing, zoo
     x, _ = common.test_set(scale["images"])
     image_size = int(x.shape[-1])
-    jobs = [(fam, s, w) for fam in scale["families"] for s in scale["seeds"] for w in WEIGHTS]
-    models: Dict[str, Dict[str, list]] = {f: {w: [] for w in WEIGHTS} for f in scale["families"]}
+    trained = converged.models(scale["families"], scale["seeds"], quick=scale["quick"],
+                               progress=progress)
+    measured: Dict[str, Dict[str, list]] = {f: {w: [] for w in WEIGHTS} for f in scale["families"]}
     maps_out: Dict[str, dict] = {}
-    bar = tqdm(jobs, desc="mixing patterns", unit="model", disable=not progress)
-    for fam, seed, which in bar:
-        bar.set_postfix(model=fam, seed=seed, weights=which)
-        record = {"seed": seed}
-        if which == "trained":
-            model, rec = common.trained(fam, n_train=scale["n_train"], seed=seed,
-                                        epochs=scale["epochs"], test_n=scale["test_n"],
-                                        cache=paths.cache)
-            record["test_accuracy"] = rec["test_accuracy"]
-        else:
-            model = common.build(fam, seed=seed).eval()
-        maps = mixing.extract(model, x)
-        record["layers"] = layer_metrics(maps, image_size, scale["radius_px"])
-        models[fam][which].append(record)
-        if which == "trained" and seed == scale["seeds"][0]:
-            maps_out[fam] = panels(fam, maps[0], image_size)
-    return {"image_size": image_size, "radius_px": scale["radius_px"], "models": models,
-            "maps": maps_out,
-            "references": {"uniform_7x7_tokens_px": uniform_distance_px(7, image_size),
-                           "conv3x3_px": conv3x3_distance_px()}}
+    bar = tqdm(trained, desc="mixing patterns", unit="model", disable=not progress)
+    for model, row in bar:
+        fam, seed = row["family"], row["seed"]
+        bar.set_postfix(model=fam, seed=seed)
+        for which in WEIGHTS:
+            net = model if which == "trained" else zoo.build(fam, seed=seed).eval()
+            maps = mixing.extract(net, x)
+            record = {"seed": seed, "layers": layer_metrics(maps, image_size, scale["radius_px"],
+                                                            net)}
+            if which == "trained":
+                record["test_accuracy"] = row["test_accuracy"]
+                if seed == scale["seeds"][0]:
+                    maps_out[fam] = panels(fam, maps[0], image_size)
+            measured[fam][which].append(record)
+    return {"models": [row for _, row in trained], "image_size": image_size,
+            "radius_px": scale["radius_px"], "mixing": measured, "maps": maps_out,
+            "references": references(image_size, scale["radius_px"])}
 
 
-# ----------------------------------------------------------------------------- claims
+# ----------------------------------------------------------------------------- values
 
 
 def values(results: dict, family: str, which: str, metric: str,
            depth: Optional[int] = None) -> List[float]:
     """Per seed (seed order): ``metric`` at layer ``depth``, or averaged over layers if ``None``."""
-    recs = sorted(results["models"][family][which], key=lambda r: r["seed"])
+    recs = sorted(results["mixing"][family][which], key=lambda r: r["seed"])
     out = []
     for r in recs:
         layers = r["layers"]
-        out.append(float(np.mean([l[metric] for l in layers])) if depth is None
+        out.append(float(np.mean([lay[metric] for lay in layers])) if depth is None
                    else float(layers[depth][metric]))
     return out
 
 
 def by_depth(results: dict, family: str, which: str, metric: str) -> np.ndarray:
     """``[seeds, depth]`` array of ``metric``."""
-    recs = sorted(results["models"][family][which], key=lambda r: r["seed"])
-    return np.array([[l[metric] for l in r["layers"]] for r in recs], dtype=float)
+    recs = sorted(results["mixing"][family][which], key=lambda r: r["seed"])
+    return np.array([[lay[metric] for lay in r["layers"]] for r in recs], dtype=float)
+
+
+def _minus(a: Sequence[float], b: Sequence[float]) -> List[float]:
+    return [float(x - y) for x, y in zip(a, b)]
+
+
+def _ref(results: dict, metric: str) -> Dict[str, float]:
+    """``{reference: its value of metric}`` (uniform, DFT, random, identity, 3x3 conv)."""
+    return {name: ref[metric] for name, ref in results["references"].items()}
+
+
+def _confidence(key: str) -> float:
+    return CONFIDENCE[margin_of(key)["test"]]
+
+
+def _levels(results: dict, families: Sequence[str], metric: str, depth: Optional[int],
+            confidence: float) -> Dict[str, dict]:
+    """``{family: {"trained": interval, "init": interval}}`` of a metric's level."""
+    return {f: {w: metric_ci(metric, values(results, f, w, metric, depth), confidence=confidence)
+                for w in WEIGHTS} for f in families}
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def _mixer_local(results: dict) -> Claim:
+    key = "mixer_mixing_is_local"
+    conf = _confidence(key)
+    radius = results["radius_px"]
+    tokens = token_families(results["mixing"])
+    gains = {f: _minus(values(results, f, "trained", "locality"),
+                       values(results, f, "init", "locality")) for f in tokens}
+    est, lo, hi = common.mean_ci(gains["mixer"], confidence=conf)
+    n = len(gains["mixer"])
+
+    def change(metric: str, depth: Optional[int] = None) -> dict:
+        return interval(common.mean_ci(_minus(values(results, "mixer", "trained", metric, depth),
+                                              values(results, "mixer", "init", metric, depth)),
+                                       confidence=conf))
+
+    return Claim(
+        key=key,
+        claim="Mixer's learned token mixing is local and conv-like, so it has an inductive "
+              "bias after all",
+        who="critics of the MLP-Mixer paper, citing its own Fig. 5 (Tolstikhin et al. 2021: "
+            "first-layer token-mixing templates look like local, conv-like filters) and the "
+            "'MLP, conv and attention are nearly equivalent' argument",
+        experiment=f"effective token mixing (channel-averaged Jacobian of the token MLP, "
+                   f"{results['settings']['images']} Fashion-MNIST test images) of the converged "
+                   f"full-data Mixer vs the same network at its initialisation, {n} seeds",
+        figure="mixing_distance_by_depth.pdf",
+        effect=f"share of the mixing mass within {radius:g} px (one token), mean over the "
+               f"token-mixing layers, trained minus the same seed's initialisation: > 0 means "
+               f"training made the mixing more local (per family: the same change for every "
+               f"token model; FNet's is 0 by construction)",
+        estimate=est, low=lo, high=hi,
+        per_family=common.family_effects(gains, confidence=conf),
+        reference={"locality": {"mixer": _levels(results, ["mixer"], "locality", None,
+                                                 conf)["mixer"],
+                                **_ref(results, "locality")}},
+        details={"locality_change_first_layer": change("locality", 0),
+                 "translation_equivariance_change": change("translation_equivariance"),
+                 "mean_mixing_distance_px_change": change("mean_mixing_distance_px"),
+                 "translation_equivariance": {
+                     "mixer": _levels(results, ["mixer"], "translation_equivariance", None,
+                                      conf)["mixer"],
+                     **_ref(results, "translation_equivariance")},
+                 "mean_mixing_distance_px": {
+                     "mixer": _levels(results, ["mixer"], "mean_mixing_distance_px", None,
+                                      conf)["mixer"],
+                     **_ref(results, "mean_mixing_distance_px")},
+                 "locality_by_depth": {w: by_depth(results, "mixer", w, "locality").mean(0).tolist()
+                                       for w in WEIGHTS}})
+
+
+def _reach_details(results: dict, families: Sequence[str], conf: float) -> dict:
+    """First-layer distances beside their initialisation, the init gap to the CNN (a check)
+    and how much of the gap training changed, per family."""
+    dist = "mean_mixing_distance_px"
+    cnn = {w: values(results, "cnn", w, dist, 0) for w in WEIGHTS}
+    gap = {w: {f: _minus(values(results, f, w, dist, 0), cnn[w]) for f in families}
+           for w in WEIGHTS}
+    return {
+        "first_layer_px": {**_levels(results, families, dist, 0, conf),
+                           **_levels(results, ["cnn"], dist, 0, conf)},
+        "reference_px": _ref(results, dist),
+        "gap_at_init_px": {f: interval(common.mean_ci(v, confidence=conf))
+                           for f, v in gap["init"].items()},
+        "gap_change_by_training_px": {
+            f: interval(common.mean_ci(_minus(gap["trained"][f], gap["init"][f]),
+                                       confidence=conf)) for f in families},
+        "last_layer_minus_cnn_last_stage_px": {
+            f: interval(common.diff_ci(values(results, f, "trained", dist, -1),
+                                       values(results, "cnn", "trained", dist, -1),
+                                       confidence=conf)) for f in families},
+    }
+
+
+def _cnn_reach(results: dict) -> Claim:
+    key = "cnn_reaches_less_far"
+    conf = _confidence(key)
+    dist = "mean_mixing_distance_px"
+    tokens = token_families(results["mixing"])
+    learned = [f for f in tokens if f not in FIXED_MIXING]
+    # the network's deepest mixing on both sides: a CNN's reach grows with depth, so only the
+    # last stage can say whether it "cannot reach far" (its first stage reaches less far by
+    # construction: the check cnn_first_stage_reaches_less_far_at_init)
+    cnn = values(results, "cnn", "trained", dist, -1)
+    effects = {f: _minus(values(results, f, "trained", dist, -1), cnn) for f in tokens}
+    est, lo, hi, per_family = common.group_effect(effects, learned, confidence=conf)
+    n = len(cnn)
+    return Claim(
+        key=key,
+        claim="CNNs cannot capture long-range dependencies: even their deepest stage reaches "
+              "less far than token mixers'",
+        who="MLP-Mixer, gMLP and ViT authors (Tolstikhin et al., Liu et al., Dosovitskiy et "
+            "al. 2021) motivating global token mixing against local convolutions",
+        experiment=f"mean mixing distance in pixels of the last token-mixing layer of the "
+                   f"converged {', '.join(LABELS[f] for f in tokens)} vs the converged CNN's "
+                   f"last stage (whose receptive field spans the image), {n} seeds; the first "
+                   f"stage reaches less far by construction (a check, not evidence)",
+        figure="mixing_distance_by_depth.pdf",
+        effect=f"last-layer mean mixing distance (pixels) of the trained token model minus the "
+               f"trained CNN's last stage, per seed; group: mean over the token models whose "
+               f"mixing is learned ({', '.join(LABELS[f] for f in learned)}; FNet's fixed DFT "
+               f"is shown per family only), interval over seeds: > 0 means the CNN reaches "
+               f"less far",
+        estimate=est, low=lo, high=hi, per_family=per_family,
+        reference=_reach_details(results, tokens, conf),
+        details={"group": learned, "fixed_mixing": [f for f in tokens if f in FIXED_MIXING]})
+
+
+def _attention_reach(results: dict) -> Claim:
+    key = "attention_reaches_far"
+    conf = _confidence(key)
+    dist = "mean_mixing_distance_px"
+    effects = {"vit": _minus(values(results, "vit", "trained", dist, 0),
+                             values(results, "cnn", "trained", dist, 0))}
+    est, lo, hi, per_family = common.group_effect(effects, ["vit"], confidence=conf)
+    per_head = {w: [float(np.mean(h)) for h in zip(*[
+        r["layers"][0]["mean_mixing_distance_px_per_head"]
+        for r in results["mixing"]["vit"][w]])] for w in WEIGHTS}
+    n = len(effects["vit"])
+    return Claim(
+        key=key,
+        claim="Attention captures long-range dependencies in one step, convolution only locally",
+        who="Dosovitskiy et al. 2021 (ViT: some heads attend globally already in the lowest "
+            "layers, Fig. 7) and the attention side of the MLP debate",
+        experiment=f"mean attention distance in pixels of the converged ViT's first layer vs the "
+                   f"converged CNN's first stage, {n} seeds; at initialisation ViT's near-uniform "
+                   f"attention reaches farther by construction (a check)",
+        figure="mixing_distance_by_depth.pdf",
+        effect="ViT first-layer mean mixing distance (pixels, mean over heads) minus the CNN's "
+               "first stage, trained models, interval over seeds: > 0 means attention reaches "
+               "farther in one step",
+        estimate=est, low=lo, high=hi, per_family=per_family,
+        reference=_reach_details(results, ["vit"], conf),
+        details={"vit_first_layer_px_per_head": per_head,
+                 "vit_trained_minus_init_px": interval(common.mean_ci(
+                     _minus(values(results, "vit", "trained", dist, 0),
+                            values(results, "vit", "init", dist, 0)), confidence=conf))})
 
 
 def claims(results: dict) -> List[Claim]:
-    fams = list(results["models"])
-    seeds = sorted(r["seed"] for r in results["models"][fams[0]]["trained"])
-    n = len(seeds)
-    radius = results["radius_px"]
+    """Mixer's locality gain, and the CNN's / attention's reach, on the trained models."""
+    fams = list(results["mixing"])
+    learned = [f for f in token_families(fams) if f not in FIXED_MIXING]
     out: List[Claim] = []
-
-    # a. Mixer's token mixing becomes local through training
     if "mixer" in fams:
-        tr = values(results, "mixer", "trained", "locality")
-        rd = values(results, "mixer", "random", "locality")
-        est, lo, hi = common.mean_ci([a - b for a, b in zip(tr, rd)])
-        eq_gain = [a - b for a, b in zip(values(results, "mixer", "trained",
-                                                "translation_equivariance"),
-                                         values(results, "mixer", "random",
-                                                "translation_equivariance"))]
-        d_gain = [a - b for a, b in zip(values(results, "mixer", "trained",
-                                               "mean_mixing_distance_px"),
-                                        values(results, "mixer", "random",
-                                               "mean_mixing_distance_px"))]
-        details = {
-            "locality_trained": common.mean_ci(tr), "locality_random_init": common.mean_ci(rd),
-            "locality_gain_first_layer": common.mean_ci(
-                [a - b for a, b in zip(values(results, "mixer", "trained", "locality", 0),
-                                       values(results, "mixer", "random", "locality", 0))]),
-            "translation_equivariance_gain": common.mean_ci(eq_gain),
-            "distance_change_px": common.mean_ci(d_gain),
-            "locality_by_depth_trained": by_depth(results, "mixer", "trained",
-                                                  "locality").mean(0).tolist(),
-            "locality_by_depth_random": by_depth(results, "mixer", "random",
-                                                 "locality").mean(0).tolist(),
-        }
-        out.append(Claim(
-            key="mixer_mixing_is_local",
-            claim="Mixer's learned token mixing is local and conv-like, so it has an inductive "
-                  "bias after all",
-            who="critics of the MLP-Mixer paper, citing its own Fig. 5 (Tolstikhin et al. 2021: "
-                "first-layer token-mixing templates look like local, conv-like filters) and the "
-                "'MLP, conv and attention are nearly equivalent' argument",
-            experiment=f"effective token mixing (channel-averaged Jacobian of the token MLP, "
-                       f"{results['settings']['images']} Fashion-MNIST test images) of Mixer "
-                       f"trained on {results['settings']['n_train']} images vs the same "
-                       f"network at its initialisation, {n} seeds",
-            figure="mixing_distance_by_depth.pdf",
-            effect=f"share of the mixing mass within {radius:g} px (one token), mean over the "
-                   f"token-mixing layers, trained minus the same seed's initialisation: > 0 "
-                   f"means training made the mixing more local",
-            estimate=est, low=lo, high=hi, margin=LOCALITY_MARGIN,
-            rule=common.RULE + f" (margin: {LOCALITY_MARGIN:g} of the mixing mass)",
-            details=details))
+        out.append(_mixer_local(results))
+    if "cnn" in fams and learned:
+        out.append(_cnn_reach(results))
+    if "cnn" in fams and "vit" in fams:
+        out.append(_attention_reach(results))
+    return out
 
-    tokens = [f for f in fams if f != "cnn"]
-    if "cnn" in fams and tokens:
-        cnn = values(results, "cnn", "trained", "mean_mixing_distance_px", 0)
-        # b. CNNs reach less far than token mixers (first layer, in pixels)
-        per_fam = {f: values(results, f, "trained", "mean_mixing_distance_px", 0) for f in tokens}
-        tok = [float(np.mean([per_fam[f][i] for f in tokens])) for i in range(n)]
-        est, lo, hi = common.diff_ci(tok, cnn)
-        last = {f: common.diff_ci(values(results, f, "trained", "mean_mixing_distance_px", -1),
-                                  values(results, "cnn", "trained", "mean_mixing_distance_px", -1))
-                for f in tokens}
-        out.append(Claim(
-            key="cnn_reaches_less_far",
-            claim="CNNs cannot capture long-range dependencies: their layers reach less far "
-                  "than token mixers'",
-            who="MLP-Mixer, gMLP and ViT authors (Tolstikhin et al., Liu et al., Dosovitskiy et "
-                "al. 2021) motivating global token mixing against local convolutions",
-            experiment=f"mean mixing distance in pixels of the first token-mixing layer of "
-                       f"{', '.join(LABELS[f] for f in tokens)} vs the CNN's first stage, "
-                       f"trained models, {n} seeds",
-            figure="mixing_distance_by_depth.pdf",
-            effect="first-layer mean mixing distance (pixels), mean over the token models minus "
-                   "the CNN's first stage (both after their stem: patch embedding / 3x3 stem "
-                   "conv), Welch interval over seeds: > 0 means the CNN reaches less far",
-            estimate=est, low=lo, high=hi, margin=DISTANCE_MARGIN_PX,
-            rule=common.RULE + f" (margin: {DISTANCE_MARGIN_PX:g} pixel)",
-            details={"cnn_first_stage_px": common.mean_ci(cnn),
-                     "first_layer_px": {f: common.mean_ci(v) for f, v in per_fam.items()},
-                     "minus_cnn_first_stage_px": {f: common.diff_ci(v, cnn)
-                                                  for f, v in per_fam.items()},
-                     "last_layer_minus_cnn_last_stage_px": last}))
 
-        # c. attention reaches far in one step
-        if "vit" in fams:
-            vit = values(results, "vit", "trained", "mean_mixing_distance_px", 0)
-            vit_rand = values(results, "vit", "random", "mean_mixing_distance_px", 0)
-            est, lo, hi = common.diff_ci(vit, cnn)
-            conv3 = results["references"]["conv3x3_px"]
-            out.append(Claim(
-                key="attention_reaches_far",
-                claim="Attention captures long-range dependencies in one step, convolution "
-                      "only locally",
-                who="Dosovitskiy et al. 2021 (ViT: some heads attend globally already in the "
-                    "lowest layers, Fig. 7) and the attention side of the MLP debate",
-                experiment=f"mean attention distance in pixels of ViT's first layer vs the "
-                           f"CNN's first stage, trained models, {n} seeds",
-                figure="mixing_distance_by_depth.pdf",
-                effect="ViT first-layer mean mixing distance (pixels) minus the CNN's first "
-                       "stage, Welch interval over seeds: > 0 means attention reaches farther "
-                       "in one step",
-                estimate=est, low=lo, high=hi, margin=DISTANCE_MARGIN_PX,
-                rule=common.RULE + f" (margin: {DISTANCE_MARGIN_PX:g} pixel)",
-                details={"vit_first_layer_px": common.mean_ci(vit),
-                         "cnn_first_stage_px": common.mean_ci(cnn),
-                         "vit_minus_conv3x3_px": common.mean_ci([v - conv3 for v in vit]),
-                         "vit_trained_minus_random_init_px": common.diff_ci(vit, vit_rand),
-                         "vit_first_layer_px_per_head": [
-                             float(np.mean(h)) for h in zip(*[
-                                 r["layers"][0]["mean_mixing_distance_px_per_head"]
-                                 for r in results["models"]["vit"]["trained"]])],
-                         "uniform_7x7_tokens_px":
-                             results["references"]["uniform_7x7_tokens_px"]}))
+# ----------------------------------------------------------------------------- checks
+
+
+def checks(results: dict) -> List[Check]:
+    """What holds by construction: receptive fields, the reach gap at init, FNet's fixed DFT."""
+    fams = list(results["mixing"])
+    tokens = token_families(fams)
+    dist = "mean_mixing_distance_px"
+    out: List[Check] = []
+    if "cnn" in fams:
+        beyond = {f"{w} seed {r['seed']} {lay['layer']}": lay["beyond_receptive_field"]
+                  for w in WEIGHTS for r in results["mixing"]["cnn"][w] for lay in r["layers"]
+                  if "beyond_receptive_field" in lay}
+        if beyond:
+            worst = max(beyond, key=beyond.get)
+            out.append(Check(
+                key="cnn_mixing_within_receptive_field",
+                what="every CNN stage mixes only inside its receptive field (share of its "
+                     "|mixing| beyond the receptive radius plus the strided half-cell, trained "
+                     "and at initialisation): a stage of 3x3 convolutions cannot reach far",
+                max_abs_error=float(beyond[worst]), tolerance=RECEPTIVE_FIELD_TOLERANCE,
+                details={"worst": worst, "receptive_bound_px": {
+                    lay["layer"]: lay["receptive_bound_px"]
+                    for lay in results["mixing"]["cnn"]["init"][0]["layers"]}}))
+        if tokens:
+            cnn = values(results, "cnn", "init", dist, 0)
+            gaps = {f: _minus(values(results, f, "init", dist, 0), cnn) for f in tokens}
+            shortfall = max(max(0.0, -g) for v in gaps.values() for g in v)
+            out.append(Check(
+                key="cnn_first_stage_reaches_less_far_at_init",
+                what="at initialisation the CNN's first stage (zero-initialised residual branch: "
+                     "a 1x1 strided shortcut) reaches less far than every token model's first "
+                     "layer (random global mixing); error: pixels by which a CNN first stage "
+                     "reaches farther, worst seed and family",
+                max_abs_error=float(shortfall), tolerance=0.0,
+                details={"cnn_first_stage_init_px": cnn,
+                         "smallest_gap_px": {f: min(v) for f, v in gaps.items()},
+                         "token_first_layer_init_px": {
+                             f: values(results, f, "init", dist, 0) for f in tokens}}))
+    for fam in (f for f in FIXED_MIXING if f in fams):
+        ref = results["references"][f"dft_{TOKEN_GRID[0]}x{TOKEN_GRID[1]}"]
+        errors = {f"{w} seed {r['seed']} {lay['layer']} {m}": abs(lay[m] - ref[m])
+                  for w in WEIGHTS for r in results["mixing"][fam][w] for lay in r["layers"]
+                  for m in METRICS}
+        worst = max(errors, key=errors.get)
+        out.append(Check(
+            key=f"{fam}_mixing_is_fixed_dft",
+            what=f"{LABELS[fam]}'s token mixing is the fixed real 2-D DFT, trained or not: every "
+                 f"layer's metrics equal the DFT reference's",
+            max_abs_error=float(errors[worst]), tolerance=FIXED_MIXING_TOLERANCE,
+            details={"worst": worst}))
     return out
 
 
@@ -332,7 +565,7 @@ def _plot_maps(results: dict, paths: common.Paths) -> Path:
     import matplotlib.pyplot as plt
     maps = results["maps"]
     size = results["image_size"]
-    fams = [f for f in results["models"] if f in maps]
+    fams = [f for f in results["mixing"] if f in maps]
     ncol = max(len(maps[f]["panels"]) for f in fams)
     fig, axes = plt.subplots(len(fams), ncol, figsize=(1.35 * ncol + 1.3, 1.45 * len(fams) + 0.6),
                              squeeze=False)
@@ -366,18 +599,22 @@ def _plot_maps(results: dict, paths: common.Paths) -> Path:
     return common.savefig(fig, paths, "mixing_patterns")
 
 
-def _band(ax, xs, arr: np.ndarray, color: str, ls: str, label: Optional[str]) -> None:
-    stats = [common.mean_ci(arr[:, i]) for i in range(arr.shape[1])]
-    m = np.array([s[0] for s in stats])
-    ax.plot(xs, m, ls, marker="o", ms=3, color=color, label=label)
-    ax.fill_between(xs, [s[1] for s in stats], [s[2] for s in stats], color=color, alpha=0.15,
-                    lw=0)
+def _band(ax, xs, arr: np.ndarray, metric: str, color: str, ls: str, label: Optional[str]) -> None:
+    stats = [metric_ci(metric, arr[:, i]) for i in range(arr.shape[1])]
+    ax.plot(xs, [s["value"] for s in stats], ls, marker="o", ms=3, color=color, label=label)
+    ax.fill_between(xs, [s["ci_low"] for s in stats], [s["ci_high"] for s in stats], color=color,
+                    alpha=0.15, lw=0)
+
+
+# reference -> (label, line style) drawn on every panel of the depth figure
+REFERENCE_LINES = {"uniform_7x7": ("uniform 7x7", ":"), "dft_7x7": ("DFT (FNet)", "-."),
+                   "random_7x7": ("random 7x7", (0, (1, 3))), "conv3x3_pixels": ("3x3 conv", "--")}
 
 
 def _plot_depth(results: dict, paths: common.Paths) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    fams = list(results["models"])
+    fams = list(results["mixing"])
     radius = results["radius_px"]
     titles = {"mean_mixing_distance_px": "Mean mixing distance",
               "locality": f"Locality (mass within {radius:g} px)",
@@ -388,32 +625,34 @@ def _plot_depth(results: dict, paths: common.Paths) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     for ax, metric in zip(axes, METRICS):
         for fam in fams:
-            for which, ls in (("trained", "-"), ("random", "--")):
+            for which, ls in (("trained", "-"), ("init", "--")):
                 arr = by_depth(results, fam, which, metric)
-                _band(ax, np.arange(arr.shape[1]), arr, COLORS[fam], ls,
+                _band(ax, np.arange(arr.shape[1]), arr, metric, COLORS[fam], ls,
                       LABELS[fam] if which == "trained" else None)
+        for key, (_, ls) in REFERENCE_LINES.items():
+            if key in results["references"]:
+                ax.axhline(results["references"][key][metric], color="k", lw=0.8, ls=ls,
+                           alpha=0.7)
         ax.set_xlabel("token-mixing layer (CNN: stage), 0 = first")
         ax.set_ylabel(ylabels[metric])
         ax.set_title(titles[metric])
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    ref = results["references"]
-    for key, text in (("uniform_7x7_tokens_px", "uniform over 7x7 tokens"),
-                      ("conv3x3_px", "one 3x3 conv")):
-        axes[0].axhline(ref[key], color="k", lw=0.7, ls=":")
-        axes[0].text(0.5, ref[key], text, fontsize=7, va="bottom", ha="center",
-                     transform=axes[0].get_yaxis_transform(),
-                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
     axes[0].set_ylim(bottom=0)
     for ax in axes[1:]:
         ax.set_ylim(-0.02, 1.02)
     handles, labels = axes[0].get_legend_handles_labels()
     handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--")]
-    labels += ["trained", "random init"]
+    labels += ["trained (converged)", "same seed at initialisation"]
+    for key, (text, ls) in REFERENCE_LINES.items():
+        if key in results["references"]:
+            handles.append(Line2D([], [], color="k", lw=0.8, ls=ls, alpha=0.7))
+            labels.append(f"reference: {text}")
     fig.legend(handles, labels, loc="center right", fontsize=7)
-    n = len(results["models"][fams[0]]["trained"])
-    fig.suptitle(f"Token mixing by depth: mean and 95% CI over {n} seeds "
-                 f"(trained solid, same networks at initialisation dashed)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    n = len(results["mixing"][fams[0]]["trained"])
+    fig.suptitle(f"Token mixing by depth: mean and 95% interval over {n} seeds (trained solid, "
+                 f"same networks at initialisation dashed; black: reference matrices)",
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.85, 1))
     return common.savefig(fig, paths, "mixing_distance_by_depth")
 
 
@@ -422,7 +661,8 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
 
 
 def main(argv=None) -> int:
-    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv)
+    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv,
+                       claims=claims, checks=checks)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Are MLPs less robust than CNNs and Transformers?
 
-Evaluates every zoo family, several training seeds each, on the same
-Fashion-MNIST test images through :func:`probe.robustness.run` - the code path of
-``python -m probe.robustness`` (one :class:`probe.robustness.RunConfig` per model,
-resumable units under ``<cache>/../robustness_runs/s<seed>/``):
+Evaluates the full-data models of every zoo family (trained to convergence under the one
+recipe, seeds 0, 1, 2: :func:`analyses.converged.models`) on the same Fashion-MNIST test
+images through :func:`probe.robustness.run` - the code path of ``python -m probe.robustness``
+(one :class:`probe.robustness.RunConfig` per model, resumable units under
+``<cache>/../robustness_runs/s<seed>/``):
 
 - clean accuracy;
 - Linf PGD (:func:`probe.attacks.run`, our ``pgd``: random start, step
@@ -11,27 +12,43 @@ resumable units under ``<cache>/../robustness_runs/s<seed>/``):
 - the 15 ImageNet-C corruptions x 5 severities (:func:`probe.corruptions.corrupt`)
   with mCE and relative mCE (Hendrycks & Dietterich 2019, arXiv:1903.12261,
   :func:`probe.robustness.mce`) normalised by the CNN *of the same seed* - the
-  CNN's own mCE and relative mCE are therefore 100 by definition;
+  CNN's own mCE and relative mCE are therefore 100 by definition (a check, not evidence);
 - the Fourier heat map (Yin et al. 2019, arXiv:1906.08988,
   :func:`probe.robustness.fourier_heatmap_counts`), summarised as mean error at
-  low and high spatial frequencies.
+  low and high spatial frequencies;
+- effective robustness (Taori et al. 2020, arXiv:2007.00644): robust accuracy (PGD at the
+  middle epsilon; the mean accuracy over all corruption cells) against clean accuracy on the
+  same images (the attacked ones; the corrupted ones) over every trained model and seed, with
+  a least-squares line fitted in logit space (both axes logit-transformed, accuracies first
+  clipped to [0.5/n, 1 - 0.5/n]). A model's effective
+  robustness is its robust accuracy minus the line's prediction at its clean accuracy, in
+  accuracy units: a family whose lower robust accuracy only follows its lower clean accuracy
+  sits on the line, so its lower clean accuracy is not read as lower robustness;
+- the initialisation: each family's same-seed random initialisation (:func:`probe.zoo.build`)
+  through the same run on fewer images (PGD at the middle epsilon only, no heat map; mCE
+  still against the same-seed *trained* CNN), as a reference beside the trained values.
 
-Every model sees the same images, the same PGD random starts and the same
-corrupted images, so comparisons between families are paired (per seed).
+Every model sees the same images, the same PGD random starts and the same corrupted images,
+so comparisons between families are paired (per seed).
 
-Claims (95% Student-t intervals over seeds of per-seed differences):
+Claims (margins and the interval level from ``analyses/margins.json``; the MLP group's
+effect at a seed is the mean of its families' effects, the interval is over seeds, and
+every non-CNN family - ViT included - gets its own effect and interval in ``per_family``):
 
-- adversarial: CNN minus mean MLP PGD *survival rate* (robust accuracy divided
-  by clean accuracy on the attacked images) at the middle epsilon; absolute
-  robust accuracy and the comparison with ViT are in the details;
-- corruptions: mean MLP mCE minus 100 (the same-seed CNN); relative mCE, the
-  clean-accuracy gap, ViT and the Fourier-heat-map bands are in the details.
+- ``mlps_less_robust_adversarial``: CNN minus family PGD *survival rate* (robust accuracy
+  divided by clean accuracy on the attacked images) at the middle epsilon; absolute robust
+  accuracy, every epsilon, and the CNN-minus-family effective robustness are in the details;
+- ``mlps_less_robust_corruptions``: family mCE minus 100 (the same-seed CNN's); relative mCE,
+  the clean-accuracy gap, corrupted-accuracy effective robustness and the Fourier-heat-map
+  bands are in the details.
 
     python -m analyses.robustness_comparison            # full scale (see --help)
     python -m analyses.robustness_comparison --quick    # seconds, into runs/analyses_quick/
 
-Full scale reuses the data-efficiency models (30k images, 1 epoch, seeds 0-2)
-and takes about 12 minutes on 2 CPU cores.
+Full scale needs the committed full-data models (``make cells-full``). With the old 1-epoch
+models the trained-model part took 973 s at n_corrupt=300 / n_heatmap=50 on 2 CPU cores
+(clean 19 s, PGD 182 s, corruptions 342 s, heat maps 422 s for 18 models); the initialisation
+runs add an estimated 3 minutes (one epsilon on 100 images, corruptions on 100 images).
 """
 from __future__ import annotations
 
@@ -39,47 +56,44 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from analyses import common
-from analyses.common import COLORS, LABELS, Claim
-from probe import corruptions, robustness
-from probe.results import binomial_ci
+from analyses import common, converged, verdicts
+from analyses.common import LABELS, Check, Claim
+from probe import corruptions, robustness, zoo
 
 NAME = "robustness_comparison"
 
-# Evaluation sizes of the full scale fit the 15-minute budget for all 18 models on 2 CPU cores:
-# a full run at n_corrupt=300 / n_heatmap=50 took 973 s (clean 19 s, PGD 182 s, corruptions
-# 342 s, heat maps 422 s, all 18 models); these sizes scale that to about 710 s.
 SCALES = {
-    "full": {"seeds": [0, 1, 2], "families": list(common.FAMILIES), "n_train": 30000, "epochs": 1,
-             "test_n": None, "n_clean": 1000, "n_attack": 200, "epsilons": [0.01, 0.02, 0.05],
-             "steps": 10, "n_corrupt": 300, "corruptions": list(corruptions.COMMON),
+    "full": {"quick": False, "seeds": [0, 1, 2], "families": list(common.FAMILIES),
+             "n_clean": 1000, "n_attack": 200, "epsilons": [0.01, 0.02, 0.05], "steps": 10,
+             "n_corrupt": 300, "corruptions": list(corruptions.COMMON),
              "severities": [1, 2, 3, 4, 5], "n_heatmap": 50, "heatmap_epsilon": 3.0,
-             "eval_seed": 0},
-    # quick: two MLPs, ViT and the CNN (the claims' groups), barely trained, a few images
-    "quick": {"seeds": [0, 1], "families": ["mixer", "fnet", "vit", "cnn"], "n_train": 100,
-              "epochs": 1, "test_n": 100, "n_clean": 32, "n_attack": 8,
-              "epsilons": [0.01, 0.02, 0.05], "steps": 2, "n_corrupt": 4,
-              "corruptions": list(corruptions.COMMON), "severities": [1, 3, 5], "n_heatmap": 1,
-              "heatmap_epsilon": 3.0, "eval_seed": 0},
+             "eval_seed": 0,
+             "init": {"n_clean": 1000, "n_attack": 100, "n_corrupt": 100}},
+    # quick: two MLPs and the CNN (the claims' groups), the quick recipe's 20-step cells
+    "quick": {"quick": True, "seeds": [0, 1], "families": ["mixer", "fnet", "cnn"],
+              "n_clean": 32, "n_attack": 8, "epsilons": [0.01, 0.02, 0.05], "steps": 2,
+              "n_corrupt": 4, "corruptions": list(corruptions.COMMON), "severities": [1, 3, 5],
+              "n_heatmap": 1, "heatmap_epsilon": 3.0, "eval_seed": 0,
+              "init": {"n_clean": 32, "n_attack": 8, "n_corrupt": 4}},
 }
 
 ATTACK = "pgd"          # Linf PGD of probe.attacks
 LOW_FREQUENCY = 0.5     # low band: radius <= 0.5 * Nyquist (cycles per image); high band: above
+CHANCE = 0.1            # ten balanced classes
+# the public fields of a probe.robustness.run result this analysis keeps per model
+KEEP = ("n", "n_attack", "n_corrupt", "weights", "clean_accuracy", "clean_ci_low",
+        "clean_ci_high", "clean_accuracy_attacked", "clean_accuracy_corrupted", "attack_steps",
+        "adversarial", "corruptions", "baseline", "baseline_weights", "mce", "relative_mce",
+        "relative_mce_corruptions", "ce", "fourier_heatmap")
+ADV, COR = "mlps_less_robust_adversarial", "mlps_less_robust_corruptions"
 
 
 # ----------------------------------------------------------------------------- compute
-
-
-def _row(correct: int, n: int) -> dict:
-    """Accuracy with its 95% Wilson interval (the rows of ``probe.robustness``)."""
-    lo, hi = binomial_ci(correct, n)
-    return {"accuracy": correct / n if n else None, "ci_low": lo, "ci_high": hi,
-            "correct": int(correct), "n": int(n)}
 
 
 def radius_grid(h: int, w: int) -> np.ndarray:
@@ -99,17 +113,21 @@ def band_errors(error: Sequence[Sequence[float]]) -> dict:
             "mean": float(e.mean()), "cut_radius": cut}
 
 
-def run_config(family: str, weights: Path, baseline_weights: Path, scale: dict
-               ) -> robustness.RunConfig:
+def run_config(family: str, weights: Path, baseline_weights: Path, scale: dict, *,
+               init: bool = False) -> robustness.RunConfig:
     """The :class:`probe.robustness.RunConfig` of one model: the CLI's run, with PGD only,
-    the same-seed CNN as the mCE baseline, and corruptions on the first ``n_corrupt`` images."""
+    the same-seed trained CNN as the mCE baseline, and corruptions on the first ``n_corrupt``
+    images. ``init``: the initialisation's smaller run (``scale["init"]`` sizes, the middle
+    epsilon only, no heat map)."""
+    sizes = scale["init"] if init else scale
+    epsilons = [_middle(scale["epsilons"])] if init else [float(e) for e in scale["epsilons"]]
     return robustness.RunConfig(
-        model=family, data="fashion-mnist", n=scale["n_clean"], n_attack=scale["n_attack"],
+        model=family, data="fashion-mnist", n=sizes["n_clean"], n_attack=sizes["n_attack"],
         n_heatmap=scale["n_heatmap"], seed=scale["eval_seed"], attacks=[ATTACK],
-        epsilons=[float(e) for e in scale["epsilons"]], l2_epsilons=[], steps=int(scale["steps"]),
+        epsilons=epsilons, l2_epsilons=[], steps=int(scale["steps"]),
         corruptions=list(scale["corruptions"]), severities=[int(v) for v in scale["severities"]],
-        heatmap=True, heatmap_epsilon=float(scale["heatmap_epsilon"]), baseline="cnn",
-        weights=str(weights), n_corrupt=scale["n_corrupt"], baseline_weights=str(baseline_weights))
+        heatmap=not init, heatmap_epsilon=float(scale["heatmap_epsilon"]), baseline="cnn",
+        weights=str(weights), n_corrupt=sizes["n_corrupt"], baseline_weights=str(baseline_weights))
 
 
 def _part(unit: str) -> str:
@@ -117,48 +135,51 @@ def _part(unit: str) -> str:
     return unit.split(": ", 1)[1].split(":", 1)[0]
 
 
-def row_from_result(family: str, seed: int, res: dict) -> dict:
-    """The analysis' model row from a ``probe.robustness.run`` result (same keys as before)."""
-    n, n_att = res["n"], res["n_attack"]
-    clean_correct = round(res["clean_accuracy"] * n)
-    adversarial = []
-    for a in res["adversarial"]:
-        row = _row(round(a["robust_accuracy"] * n_att), n_att)
-        row["robust_accuracy"] = row.pop("accuracy")
-        adversarial.append({"epsilon": a["epsilon"], **row, "survival": a["survival"],
-                            "survived": a["survived"], "clean_correct": a["clean_correct"]})
-    corr = [{"corruption": c["corruption"], "severity": int(c["severity"]),
-             **_row(round(c["accuracy"] * c["n"]), c["n"])} for c in res["corruptions"]]
+def row_from_result(family: str, seed: int, res: dict, *, init: bool = False) -> dict:
+    """The analysis' model row: the public fields of a ``probe.robustness.run`` result (its PGD
+    rows only) plus the Fourier heat map's low/high-frequency band errors."""
+    row = {"family": family, "seed": int(seed), "init": init, **{k: res[k] for k in KEEP}}
+    row["adversarial"] = [a for a in res["adversarial"] if a["attack"] == ATTACK]
     heat = res["fourier_heatmap"]
-    return {"family": family, "seed": seed, "clean": _row(clean_correct, n),
-            "clean_on_corrupt": res["clean_accuracy_corrupted"],
-            "clean_on_attack": _row(round(res["clean_accuracy_attacked"] * n_att), n_att),
-            "adversarial": adversarial, "corruptions": corr,
-            "heatmap": {"epsilon": heat["epsilon"], "n": heat["n"], "error": heat["error"],
-                        **band_errors(heat["error"])},
-            "mce": res["mce"], "relative_mce": res["relative_mce"],
-            "relative_mce_corruptions": res["relative_mce_corruptions"], "ce": res["ce"]}
+    row["heatmap_bands"] = band_errors(heat["error"]) if heat else None
+    return row
+
+
+def init_weights(family: str, seed: int, folder: Path) -> Path:
+    """Write the same-seed random initialisation (:func:`probe.zoo.build`) as fp32
+    safetensors named by its sha256 (so stored robustness units never outlive a changed init)."""
+    folder = Path(folder)
+    tmp = folder / f"{family}_s{seed}.partial.safetensors"
+    digest = zoo.save_weights(zoo.build(family, seed=seed), tmp, dtype=torch.float32)
+    path = folder / f"{family}_s{seed}_{digest[:12]}.safetensors"
+    tmp.replace(path)
+    return path
+
+
+def _weights_file(model_row: dict) -> Path:
+    path = Path(model_row["weights"])
+    return path if path.is_absolute() else converged.ROOT / path
 
 
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
-    """Every (family, seed) through ``probe.robustness.run`` - the code path of
-    ``python -m probe.robustness`` - with the cached trained weights."""
+    """Every (family, seed) trained model and its same-seed initialisation through
+    ``probe.robustness.run`` - the code path of ``python -m probe.robustness``."""
     from tqdm import tqdm
-    jobs = [(fam, s) for s in scale["seeds"] for fam in scale["families"]]
-    records, weights = {}, {}
-    for fam, s in tqdm(jobs, desc="models", unit="model", disable=not progress):
-        _, records[(fam, s)] = common.trained(fam, n_train=scale["n_train"], seed=s,
-                                              epochs=scale["epochs"], test_n=scale["test_n"],
-                                              cache=paths.cache)
-        weights[(fam, s)] = common.weights_path(fam, n_train=scale["n_train"], seed=s,
-                                                epochs=scale["epochs"], cache=paths.cache)
-    rows, spent = [], {}
+    fams, seeds = list(scale["families"]), [int(s) for s in scale["seeds"]]
+    if "cnn" not in fams:
+        raise ValueError("the families must include cnn: the mCE baseline is the same-seed CNN")
+    loaded = converged.models(fams, seeds, quick=bool(scale.get("quick")), progress=progress)
+    model_rows = [r for _, r in loaded]
+    del loaded   # robustness.run loads each model from its weights file itself
+    weights = {(r["family"], int(r["seed"])): _weights_file(r) for r in model_rows}
+    runs = Path(paths.cache).parent / "robustness_runs"
+    jobs = [(f, s, init) for init in (False, True) for s in seeds for f in fams]
+    rows, init_rows, spent = [], [], {}
     bar = tqdm(jobs, desc="robustness", unit="model", disable=not progress)
-    for fam, s in bar:
-        bar.set_postfix(model=fam, seed=s)
-        if ("cnn", s) not in weights:
-            raise ValueError(f"seed {s} has no cnn model: the mCE baseline is the same-seed CNN")
-        cfg = run_config(fam, weights[(fam, s)], weights[("cnn", s)], scale)
+    for fam, s, init in bar:
+        bar.set_postfix(model=fam, seed=s, init=init)
+        w = init_weights(fam, s, runs / "init_weights") if init else weights[(fam, s)]
+        cfg = run_config(fam, w, weights[("cnn", s)], scale, init=init)
         parts = {"clean": 0.0, "attack": 0.0, "corruption": 0.0, "heatmap": 0.0}
         clock = [time.perf_counter()]
 
@@ -167,25 +188,28 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
             parts[_part(unit)] += now - clock[0]
             clock[0] = now
 
-        out = Path(paths.cache).parent / "robustness_runs" / f"s{s}"
+        out = runs / (f"init_s{s}" if init else f"s{s}")
         res = robustness.run(cfg, out=out, progress=False, on_progress=tick)
-        spent[(fam, s)] = parts
-        record = records[(fam, s)]
-        rows.append({**row_from_result(fam, s, res),
-                     "train": {k: record.get(k) for k in ("n_train", "epochs", "params",
-                                                          "test_accuracy", "test_n",
-                                                          "train_time_s")},
-                     "eval_time_s": round(sum(parts.values()), 2)})
+        spent[(fam, s, init)] = parts
+        (init_rows if init else rows).append(
+            {**row_from_result(fam, s, res, init=init),
+             "eval_time_s": round(sum(parts.values()), 2)})
     names = ("clean", "attack", "corruption", "heatmap")
-    timing = {"eval_s_per_model": {f"{k[0]}_s{k[1]}": round(sum(v.values()), 2)
-                                   for k, v in spent.items()},
-              "eval_s_mean_per_model": round(sum(sum(v.values()) for v in spent.values())
-                                             / max(1, len(spent)), 2),
-              "eval_s_by_part": {p: round(sum(v[p] for v in spent.values()), 2) for p in names},
+
+    def total(init: bool) -> Dict[str, float]:
+        return {f"{k[0]}_s{k[1]}": round(sum(v.values()), 2) for k, v in spent.items()
+                if k[2] == init}
+
+    timing = {"eval_s_per_model": total(False), "init_eval_s_per_model": total(True),
+              "eval_s_by_part": {p: round(sum(v[p] for k, v in spent.items() if not k[2]), 2)
+                                 for p in names},
               "threads": torch.get_num_threads()}
-    return {"rows": rows, "baseline": "cnn (same seed)", "attack": ATTACK,
-            "middle_epsilon": _middle(scale["epsilons"]), "timing": timing,
-            "code_path": "probe.robustness.run (the CLI's), RunConfig per model"}
+    results = {"models": model_rows, "rows": rows, "init_rows": init_rows,
+               "baseline": "cnn (trained, same seed)", "attack": ATTACK,
+               "middle_epsilon": _middle(scale["epsilons"]), "timing": timing,
+               "code_path": "probe.robustness.run (the CLI's), RunConfig per model"}
+    results["effective_robustness"] = {k: effective_robustness(results, k) for k in ER_KINDS}
+    return results
 
 
 # ----------------------------------------------------------------------------- tables
@@ -200,12 +224,17 @@ def _num(v) -> float:
     return float("nan") if v is None else float(v)
 
 
-def by_family(results: dict) -> Dict[str, Dict[int, dict]]:
-    """``{family: {seed: row}}``."""
+def middle_epsilon(results: Mapping) -> float:
+    eps = sorted({a["epsilon"] for r in results["rows"] for a in r["adversarial"]})
+    return results.get("middle_epsilon") or _middle(eps)
+
+
+def by_family(rows: Sequence[dict]) -> Dict[str, Dict[int, dict]]:
+    """``{family: {seed: row}}`` in the zoo's family order."""
     out: Dict[str, Dict[int, dict]] = {}
-    for r in results["rows"]:
+    for r in rows:
         out.setdefault(r["family"], {})[int(r["seed"])] = r
-    return out
+    return by_family_order(out)
 
 
 def _adv(row: dict, eps: float) -> dict:
@@ -213,52 +242,182 @@ def _adv(row: dict, eps: float) -> dict:
 
 
 def metric(row: dict, name: str, eps: Optional[float] = None) -> float:
-    """One number of a model row: ``clean``, ``clean_on_corrupt``, ``robust``/``survival`` (at
-    ``eps``), ``mce``, ``relative_mce``, ``heat_low``, ``heat_high``, ``heat_mean``."""
+    """One number of a model row: ``clean``, ``clean_on_corrupt``, ``clean_on_attack``,
+    ``robust``/``survival`` (at ``eps``), ``corrupted`` (mean accuracy over the corruption
+    cells), ``mce``, ``relative_mce``, ``heat_low``, ``heat_high``, ``heat_mean``."""
     if name == "clean":
-        return _num(row["clean"]["accuracy"])
+        return _num(row["clean_accuracy"])
+    if name == "clean_on_attack":
+        return _num(row["clean_accuracy_attacked"])
+    if name == "clean_on_corrupt":
+        return _num(row["clean_accuracy_corrupted"])
     if name == "robust":
         return _num(_adv(row, eps)["robust_accuracy"])
     if name == "survival":
         return _num(_adv(row, eps)["survival"])
-    if name in ("mce", "relative_mce", "clean_on_corrupt"):
+    if name == "corrupted":
+        return float(np.mean([c["accuracy"] for c in row["corruptions"]]))
+    if name in ("mce", "relative_mce"):
         return _num(row[name])
     if name.startswith("heat_"):
-        return _num(row["heatmap"][name[5:]])
+        return _num((row.get("heatmap_bands") or {}).get(name[5:]))
     raise ValueError(f"unknown metric {name!r}")
 
 
-def paired_seeds(t: Dict[str, Dict[int, dict]], families: Sequence[str]) -> List[int]:
+def paired_seeds(t: Mapping[str, Mapping[int, dict]], families: Sequence[str]) -> List[int]:
     """Seeds for which every family in ``families`` has a row."""
-    common_seeds = set.intersection(*(set(t[f]) for f in families)) if families else set()
-    return sorted(common_seeds)
+    return sorted(set.intersection(*(set(t[f]) for f in families))) if families else []
 
 
-def per_seed_gap(results: dict, name: str, reference: str, *, eps: Optional[float] = None,
-                 sign: float = 1.0) -> List[float]:
-    """Per seed: ``sign * (reference - mean over the MLP families)`` of a metric."""
-    t = by_family(results)
-    mlps = [f for f in common.MLP_FAMILIES if f in t]
-    seeds = paired_seeds(t, mlps + [reference])
-    return [sign * (metric(t[reference][s], name, eps)
-                    - float(np.mean([metric(t[f][s], name, eps) for f in mlps])))
-            for s in seeds]
+def _interval(values: Sequence[float], confidence: float = 0.95) -> dict:
+    v = [float(x) for x in values if not math.isnan(float(x))]
+    if not v:   # nothing measured (e.g. no image survived to be attacked): None, not NaN, in JSON
+        return {"effect": None, "ci_low": None, "ci_high": None, "n": 0}
+    m, lo, hi = common.mean_ci(v, confidence=confidence)
+    return {"effect": m, "ci_low": lo, "ci_high": hi, "n": len(v)}
 
 
-def summary(results: dict, name: str, eps: Optional[float] = None) -> Dict[str, list]:
-    """``{family: [mean, low, high]}`` over seeds (Student-t 95%)."""
-    out = {}
-    for fam, rows in by_family(results).items():
-        vals = [metric(rows[s], name, eps) for s in sorted(rows)]
-        out[fam] = list(common.mean_ci(vals)) if not any(map(math.isnan, vals)) else [
-            float("nan")] * 3
+def summary(rows: Sequence[dict], name: str, eps: Optional[float] = None) -> Dict[str, dict]:
+    """``{family: {"effect" (the mean), "ci_low", "ci_high", "n"}}`` over seeds (Student-t 95%)."""
+    return {f: _interval([metric(r, name, eps) for _, r in sorted(rs.items())])
+            for f, rs in by_family(rows).items()}
+
+
+def family_values(rows: Sequence[dict], name: str, eps: Optional[float] = None,
+                  ) -> Tuple[Dict[str, Dict[int, float]], List[int]]:
+    """``({family: {seed: value}}, seeds)`` over the seeds every family has with a finite value."""
+    t = by_family(rows)
+    vals = {f: {s: metric(r, name, eps) for s, r in rs.items()} for f, rs in t.items()}
+    seeds = [s for s in paired_seeds(t, list(t)) if all(math.isfinite(vals[f][s]) for f in t)]
+    return vals, seeds
+
+
+def effects_against_cnn(values: Mapping[str, Mapping[int, float]], seeds: Sequence[int], *,
+                        sign: float = 1.0) -> Dict[str, List[float]]:
+    """``{family: [sign * (CNN - family) per seed]}`` for every non-CNN family."""
+    if "cnn" not in values:
+        raise ValueError("the results hold no cnn rows: every effect is relative to the CNN")
+    return {f: [sign * (values["cnn"][s] - v[s]) for s in seeds]
+            for f, v in values.items() if f != "cnn"}
+
+
+def _group(effects: Mapping[str, Sequence[float]], confidence: float = 0.95) -> dict:
+    """The MLP group's effect and interval plus ``per_family`` (as ``common.group_effect``)."""
+    mlps = [f for f in common.MLP_FAMILIES if f in effects]
+    if not mlps or not all(len(effects[f]) for f in mlps):
+        return {"effect": None, "ci_low": None, "ci_high": None, "per_family": {}, "group": mlps,
+                "n_seeds": 0}
+    est, lo, hi, per = common.group_effect(effects, mlps, confidence=confidence)
+    return {"effect": est, "ci_low": lo, "ci_high": hi, "per_family": per, "group": mlps,
+            "n_seeds": len(effects[mlps[0]])}
+
+
+def group_gap(rows: Sequence[dict], name: str, eps: Optional[float] = None, *, sign: float = 1.0,
+              confidence: float = 0.95) -> dict:
+    """``sign * (CNN - family)`` of a metric: the MLP group's and each family's effect."""
+    vals, seeds = family_values(rows, name, eps)
+    return {**_group(effects_against_cnn(vals, seeds, sign=sign), confidence), "seeds": seeds}
+
+
+# ----------------------------------------------------------------------------- effective robustness
+
+ER_KINDS = ("adversarial", "corruptions")
+
+
+def logit(p: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``log(p / (1 - p))`` of accuracies on ``n`` images, clipped to ``[0.5/n, 1 - 0.5/n]``."""
+    p, n = np.asarray(p, dtype=float), np.asarray(n, dtype=float)
+    q = np.clip(p, 0.5 / n, 1 - 0.5 / n)
+    return np.log(q / (1 - q))
+
+
+def fit_line(x: np.ndarray, y: np.ndarray) -> Tuple[float, float]:
+    """``(slope, intercept)`` of the ordinary least-squares line ``y = intercept + slope * x``
+    (slope 0 when every ``x`` is the same); its residuals sum to 0."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    dx = x - x.mean()
+    var = float((dx ** 2).sum())
+    slope = float((dx * (y - y.mean())).sum() / var) if var > 1e-12 else 0.0
+    return slope, float(y.mean() - slope * x.mean())
+
+
+def _er_points(results: Mapping, kind: str, rows: Sequence[dict]) -> List[dict]:
+    eps = middle_epsilon(results)
+    out = []
+    for r in rows:
+        if kind == "adversarial":   # clean and robust accuracy on the same (attacked) images
+            clean, n_clean = metric(r, "clean_on_attack"), r["n_attack"]
+            robust, n_robust = metric(r, "robust", eps), _adv(r, eps)["n"]
+        else:                       # clean and corrupted accuracy on the same (corrupted) images
+            clean, n_clean = metric(r, "clean_on_corrupt"), r["n_corrupt"]
+            robust, n_robust = metric(r, "corrupted"), sum(c["n"] for c in r["corruptions"])
+        out.append({"family": r["family"], "seed": int(r["seed"]), "clean": clean,
+                    "robust": robust, "n_clean": int(n_clean), "n_robust": int(n_robust)})
     return out
 
 
-def _ci_verdict(values: Sequence[float], margin: float) -> dict:
-    est, lo, hi = common.mean_ci(values)
-    return {"estimate": est, "low": lo, "high": hi,
-            "verdict": common.verdict(lo, hi, margin=margin), "per_seed": list(values)}
+def effective_robustness(results: Mapping, kind: str) -> dict:
+    """Robust accuracy against clean accuracy over every trained model and seed (``kind``:
+    ``"adversarial"``: PGD at the middle epsilon; ``"corruptions"``: mean accuracy over the
+    corruption cells), a least-squares line in logit space, and each model's effective
+    robustness = robust accuracy minus the line's prediction (accuracy units), with each
+    family's mean and 95% interval over seeds. The initialisation rows (``init_rows``) are
+    placed against the same line but do not enter the fit."""
+    if kind not in ER_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(ER_KINDS)}, got {kind!r}")
+    points = _er_points(results, kind, results["rows"])
+    if len(points) < 3:
+        raise ValueError(f"effective robustness needs at least 3 models, got {len(points)}")
+    x = logit([p["clean"] for p in points], [p["n_clean"] for p in points])
+    y = logit([p["robust"] for p in points], [p["n_robust"] for p in points])
+    slope, intercept = fit_line(x, y)
+
+    def place(pts: List[dict]) -> List[dict]:
+        if not pts:
+            return []
+        xs = logit([p["clean"] for p in pts], [p["n_clean"] for p in pts])
+        ys = logit([p["robust"] for p in pts], [p["n_robust"] for p in pts])
+        fitted = intercept + slope * xs
+        predicted = 1 / (1 + np.exp(-fitted))
+        return [{**p, "predicted": float(q), "effective_robustness": float(p["robust"] - q),
+                 "residual_logit": float(yy - f)}
+                for p, q, yy, f in zip(pts, predicted, ys, fitted)]
+
+    models = place(points)
+    fams: Dict[str, List[float]] = {}
+    for m in models:
+        fams.setdefault(m["family"], []).append(m["effective_robustness"])
+    y_fit = intercept + slope * x
+    ss_res, ss_tot = float(((y - y_fit) ** 2).sum()), float(((y - y.mean()) ** 2).sum())
+    return {
+        "x": ("clean accuracy on the attacked images" if kind == "adversarial"
+              else "clean accuracy on the corrupted images"),
+        "y": (f"PGD robust accuracy at eps {middle_epsilon(results):g}" if kind == "adversarial"
+              else "mean accuracy over the corruption x severity cells"),
+        "fit": {"space": "logit (both axes), accuracies clipped to [0.5/n, 1 - 0.5/n]",
+                "method": "ordinary least squares over every trained model and seed",
+                "slope": slope, "intercept": intercept, "n_models": len(models),
+                "r2": 1 - ss_res / ss_tot if ss_tot > 0 else None},
+        "models": models,
+        "by_family": {f: _interval(v) for f, v in by_family_order(fams).items()},
+        "init": place(_er_points(results, kind, results.get("init_rows", []))),
+    }
+
+
+def by_family_order(d: Mapping[str, object]) -> Dict[str, object]:
+    """``d`` with its families in the zoo's order (others after, sorted)."""
+    return {f: d[f] for f in list(common.FAMILIES) + sorted(set(d) - set(common.FAMILIES))
+            if f in d}
+
+
+def er_gap(er: Mapping, confidence: float = 0.95) -> dict:
+    """CNN minus family effective robustness per seed: the MLP group and each family."""
+    vals: Dict[str, Dict[int, float]] = {}
+    for m in er["models"]:
+        vals.setdefault(m["family"], {})[int(m["seed"])] = m["effective_robustness"]
+    seeds = sorted(set.intersection(*(set(v) for v in vals.values())))
+    return {**_group(effects_against_cnn(vals, seeds), confidence), "seeds": seeds,
+            "fit": er["fit"]}
 
 
 # ----------------------------------------------------------------------------- claims
@@ -268,226 +427,169 @@ WHO = ("a worry of the 2021 debate: MLPs without convolution's or attention's st
        "less robust; Morrison et al. 2021 (arXiv:2106.13122) found MLP-Mixers less "
        "corruption-robust than ViTs, Benz et al. 2021 (arXiv:2110.02797) found Mixer "
        "adversarially more robust than CNNs")
-ADV_MARGIN = 0.02
-MCE_MARGIN = 5.0
 
 
-def claims(results: dict) -> List[Claim]:
-    t = by_family(results)
+def _confidence(key: str) -> float:
+    return verdicts.CONFIDENCE[verdicts.margin_of(key)["test"]]
+
+
+def _init_reference(results: Mapping, names: Sequence[str], eps: Optional[float]) -> dict:
+    """Each family's initialisation values (mean over seeds) for ``names``."""
+    rows = results.get("init_rows", [])
+    if not rows:
+        return {}
+    out = {}
+    for f, rs in by_family(rows).items():
+        out[f] = {n: _interval([metric(r, n, eps) for r in rs.values()])["effect"] for n in names}
+    return out
+
+
+def _required(gap: dict, what: str) -> dict:
+    if gap["effect"] is None:
+        raise ValueError(f"no seed has a {what} for the CNN and every MLP family; the claim "
+                         f"needs at least one paired seed")
+    return gap
+
+
+def claims(results: Mapping) -> List[Claim]:
+    t = by_family(results["rows"])
+    if "cnn" not in t:
+        raise ValueError("the results hold no cnn rows: the claims compare with the CNN")
     mlps = [f for f in common.MLP_FAMILIES if f in t]
-    eps_all = sorted({a["epsilon"] for r in results["rows"] for a in r["adversarial"]})
-    mid = results.get("middle_epsilon") or _middle(eps_all)
-    seeds = paired_seeds(t, mlps + ["cnn"])
+    if not mlps:
+        raise ValueError("the results hold no MLP family (mixer, resmlp, gmlp, fnet)")
+    rows, init_rows = results["rows"], results.get("init_rows", [])
+    eps_all = sorted({a["epsilon"] for r in rows for a in r["adversarial"]})
+    mid = middle_epsilon(results)
+    s = results["settings"]
     names = ", ".join(LABELS[f] for f in mlps)
+    per_family_note = (f"; per_family: each non-CNN family's own effect "
+                       f"({', '.join(LABELS[f] for f in t if f != 'cnn')})")
+    er = {k: effective_robustness(results, k) for k in ER_KINDS}
     out = []
 
-    # a. adversarial: CNN - MLPs of the PGD survival rate (robust accuracy / clean accuracy)
-    surv = per_seed_gap(results, "survival", "cnn", eps=mid)
-    est, lo, hi = common.mean_ci(surv)
-    details = {
-        "middle_epsilon": mid,
-        "robust_accuracy_cnn_minus_mlps": _ci_verdict(
-            per_seed_gap(results, "robust", "cnn", eps=mid), ADV_MARGIN),
-        "clean_accuracy_cnn_minus_mlps": _ci_verdict(per_seed_gap(results, "clean", "cnn"), 0.0),
-        "survival_cnn_minus_mlps_by_epsilon": {
-            f"{e:g}": _ci_verdict(per_seed_gap(results, "survival", "cnn", eps=e), ADV_MARGIN)
-            for e in eps_all},
-        "survival_mean_by_family": summary(results, "survival", mid),
-        "robust_accuracy_mean_by_family": summary(results, "robust", mid),
-        "clean_accuracy_mean_by_family": summary(results, "clean"),
-    }
+    # a. adversarial: CNN - family PGD survival rate (robust accuracy / clean accuracy)
+    conf = _confidence(ADV)
+    adv = _required(group_gap(rows, "survival", mid, confidence=conf), "PGD survival")
+    seeds = adv["seeds"]
+    vit_vs = {}
     if "vit" in t:
-        details["vs_vit_survival_vit_minus_mlps"] = _ci_verdict(
-            per_seed_gap(results, "survival", "vit", eps=mid), ADV_MARGIN)
-        details["vs_vit_robust_accuracy_vit_minus_mlps"] = _ci_verdict(
-            per_seed_gap(results, "robust", "vit", eps=mid), ADV_MARGIN)
-    s = results["settings"]
+        vals, sd = family_values(rows, "survival", mid)
+        vit_vs = _interval([vals["vit"][k] - float(np.mean([vals[f][k] for f in mlps]))
+                            for k in sd])
+    details = {
+        "middle_epsilon": mid, "group": mlps, "paired_seeds": seeds,
+        "robust_accuracy_cnn_minus_family": group_gap(rows, "robust", mid),
+        "clean_accuracy_cnn_minus_family": group_gap(rows, "clean"),
+        "survival_cnn_minus_family_by_epsilon": {f"{e:g}": group_gap(rows, "survival", e)
+                                                 for e in eps_all},
+        "effective_robustness_cnn_minus_family": er_gap(er["adversarial"]),
+        "effective_robustness_by_family": er["adversarial"]["by_family"],
+        "survival_by_family": summary(rows, "survival", mid),
+        "robust_accuracy_by_family": summary(rows, "robust", mid),
+        "clean_accuracy_by_family": summary(rows, "clean"),
+        "vit_minus_mlps_survival": vit_vs,
+    }
+    reference = {"chance_accuracy": CHANCE, "initialisation": _init_reference(
+        results, ("clean", "robust", "survival"), mid)}
+    if init_rows:
+        reference["initialisation_effect"] = group_gap(init_rows, "survival", mid)
     out.append(Claim(
-        key="mlps_less_robust_adversarial",
+        key=ADV,
         claim="MLPs are less robust to adversarial perturbations than CNNs",
         who=WHO,
         experiment=f"Linf PGD ({s['steps']} steps, random start) at eps "
                    f"{', '.join(f'{e:g}' for e in eps_all)} on {s['n_attack']} Fashion-MNIST test "
-                   f"images in [0, 1], {', '.join(LABELS[f] for f in t)}, {len(seeds)} seeds "
-                   f"(same images and random starts for every model)",
+                   f"images in [0, 1], {', '.join(LABELS[f] for f in t)}, seeds "
+                   f"{', '.join(map(str, seeds))} (same images and random starts for every model)",
         figure="robustness_comparison.pdf",
-        effect=f"CNN minus mean MLP ({names}) PGD survival rate at eps {mid:g}, paired by seed; "
-               f"survival = robust accuracy / clean accuracy on the attacked images (the share "
-               f"of correctly classified images the attack does not flip), so a family's lower "
-               f"clean accuracy is not counted as lower robustness; > 0 means MLPs less robust "
-               f"(absolute robust accuracy in details)",
-        estimate=est, low=lo, high=hi, margin=ADV_MARGIN,
-        rule=common.RULE + f" (margin: {ADV_MARGIN:g} survival rate)", details=details))
+        effect=f"CNN minus family PGD survival rate at eps {mid:g}, paired by seed; MLP group = "
+               f"mean over {names} per seed{per_family_note}. Survival = robust accuracy / clean "
+               f"accuracy on the attacked images (the share of correctly classified images the "
+               f"attack does not flip), so a family's lower clean accuracy is not counted as "
+               f"lower robustness; > 0 means less robust than the CNN (absolute robust accuracy "
+               f"and effective robustness in details)",
+        estimate=adv["effect"], low=adv["ci_low"], high=adv["ci_high"], details=details,
+        per_family=adv["per_family"], reference=reference))
 
-    # b. corruptions: MLPs' mCE - 100 (the CNN of the same seed)
-    gap = per_seed_gap(results, "mce", "cnn", sign=-1.0)
-    est, lo, hi = common.mean_ci(gap)
-    heat = {b: _ci_verdict(per_seed_gap(results, f"heat_{b}", "cnn", sign=-1.0), 0.02)
-            for b in ("low", "high", "mean")}
-    details = {
-        "relative_mce_mlps_minus_cnn": _ci_verdict(
-            per_seed_gap(results, "relative_mce", "cnn", sign=-1.0), MCE_MARGIN),
-        "clean_accuracy_on_corrupted_images_cnn_minus_mlps": _ci_verdict(
-            per_seed_gap(results, "clean_on_corrupt", "cnn"), 0.0),
-        "mce_mean_by_family": summary(results, "mce"),
-        "relative_mce_mean_by_family": summary(results, "relative_mce"),
-        "relative_mce_corruptions_used": {f"{r['family']}_s{r['seed']}":
-                                          r["relative_mce_corruptions"] for r in results["rows"]},
-        "fourier_heatmap_error_mlps_minus_cnn": heat,
-        "fourier_heatmap_band_error_by_family": {b: summary(results, f"heat_{b}")
-                                                 for b in ("low", "high")},
-        "note": "mCE and relative mCE are normalised by the CNN of the same seed, so the CNN's "
-                "are 100 by definition. Relative mCE divides by the CNN's error increase, which "
-                "is near zero for corruptions that barely hurt it (JPEG, pixelate on 28 px "
-                "images): its per-corruption ratios then swing by hundreds of points, which is "
-                "why the claim uses mCE",
-    }
+    # b. corruptions: family mCE - 100 (the CNN of the same seed)
+    conf = _confidence(COR)
+    cor = _required(group_gap(rows, "mce", sign=-1.0, confidence=conf), "mCE")
+    vit_vs = {}
     if "vit" in t:
-        details["vs_vit_mce_mlps_minus_vit"] = _ci_verdict(
-            per_seed_gap(results, "mce", "vit", sign=-1.0), MCE_MARGIN)
-        details["vs_vit_relative_mce_mlps_minus_vit"] = _ci_verdict(
-            per_seed_gap(results, "relative_mce", "vit", sign=-1.0), MCE_MARGIN)
-    n_cor = len({r["corruption"] for r in results["rows"][0]["corruptions"]})
-    n_sev = len({r["severity"] for r in results["rows"][0]["corruptions"]})
+        vals, sd = family_values(rows, "mce")
+        vit_vs = _interval([float(np.mean([vals[f][k] for f in mlps])) - vals["vit"][k]
+                            for k in sd])
+    details = {
+        "group": mlps, "paired_seeds": cor["seeds"],
+        "relative_mce_family_minus_cnn": group_gap(rows, "relative_mce", sign=-1.0),
+        "clean_accuracy_on_corrupted_images_cnn_minus_family": group_gap(rows, "clean_on_corrupt"),
+        "corrupted_accuracy_cnn_minus_family": group_gap(rows, "corrupted"),
+        "effective_robustness_cnn_minus_family": er_gap(er["corruptions"]),
+        "effective_robustness_by_family": er["corruptions"]["by_family"],
+        "mce_by_family": summary(rows, "mce"),
+        "relative_mce_by_family": summary(rows, "relative_mce"),
+        "relative_mce_corruptions_used": {f"{r['family']}_s{r['seed']}":
+                                          r["relative_mce_corruptions"] for r in rows},
+        "fourier_heatmap_error_family_minus_cnn": {
+            b: group_gap(rows, f"heat_{b}", sign=-1.0) for b in ("low", "high", "mean")},
+        "fourier_heatmap_band_error_by_family": {b: summary(rows, f"heat_{b}")
+                                                 for b in ("low", "high")},
+        "mlps_minus_vit_mce": vit_vs,
+        "note": "mCE and relative mCE are normalised by the trained CNN of the same seed, so the "
+                "CNN's are 100 by definition (the check robustness_cnn_mce_is_100). Relative mCE "
+                "divides by the CNN's error increase, which is near zero for corruptions that "
+                "barely hurt it (JPEG, pixelate on 28 px images): its per-corruption ratios then "
+                "swing by hundreds of points, which is why the claim uses mCE",
+    }
+    reference = {"initialisation": _init_reference(results, ("clean", "corrupted", "mce"), None)}
+    if init_rows:
+        reference["initialisation_effect"] = group_gap(init_rows, "mce", sign=-1.0)
+    n_cor = len({c["corruption"] for c in rows[0]["corruptions"]})
+    n_sev = len({c["severity"] for c in rows[0]["corruptions"]})
     out.append(Claim(
-        key="mlps_less_robust_corruptions",
+        key=COR,
         claim="MLPs are less robust to common corruptions than CNNs",
         who=WHO,
         experiment=f"{n_cor} ImageNet-C corruptions x {n_sev} severities on {s['n_corrupt']} "
-                   f"Fashion-MNIST test images, {len(seeds)} seeds (same corrupted images for "
-                   f"every model); mCE (Hendrycks & Dietterich 2019) normalised by the CNN of "
-                   f"the same seed",
+                   f"Fashion-MNIST test images, {', '.join(LABELS[f] for f in t)}, seeds "
+                   f"{', '.join(map(str, cor['seeds']))} (same corrupted images for every "
+                   f"model); mCE (Hendrycks & Dietterich 2019) normalised by the CNN of the "
+                   f"same seed",
         figure="robustness_comparison.pdf",
-        effect=f"mean mCE of the MLPs ({names}) minus 100 (the CNN's, by definition), in percent "
-               f"of the CNN's corruption error, per seed; > 0 means MLPs less robust. mCE "
-               f"includes clean error (the clean-accuracy gap on the same images and the "
-               f"clean-error-corrected relative mCE are in details)",
-        estimate=est, low=lo, high=hi, margin=MCE_MARGIN,
-        rule=common.RULE + f" (margin: {MCE_MARGIN:g} points of mCE)", details=details))
+        effect=f"family mCE minus 100 (the same-seed CNN's, by definition), in percent of the "
+               f"CNN's corruption error, per seed; MLP group = mean over {names} per seed"
+               f"{per_family_note}; > 0 means less robust than the CNN. mCE includes clean "
+               f"error (the clean-accuracy gap on the same images, relative mCE and the "
+               f"corrupted-accuracy effective robustness are in details)",
+        estimate=cor["effect"], low=cor["ci_low"], high=cor["ci_high"], details=details,
+        per_family=cor["per_family"], reference=reference))
     return out
+
+
+def checks(results: Mapping) -> List[Check]:
+    """The same-seed CNN's mCE is 100: it is normalised by itself (by construction)."""
+    cnn = [r for r in results["rows"] if r["family"] == "cnn"]
+    errors = [abs(_num(r["mce"]) - 100.0) for r in cnn]
+    worst = max(errors) if errors and not any(map(math.isnan, errors)) else float("inf")
+    return [Check(key="robustness_cnn_mce_is_100",
+                  what="the trained CNN's mCE against itself (the same-seed baseline) is 100",
+                  max_abs_error=worst, tolerance=1e-9,
+                  details={"seeds": [int(r["seed"]) for r in cnn]})]
 
 
 # ----------------------------------------------------------------------------- figures
 
 
-def _order(t: dict) -> List[str]:
-    return [f for f in common.FAMILIES if f in t]
-
-
-def _bars(ax, fams, stats, *, offset=0.0, width=0.8, hatch=None, label=None, scale=1.0):
-    for i, f in enumerate(fams):
-        m, lo, hi = (scale * v for v in stats[f])
-        ax.bar(i + offset, m, width, color=COLORS[f], alpha=0.85, hatch=hatch, edgecolor="k",
-               lw=0.4, label=label if i == 0 else None)
-        if not (math.isnan(lo) or lo == hi):
-            ax.errorbar(i + offset, m, yerr=[[m - lo], [hi - m]], color="k", capsize=2, lw=0.8)
-
-
 def plot(results: dict, paths: common.Paths) -> List[Path]:
-    import matplotlib.pyplot as plt
-    t = by_family(results)
-    fams = _order(t)
-    n_seeds = len(paired_seeds(t, fams))
-    s = results["settings"]
-    eps_all = sorted({a["epsilon"] for r in results["rows"] for a in r["adversarial"]})
-    mid = results.get("middle_epsilon") or _middle(eps_all)
-    xt = [LABELS[f] for f in fams]
-
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
-    ax = axes[0]
-    clean = summary(results, "clean")
-    _bars(ax, fams, clean)
-    for i, f in enumerate(fams):
-        ax.plot([i] * len(t[f]), [metric(r, "clean") for r in t[f].values()], "k.", ms=3)
-    ax.set_xticks(range(len(fams)), xt, rotation=30)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("clean accuracy")
-    ax.set_title(f"Clean accuracy (n={s['n_clean']})")
-
-    ax = axes[1]
-    for f in fams:
-        # eps 0: clean accuracy on the attacked images
-        vals0 = [t[f][k]["clean_on_attack"]["accuracy"] for k in sorted(t[f])]
-        pts = [(0.0, list(common.mean_ci(vals0)))] + [(e, summary(results, "robust", e)[f])
-                                                       for e in eps_all]
-        e_, st = zip(*pts)
-        m, lo, hi = (np.array(v) for v in zip(*st))
-        ls = "-" if f in common.MLP_FAMILIES else "--"
-        ax.plot(e_, m, ls, marker="o", ms=3, color=COLORS[f], label=LABELS[f])
-        ax.fill_between(e_, lo, hi, color=COLORS[f], alpha=0.12, lw=0)
-    ax.axvline(mid, color="k", lw=0.6, ls=":")
-    ax.set_xlabel(r"PGD $\ell_\infty$ epsilon (images in [0, 1])")
-    ax.set_ylabel("robust accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"PGD-{s['steps']} (n={s['n_attack']}; dotted: claim's eps)")
-    ax.legend(fontsize=7, ncol=2)
-
-    ax = axes[2]
-    mce, rel = summary(results, "mce"), summary(results, "relative_mce")
-    _bars(ax, fams, mce, offset=-0.2, width=0.4, label="mCE")
-    _bars(ax, fams, rel, offset=0.2, width=0.4, hatch="//", label="relative mCE")
-    ax.axhline(100, color="k", lw=0.8)
-    ax.set_xticks(range(len(fams)), xt, rotation=30)
-    ax.set_ylabel("% of the same-seed CNN (CNN = 100)")
-    ax.set_title(f"Corruptions: {len(s['corruptions'])} x {len(s['severities'])} sev. "
-                 f"(n={s['n_corrupt']})")
-    ax.legend(fontsize=7)
-
-    ax = axes[3]
-    low, high = summary(results, "heat_low"), summary(results, "heat_high")
-    _bars(ax, fams, low, offset=-0.2, width=0.4, label="low freq.")
-    _bars(ax, fams, high, offset=0.2, width=0.4, hatch="//", label="high freq.")
-    ax.set_xticks(range(len(fams)), xt, rotation=30)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("error rate under the perturbation")
-    ax.set_title(f"Fourier heat map, eps={s['heatmap_epsilon']:g} (n={s['n_heatmap']})")
-    ax.legend(fontsize=7)
-    fig.suptitle(f"Robustness by family: mean and 95% CI over {n_seeds} seeds "
-                 f"(paired: same images, attacks and corruptions)", fontsize=10)
-    fig.tight_layout()
-    written = [common.savefig(fig, paths, "robustness_comparison")]
-
-    written.append(common.savefig(_heatmap_figure(results, t, fams), paths, "fourier_heatmaps"))
-    return written
-
-
-def _heatmap_figure(results: dict, t: dict, fams: List[str]):
-    """One row: each family's Fourier heat map averaged over seeds, one shared colour scale."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle
-    s = results["settings"]
-    grids = {f: np.mean([np.asarray(r["heatmap"]["error"], dtype=float) for r in t[f].values()], 0)
-             for f in fams}
-    vmax = max(0.1, math.ceil(10 * max(float(g.max()) for g in grids.values())) / 10)
-    fig, axes = plt.subplots(1, len(fams), figsize=(2.3 * len(fams) + 1.0, 2.9), squeeze=False,
-                             sharey=True)
-    im = None
-    for ax, f in zip(axes.flat, fams):
-        g = grids[f]
-        h, w = g.shape
-        extent = (-(w // 2) - 0.5, w - w // 2 - 0.5, h - h // 2 - 0.5, -(h // 2) - 0.5)
-        im = ax.imshow(g, cmap="viridis", vmin=0, vmax=vmax, extent=extent)
-        cut = LOW_FREQUENCY * min(h, w) / 2
-        ax.add_patch(Circle((0, 0), cut, fill=False, ls="--", lw=0.7, color="w"))
-        b = band_errors(g)
-        ax.set_title(f"{LABELS[f]}\nlow {b['low']:.2f} | high {b['high']:.2f}", fontsize=9,
-                     color=COLORS[f])
-        ax.grid(False)
-        ax.set_xlabel("horizontal frequency")
-    axes.flat[0].set_ylabel("vertical frequency")
-    fig.subplots_adjust(left=0.06, right=0.92, top=0.68, bottom=0.17, wspace=0.08)
-    cax = fig.add_axes([0.935, 0.17, 0.01, 0.51])
-    fig.colorbar(im, cax=cax, label="error rate")
-    n_seeds = len(paired_seeds(t, fams))
-    fig.suptitle(f"Fourier heat maps (Yin et al. 2019): error under each single-frequency "
-                 f"perturbation (L2 eps={s['heatmap_epsilon']:g})\nn={s['n_heatmap']} images, mean "
-                 f"of {n_seeds} seeds; zero frequency at the centre; dashed: low/high band limit "
-                 f"(half Nyquist)", fontsize=9)
-    return fig
+    """The figures (analyses/robustness_figures.py)."""
+    from analyses.robustness_figures import plot as draw
+    return draw(results, paths)
 
 
 def main(argv=None) -> int:
-    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv)
+    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv,
+                       claims=claims, checks=checks)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""analyses.equivalences: the quick run end to end, --plot-only, the checks and the verdict rule."""
+"""analyses.equivalences: the quick run's results (identities as checks, no claims, no trained
+models), --plot-only, the check rows on constructed results and the identities themselves."""
 import json
 
 import pytest
@@ -23,6 +24,7 @@ def test_quick_run_writes_figure_and_results(quick):
     assert (out / "equivalences.pdf").stat().st_size > 1000
     assert res["analysis"] == "equivalences" and res["scale"] == "quick"
     assert [s["seed"] for s in res["per_seed"]] == res["settings"]["seeds"]
+    assert set(res["identities"]) == set(eqa.CHECKS)
     for s in res["per_seed"]:
         assert set(s["errors"]) == set(eqa.CHECKS)
         errs = s["errors"]
@@ -35,14 +37,29 @@ def test_quick_run_writes_figure_and_results(quick):
                 assert 0 <= e < 1e-4                               # float32 rounding only
 
 
-def test_claims_supported_on_real_models(quick):
+def test_results_format_models_claims_checks(quick):
+    """Identities need no trained model and are no evidence: models and claims are empty, and
+    every identity is one check row whose error is its worst over seeds and places."""
+    from probe import zoo
     _, _, res = quick
-    cl = {c.key: c for c in eqa.claims(res)}
-    assert set(cl) == {"mlp_conv_attention_equivalent", "fnet_is_mixer_with_dft"}
-    for c in cl.values():
-        assert c.verdict == "supported"
-        assert c.low == c.estimate <= c.high
-        json.dumps(c.as_dict())
+    assert res["models"] == [] and res["claims"] == []
+    shipped = {r["family"]: r for r in res["zoo_weights"]}
+    assert set(shipped) == set(zoo.names())
+    for fam, row in shipped.items():
+        assert row["sha256"] == zoo.card(fam)["sha256"]
+        assert row["weights"] == f"probe/weights/{fam}.safetensors"
+    rows = {c["id"]: c for c in res["checks"]}
+    assert set(rows) == set(eqa.CHECKS)
+    for key, row in rows.items():
+        assert set(row) >= {"id", "what", "max_abs_error", "tolerance", "holds"}
+        worst = max(e for s in res["per_seed"] for e in s["errors"][key].values())
+        assert row["max_abs_error"] == worst
+        assert row["tolerance"] == res["settings"]["tolerance"]
+        assert row["holds"] is True
+        assert row["details"]["seeds"] == len(res["settings"]["seeds"])
+    assert rows["attention_as_token_mixing"]["details"]["places"] == 4
+    # the rows in the file are what checks() computes from the raw results
+    assert [c.as_result() for c in eqa.checks(res)] == json.loads(json.dumps(res["checks"]))
 
 
 def test_plot_only_redraws(quick):
@@ -50,6 +67,41 @@ def test_plot_only_redraws(quick):
     (out / "equivalences.pdf").unlink()
     assert eqa.main(args + ["--plot-only"]) == 0
     assert (out / "equivalences.pdf").stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------- check rows
+
+
+def _synthetic(errors_by_seed):
+    """Results where every identity of every seed has the given error at place "a"."""
+    return {"tolerance": 1e-4, "float32_eps": eqa.EPS32,
+            "identities": {k: {"group": g, "label": l, "what": eqa.WHAT[k]}
+                           for k, (g, l) in eqa.CHECKS.items()},
+            "per_seed": [{"seed": i, "errors": {k: {"a": e, "b": e / 10} for k in eqa.CHECKS}}
+                         for i, e in enumerate(errors_by_seed)]}
+
+
+def test_one_broken_identity_fails_only_its_check():
+    res = _synthetic((1e-7, 3e-7))
+    res["per_seed"][1]["errors"]["fnet_as_token_linear"]["b"] = 2e-3
+    rows = {c.key: c for c in eqa.checks(res)}
+    assert set(rows) == set(eqa.CHECKS)
+    assert not rows["fnet_as_token_linear"].holds
+    assert rows["fnet_as_token_linear"].max_abs_error == 2e-3
+    assert rows["fnet_as_token_linear"].details["worst_place"] == "b"
+    assert all(c.holds for k, c in rows.items() if k != "fnet_as_token_linear")
+    assert rows["conv_as_token_mixing"].max_abs_error == 3e-7      # worst seed, place "a"
+    assert eqa.claims(res) == []
+
+
+def test_error_at_the_tolerance_holds_just_above_fails():
+    rows = {c.key: c for c in eqa.checks(_synthetic((1e-4,)))}
+    assert all(c.holds for c in rows.values())
+    rows = {c.key: c for c in eqa.checks(_synthetic((1.01e-4,)))}
+    assert not any(c.holds for c in rows.values())
+
+
+# ----------------------------------------------------------------------------- identities
 
 
 def test_checks_detect_a_broken_equivalence():
@@ -71,35 +123,6 @@ def test_checks_detect_a_broken_equivalence():
         eq.conv_as_token_mixing(conv, xc, matrix=m[:, :1])
     vit = zoo.build("vit", seed=0).eval()
     assert max(eqa.attention_as_token_mixing(vit, x)) < 1e-4
-
-
-# ----------------------------------------------------------------------------- verdict rule
-
-
-def _synthetic(errors_by_seed):
-    """Results where every check of every seed has the given error."""
-    return {"tolerance": 1e-4, "float32_eps": eqa.EPS32,
-            "checks": {k: {"group": g, "label": l} for k, (g, l) in eqa.CHECKS.items()},
-            "per_seed": [{"seed": i, "errors": {k: {"a": e, "b": e / 10} for k in eqa.CHECKS}}
-                         for i, e in enumerate(errors_by_seed)]}
-
-
-@pytest.mark.parametrize("errors, expected", [((1e-7, 3e-7, 0.0), "supported"),
-                                              ((1e-2, 0.5, 3e-3), "not supported"),
-                                              ((1e-7, 1e-2, 1e-7), "inconclusive")])
-def test_verdict_rule(errors, expected):
-    for c in eqa.claims(_synthetic(errors)):
-        assert c.verdict == expected
-
-
-def test_one_failing_check_is_enough_to_lose_support():
-    res = _synthetic((1e-7, 1e-7))
-    for s in res["per_seed"]:
-        s["errors"]["fnet_as_token_linear"]["a"] = 1e-3
-    cl = {c.key: c for c in eqa.claims(res)}
-    assert cl["fnet_is_mixer_with_dft"].verdict == "not supported"
-    assert cl["mlp_conv_attention_equivalent"].verdict == "supported"
-    assert cl["fnet_is_mixer_with_dft"].estimate == pytest.approx(-1.0)
 
 
 def test_shared_cli_options(tmp_path, capsys):

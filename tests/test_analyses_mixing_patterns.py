@@ -1,11 +1,20 @@
-"""analyses.mixing_patterns: quick run end to end, --plot-only, pixel units, verdict rules."""
+"""analyses.mixing_patterns: the quick run's results (converged models, claims, checks), pixel
+units, initialisation and reference values, in-range intervals, the four verdicts of each claim
+on constructed results, per-family effects and the by-construction checks, --plot-only."""
 import json
+import math
 
+import numpy as np
 import pytest
 
 from analyses import mixing_patterns as mp
+from analyses.verdicts import VERDICTS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+CLAIMS = {"mixer_mixing_is_local", "cnn_reaches_less_far", "attention_reaches_far"}
+CHECKS = {"cnn_mixing_within_receptive_field", "cnn_first_stage_reaches_less_far_at_init",
+          "fnet_mixing_is_fixed_dft"}
 
 
 @pytest.fixture(scope="module")
@@ -16,16 +25,50 @@ def quick(tmp_path_factory, one_thread, quick_analysis):
     return out, args, results
 
 
-def test_quick_run_writes_figures_and_results(quick):
+def test_quick_run_writes_models_claims_checks(quick):
     out, _, res = quick
     for name in ("mixing_patterns.pdf", "mixing_distance_by_depth.pdf"):
         assert (out / name).stat().st_size > 1000
     assert res["analysis"] == "mixing_patterns" and res["scale"] == "quick"
-    assert res["image_size"] == 28
+    fams, seeds = res["settings"]["families"], res["settings"]["seeds"]
+    assert "cnn" in fams and "mixer" in fams and "vit" in fams
+    # one row per converged model used, family-major then seed
+    used = [(r["family"], r["seed"]) for r in res["models"]]
+    assert used == [(f, s) for f in fams for s in seeds]
+    for row in res["models"]:
+        assert set(row) >= {"family", "n_train", "seed", "steps", "lr", "val_accuracy",
+                            "test_accuracy", "weights"}
+        assert (mp.common.ROOT / row["weights"]).is_file()
+    acc = {(r["family"], r["seed"]): r["test_accuracy"] for r in res["models"]}
+    for fam in fams:
+        assert {r["seed"]: r["test_accuracy"] for r in res["mixing"][fam]["trained"]} == \
+            {s: acc[fam, s] for s in seeds}
+    claims = {c["id"]: c for c in res["claims"]}
+    assert set(claims) == CLAIMS
+    for c in claims.values():
+        assert c["verdict"] in VERDICTS
+        assert c["ci_low"] <= c["effect"] <= c["ci_high"]
+        assert set(c["sensitivity"]) == {"half", "double"}
+        for fe in c["per_family"].values():
+            assert fe["ci_low"] <= fe["effect"] <= fe["ci_high"]
+    tokens = [f for f in fams if f != "cnn"]
+    assert set(claims["cnn_reaches_less_far"]["per_family"]) == set(tokens)
+    assert set(claims["mixer_mixing_is_local"]["per_family"]) == set(tokens)
+    assert set(claims["attention_reaches_far"]["per_family"]) == {"vit"}
+    checks = {c["id"]: c for c in res["checks"]}
+    assert set(checks) == CHECKS
+    for c in checks.values():
+        assert set(c) >= {"id", "what", "max_abs_error", "tolerance", "holds"}
+        assert c["holds"] is True, c
+    assert [c.as_result() for c in mp.checks(res)] == json.loads(json.dumps(res["checks"]))
+
+
+def test_metrics_in_range_and_layers(quick):
+    _, _, res = quick
     seeds = res["settings"]["seeds"]
-    for fam in mp.common.FAMILIES:
+    for fam, per in res["mixing"].items():
         for which in mp.WEIGHTS:
-            recs = res["models"][fam][which]
+            recs = per[which]
             assert [r["seed"] for r in recs] == seeds
             for r in recs:
                 assert len(r["layers"]) == (3 if fam == "cnn" else 4)
@@ -38,34 +81,77 @@ def test_quick_run_writes_figures_and_results(quick):
 
 def test_distances_are_in_pixels(quick):
     _, _, res = quick
-    for per in res["models"].values():
+    for per in res["mixing"].values():
         for layer in per["trained"][0]["layers"]:
             side = layer["input_grid"][1]
             assert layer["px_per_unit"] == pytest.approx(28 / side)
             assert layer["mean_mixing_distance_px"] == pytest.approx(
                 layer["mean_mixing_distance_units"] * 28 / side)
-    cnn = [l["px_per_unit"] for l in res["models"]["cnn"]["trained"][0]["layers"]]
+    cnn = [lay["px_per_unit"] for lay in res["mixing"]["cnn"]["trained"][0]["layers"]]
     assert cnn == [1.0, 2.0, 4.0]                  # 28x28 -> 14x14 -> 7x7 input grids
-    assert {l["px_per_unit"] for l in res["models"]["vit"]["trained"][0]["layers"]} == {4.0}
-    # Fourier mixing is fixed: training changes nothing, and it spreads about uniformly
-    fnet = res["models"]["fnet"]
-    assert fnet["trained"][0]["layers"] == fnet["random"][0]["layers"]
-    assert abs(fnet["trained"][0]["layers"][0]["mean_mixing_distance_px"]
-               - res["references"]["uniform_7x7_tokens_px"]) < 1.0
+    assert {lay["px_per_unit"] for lay in res["mixing"]["vit"]["trained"][0]["layers"]} == {4.0}
+    # Fourier mixing is fixed: training changes nothing, and it is the DFT reference
+    fnet = res["mixing"]["fnet"]
+    assert fnet["trained"][0]["layers"] == fnet["init"][0]["layers"]
+    assert fnet["trained"][0]["layers"][0]["mean_mixing_distance_px"] == pytest.approx(
+        res["references"]["dft_7x7"]["mean_mixing_distance_px"], abs=1e-5)
     # the CNN's first stage reaches a few pixels, token mixers across the 28-px image
-    assert res["models"]["cnn"]["trained"][0]["layers"][0]["mean_mixing_distance_px"] < 4
-    assert res["models"]["vit"]["trained"][0]["layers"][0]["mean_mixing_distance_px"] > 8
+    assert res["mixing"]["cnn"]["trained"][0]["layers"][0]["mean_mixing_distance_px"] < 4
+    assert res["mixing"]["vit"]["trained"][0]["layers"][0]["mean_mixing_distance_px"] > 8
 
 
-def test_claims_from_quick_results(quick):
+def test_init_is_the_same_seed_build(quick):
+    """The "init" values are the metrics of probe.zoo.build(family, seed) on the same images,
+    and the CNN's first stage at init is its 1x1 stride-2 shortcut (zero-init residual)."""
+    from probe import mixing, zoo
     _, _, res = quick
-    cl = {c.key: c for c in mp.claims(res)}
-    assert set(cl) == {"mixer_mixing_is_local", "cnn_reaches_less_far", "attention_reaches_far"}
-    for c in cl.values():
-        assert c.low <= c.estimate <= c.high
-        assert c.verdict in mp.common.VERDICTS
-        json.dumps(c.as_dict())
-    assert cl["cnn_reaches_less_far"].verdict == "supported"
+    x, _ = mp.common.test_set(res["settings"]["images"])
+    seed = res["settings"]["seeds"][-1]
+    net = zoo.build("vit", seed=seed).eval()
+    expected = mp.layer_metrics(mixing.extract(net, x), 28, res["radius_px"], net)
+    (rec,) = [r for r in res["mixing"]["vit"]["init"] if r["seed"] == seed]
+    assert len(rec["layers"]) == len(expected)
+    for got, want in zip(rec["layers"], expected):
+        for metric in mp.METRICS:
+            assert got[metric] == pytest.approx(want[metric], rel=1e-5, abs=1e-7)
+    for r in res["mixing"]["cnn"]["init"]:
+        # output centre (2i + 0.5, 2j + 0.5) from its one input pixel (2i, 2j): sqrt(0.5) px
+        assert r["layers"][0]["mean_mixing_distance_px"] == pytest.approx(math.sqrt(0.5), abs=1e-5)
+
+
+def test_reference_matrices():
+    """Uniform mixing and a 3x3 conv, computed here with numpy from the token positions."""
+    ref = mp.references(28, 4.0)
+    yy, xx = np.meshgrid(np.arange(7) * 4.0, np.arange(7) * 4.0, indexing="ij")
+    pos = np.stack([yy.ravel(), xx.ravel()], 1)
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    assert ref["uniform_7x7"]["mean_mixing_distance_px"] == pytest.approx(d.mean(), rel=1e-5)
+    assert ref["uniform_7x7"]["locality"] == pytest.approx((d <= 4.0 + 1e-9).mean(), rel=1e-5)
+    assert ref["uniform_7x7"]["translation_equivariance"] == pytest.approx(1.0)
+    assert ref["identity_7x7"]["mean_mixing_distance_px"] == 0.0
+    assert ref["identity_7x7"]["locality"] == 1.0
+    assert ref["dft_7x7"]["translation_equivariance"] < 0.2
+    assert ref["random_7x7"]["translation_equivariance"] < 0.2
+    # 3x3 conv on 28x28 pixels, zero padded: border pixels have fewer neighbours
+    yy, xx = np.meshgrid(np.arange(28.0), np.arange(28.0), indexing="ij")
+    pos = np.stack([yy.ravel(), xx.ravel()], 1)
+    diff = pos[:, None] - pos[None]
+    near = np.abs(diff).max(-1) <= 1
+    dist = np.linalg.norm(diff, axis=-1)
+    assert ref["conv3x3_pixels"]["mean_mixing_distance_px"] == pytest.approx(
+        (dist * near).sum() / near.sum(), rel=1e-5)
+
+
+def test_level_intervals_stay_in_range():
+    m, lo, hi = mp.level_ci([0.05, 0.4, 3.0])
+    assert 0 < lo < m < hi
+    assert mp.level_ci([0.0, 0.0, 0.0]) == (0.0, 0.0, 0.0)
+    assert mp.level_ci([0.0, 0.1, 0.2])[1] == 0.0
+    m, lo, hi = mp.share_ci([0.95, 0.999, 0.99])
+    assert lo < m < hi < 1.0
+    m, lo, hi = mp.share_ci([0.001, 0.03, 0.01])
+    assert 0.0 < lo < m < hi
+    assert mp.share_ci([1.0, 1.0]) == (1.0, 1.0, 1.0)
 
 
 def test_plot_only_redraws(quick):
@@ -77,64 +163,148 @@ def test_plot_only_redraws(quick):
     assert (out / "mixing_distance_by_depth.pdf").stat().st_size > 1000
 
 
-# ----------------------------------------------------------------------------- verdict rules
+# ----------------------------------------------------------------------------- constructed results
+
+REFS = {"uniform_7x7": {"mean_mixing_distance_px": 14.44, "locality": 0.09,
+                        "translation_equivariance": 1.0},
+        "dft_7x7": {"mean_mixing_distance_px": 14.56, "locality": 0.095,
+                    "translation_equivariance": 0.076}}
 
 
-def _layer(dist_px, loc, equi, px=4.0):
-    return {"mean_mixing_distance_px": dist_px, "mean_mixing_distance_units": dist_px / px,
-            "mean_mixing_distance_px_per_head": [dist_px], "locality": loc,
-            "translation_equivariance": equi, "px_per_unit": px}
+SHORTCUT_PX = math.sqrt(0.5)   # the CNN's first stage at init: a 1x1 stride-2 shortcut
 
 
-def _synthetic(mixer_gain, vit_px, cnn_px, token_px=14.0, noise=(0.0, 0.01, -0.01)):
-    """3 seeds: Mixer locality trained = random + gain; chosen first-layer distances (px)."""
-    models = {}
+def _layer(name, dist_px, loc=0.1, equi=0.1, px=4.0, **extra):
+    return {"layer": name, "mean_mixing_distance_px": dist_px,
+            "mean_mixing_distance_units": dist_px / px,
+            "mean_mixing_distance_px_per_head": [dist_px],
+            "locality": loc, "translation_equivariance": equi, "px_per_unit": px, **extra}
+
+
+def _synthetic(first_px=None, *, mixer_gain=0.0, loc_spread=0.01, px_spread=0.05,
+               cnn_init_px=SHORTCUT_PX, beyond=0.0):
+    """3 seeds of every family. Trained first-layer distances ``first_px[family]`` (CNN 2 px,
+    token models 14 px +- px_spread over seeds by default); Mixer's locality = init + mixer_gain
+    (+- loc_spread); token models at init 14.4 px, the CNN's first stage ``cnn_init_px``."""
+    px = {"cnn": 2.0, **{f: 14.0 for f in mp.common.FAMILIES if f != "cnn"}, **(first_px or {})}
+    noise = (0.0, 1.0, -1.0)
+    mixing = {}
     for fam in mp.common.FAMILIES:
-        models[fam] = {"trained": [], "random": []}
+        mixing[fam] = {"trained": [], "init": []}
         for s, e in enumerate(noise):
-            base = 0.09 + e
-            if fam == "mixer":
-                tr, rd = base + mixer_gain + e, base
+            if fam == "fnet":
+                dft = REFS["dft_7x7"]
+                layer = _layer("mix", dft["mean_mixing_distance_px"], dft["locality"],
+                               dft["translation_equivariance"])
+                tr = it = [layer] * 4
+            elif fam == "cnn":
+                bound = {"beyond_receptive_field": beyond, "receptive_bound_px": 4.95}
+                tr = [_layer("s0", px[fam], 1.0, 0.9, px=1.0, **bound),
+                      _layer("s1", px[fam] - px_spread * e, 1.0, 0.9, px=2.0, **bound)]
+                it = [_layer("s0", cnn_init_px, 1.0, 1.0, px=1.0, **bound),
+                      _layer("s1", 2.8, 1.0, 1.0, px=2.0, **bound)]
             else:
-                tr = rd = base
-            d = {"vit": vit_px, "cnn": cnn_px}.get(fam, token_px) + 10 * e
-            models[fam]["trained"].append({"seed": s, "layers": [_layer(d, tr, 0.1)] * 3})
-            models[fam]["random"].append({"seed": s, "layers": [_layer(14.4, rd, 0.1)] * 3})
-    return {"settings": {"images": 4, "n_train": 100, "seeds": [0, 1, 2]}, "radius_px": 4.0,
-            "models": models, "references": {"conv3x3_px": 1.07, "uniform_7x7_tokens_px": 14.4}}
+                gain = mixer_gain + loc_spread * e if fam == "mixer" else 0.0
+                tr = [_layer(f"b{i}", px[fam] + px_spread * e, 0.4 + gain) for i in range(4)]
+                it = [_layer(f"b{i}", 14.4, 0.4) for i in range(4)]
+            mixing[fam]["trained"].append({"seed": s, "layers": tr})
+            mixing[fam]["init"].append({"seed": s, "layers": it})
+    return {"settings": {"images": 4, "seeds": [0, 1, 2]}, "radius_px": 4.0, "mixing": mixing,
+            "references": REFS}
 
 
-@pytest.mark.parametrize("gain, expected", [(0.3, "supported"), (-0.3, "not supported"),
-                                            (0.0, "not supported"), (0.05, "inconclusive")])
-def test_mixer_locality_rule(gain, expected):
-    c = {c.key: c for c in mp.claims(_synthetic(gain, 14.0, 2.0))}["mixer_mixing_is_local"]
+def _claim(res, key):
+    return {c.key: c for c in mp.claims(res)}[key]
+
+
+@pytest.mark.parametrize("gain, spread, expected", [(0.3, 0.01, "supported"),
+                                                    (0.0, 0.005, "negligible"),
+                                                    (-0.3, 0.01, "opposite"),
+                                                    (0.05, 0.05, "inconclusive")])
+def test_mixer_locality_verdicts(gain, spread, expected):
+    c = _claim(_synthetic(mixer_gain=gain, loc_spread=spread), "mixer_mixing_is_local")
     assert c.verdict == expected
+    assert c.estimate == pytest.approx(gain)                   # trained minus same-seed init
+    assert c.reference["locality"]["uniform_7x7"] == REFS["uniform_7x7"]["locality"]
+    assert c.per_family["mixer"]["effect"] == pytest.approx(gain)
+    assert c.per_family["fnet"]["effect"] == 0.0               # fixed DFT: nothing learned
 
 
-@pytest.mark.parametrize("vit, cnn, expected", [(14.0, 2.0, "supported"),
-                                                (2.0, 14.0, "not supported"),
-                                                (2.5, 2.0, "inconclusive")])
-def test_attention_reach_rule(vit, cnn, expected):
-    res = _synthetic(0.0, vit, cnn, noise=(0.0, 0.05, -0.05))
-    c = {c.key: c for c in mp.claims(res)}["attention_reaches_far"]
+@pytest.mark.parametrize("token_px, cnn_px, spread, expected", [(14.0, 2.0, 0.05, "supported"),
+                                                                (2.0, 2.0, 0.05, "negligible"),
+                                                                (2.0, 9.0, 0.05, "opposite"),
+                                                                (3.0, 2.0, 1.0, "inconclusive")])
+def test_cnn_reach_verdicts(token_px, cnn_px, spread, expected):
+    tokens = {f: token_px for f in ("mixer", "resmlp", "gmlp", "vit")}
+    c = _claim(_synthetic({**tokens, "cnn": cnn_px}, px_spread=spread), "cnn_reaches_less_far")
     assert c.verdict == expected
+    assert c.estimate == pytest.approx(token_px - cnn_px)
 
 
-@pytest.mark.parametrize("tokens, cnn, spread, expected", [(14.0, 2.0, 0.05, "supported"),
-                                                           (2.0, 14.0, 0.05, "not supported"),
-                                                           (2.0, 2.0, 0.01, "not supported"),
-                                                           (3.0, 2.0, 0.05, "inconclusive")])
-def test_cnn_reach_rule(tokens, cnn, spread, expected):
-    res = _synthetic(0.0, tokens, cnn, token_px=tokens, noise=(0.0, spread, -spread))
-    c = {c.key: c for c in mp.claims(res)}["cnn_reaches_less_far"]
+@pytest.mark.parametrize("vit_px, cnn_px, spread, expected", [(14.0, 2.0, 0.05, "supported"),
+                                                              (2.0, 2.0, 0.05, "negligible"),
+                                                              (1.0, 8.0, 0.05, "opposite"),
+                                                              (3.0, 2.0, 1.0, "inconclusive")])
+def test_attention_reach_verdicts(vit_px, cnn_px, spread, expected):
+    res = _synthetic({"vit": vit_px, "cnn": cnn_px}, px_spread=spread)
+    c = _claim(res, "attention_reaches_far")
     assert c.verdict == expected
+    assert c.estimate == pytest.approx(vit_px - cnn_px)
+    assert set(c.per_family) == {"vit"}
+    assert c.details["vit_trained_minus_init_px"]["value"] == pytest.approx(vit_px - 14.4)
+
+
+def test_per_family_effects_keep_opposite_signs():
+    """Mixer keeps a global reach, gMLP learns to mix more locally than the CNN: the group mean
+    hides that, per_family shows it; FNet's fixed mixing is per family only, not in the group."""
+    res = _synthetic({"mixer": 14.0, "resmlp": 6.0, "gmlp": 0.5, "vit": 9.5, "cnn": 2.0})
+    c = _claim(res, "cnn_reaches_less_far")
+    assert set(c.per_family) == {"mixer", "resmlp", "gmlp", "vit", "fnet"}
+    assert c.per_family["mixer"]["ci_low"] > 0
+    assert c.per_family["gmlp"]["ci_high"] < 0
+    assert c.estimate == pytest.approx(np.mean([14.0, 6.0, 0.5, 9.5]) - 2.0)
+    assert c.details["group"] == ["mixer", "resmlp", "gmlp", "vit"]
+    assert c.reference["gap_at_init_px"]["gmlp"]["value"] == pytest.approx(14.4 - math.sqrt(0.5))
+    res["references"] = {**REFS, "dft_7x7": {**REFS["dft_7x7"], "mean_mixing_distance_px": 30.0}}
+    for r in res["mixing"]["fnet"]["trained"]:
+        r["layers"] = [_layer("mix", 30.0)] * 4
+    c2 = _claim(res, "cnn_reaches_less_far")
+    assert c2.estimate == pytest.approx(c.estimate)                # FNet not in the group
+    assert c2.per_family["fnet"]["effect"] == pytest.approx(28.0)
+
+
+def test_checks_on_constructed_results():
+    rows = {c.key: c for c in mp.checks(_synthetic())}
+    assert set(rows) == CHECKS and all(c.holds for c in rows.values())
+    # a CNN first stage reaching farther than a token layer at init breaks the by-construction gap
+    rows = {c.key: c for c in mp.checks(_synthetic(cnn_init_px=15.0))}
+    assert not rows["cnn_first_stage_reaches_less_far_at_init"].holds
+    assert rows["cnn_first_stage_reaches_less_far_at_init"].max_abs_error == pytest.approx(0.6)
+    rows = {c.key: c for c in mp.checks(_synthetic(beyond=0.01))}
+    assert not rows["cnn_mixing_within_receptive_field"].holds
+    res = _synthetic()
+    res["mixing"]["fnet"]["trained"][1]["layers"] = [_layer("mix", 13.0)] * 4
+    rows = {c.key: c for c in mp.checks(res)}
+    assert not rows["fnet_mixing_is_fixed_dft"].holds
+    assert rows["fnet_mixing_is_fixed_dft"].max_abs_error == pytest.approx(14.56 - 13.0)
 
 
 def test_claims_use_pixels_not_grid_units():
     """Equal grid-unit distances (2 cells) are 2 px on the CNN's 28x28 grid, 8 px on 7x7 tokens."""
-    res = _synthetic(0.0, 8.0, 2.0)
-    for per in res["models"]["cnn"].values():
-        for r in per:
-            r["layers"] = [_layer(2.0, 0.5, 0.9, px=1.0)] * 3
-    c = {c.key: c for c in mp.claims(res)}["attention_reaches_far"]
+    res = _synthetic({"vit": 8.0})
+    for r in res["mixing"]["cnn"]["trained"]:
+        r["layers"][0] = _layer("s0", 2.0, 0.5, 0.9, px=1.0)
+    c = _claim(res, "attention_reaches_far")
     assert c.estimate == pytest.approx(6.0, abs=0.5)
+
+
+def test_cnn_reach_compares_the_deepest_layers():
+    """The CNN's reach grows with depth: the claim uses its last stage, not its first."""
+    res = _synthetic({"cnn": 2.0})
+    for rec in res["mixing"]["cnn"]["trained"]:
+        rec["layers"][-1]["mean_mixing_distance_px"] = 12.0       # the last stage reaches far
+    for fam in ("mixer", "resmlp", "gmlp", "vit"):
+        for rec in res["mixing"][fam]["trained"]:
+            rec["layers"][-1]["mean_mixing_distance_px"] = 12.5
+    c = _claim(res, "cnn_reaches_less_far")
+    assert c.estimate == pytest.approx(0.5) and c.verdict == "negligible"
