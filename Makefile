@@ -85,6 +85,7 @@ cells-sweep: setup data
 
 cells-full: setup data
 	$(BIN)/python -m analyses.cells run --plan full --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+	$(BIN)/python -m analyses.cells run --plan full --family synth --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
 
 cells-data-efficiency: setup data
 	$(BIN)/python -m analyses.cells run --plan data-efficiency --workers $(CELL_WORKERS) --threads $(CELL_THREADS)

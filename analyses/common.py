@@ -13,7 +13,6 @@ Each analysis script is ``python -m analyses.<name> [--quick] [--plot-only]``:
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -129,7 +128,7 @@ def trained(name: str, *, n_train: int, seed: int, epochs: int, test_n: Optional
 
 from analyses.verdicts import (CONFIDENCE, RULES, VERDICTS, Check, Claim, decide,  # noqa: E402,F401
                                diff_ci, direction_verdict, equivalence_verdict, family_effects,
-                               group_effect,
+                               group_effect, margin_of,
                                mean_ci, positive_ci, ratio_ci)
 
 

@@ -21,6 +21,7 @@ from probe import zoo
 
 from .cells import Cell, Store, committed_recipe, default_store, quick_recipe, train_cell
 from .cells.plan import sweep_results
+from .cells.training import CellBusy, load_model
 from .cells.recipe import Recipe
 
 __all__ = ["recipe_and_store", "lrs", "cells_for", "model_row", "load", "models"]
@@ -82,10 +83,26 @@ def load(cell: Cell, *, quick: bool = False, progress: bool = False) -> Tuple[zo
             raise ValueError(f"model {cell.key} is not trained yet; run `python -m analyses.cells run "
                              f"--plan {plan} --family {cell.family} --seed {cell.seed}` (make "
                              f"cells-{plan}) first")
-        card = train_cell(cell, store=store, progress=progress)
+        card = _train_waiting(cell, store, progress)
     weights = store.weights_path(cell)
-    model = zoo.load(cell.family, weights=str(weights))
+    model = load_model(cell.family, str(weights))       # zoo family or analysis variant (synth)
     return model.eval(), model_row(card, weights)
+
+
+def _train_waiting(cell: Cell, store: Store, progress: bool, timeout_s: float = 600.0) -> dict:
+    """Train a quick cell; if another process is training it, wait for its card."""
+    import time
+    start = time.monotonic()
+    while True:
+        try:
+            return train_cell(cell, store=store, progress=progress)
+        except CellBusy:
+            if time.monotonic() - start > timeout_s:
+                raise
+            time.sleep(1.0)
+            card = store.card(cell)
+            if card is not None:
+                return card
 
 
 def models(families: Sequence[str], seeds: Sequence[int], *, n_train: Optional[int] = None,

@@ -1,33 +1,34 @@
 """Are MLPs cheaper than CNNs and ViTs for similar accuracy?
 
-For every family: parameters, FLOPs per image (``probe.zoo.count_flops``),
-measured CPU latency (batch 1) and throughput (batch 256), and test accuracy
-of the data-efficiency models on the largest subset (several seeds). Timing
-rounds interleave the models so that machine drift hits all of them alike;
-the interval of a latency is over rounds.
+For every family: parameters, FLOPs per image (``probe.zoo.count_flops``), measured CPU
+latency (batch 1) and throughput (batch 256), and the test accuracy of the converged
+full-data models (the cells of ``analyses/recipe.json``, seeds ``plans.full``; ``make
+cells-full``). Timing rounds interleave the families so that machine drift hits all of
+them alike; a family's throughput is compared with the CNN's round by round, and the
+interval is over rounds. Accuracy is compared seed by seed.
 
     python -m analyses.cost_accuracy            # full scale (see --help); run on an idle machine
-    python -m analyses.cost_accuracy --quick    # seconds, into runs/analyses_quick/
+    python -m analyses.cost_accuracy --quick    # seconds, the quick recipe's models
 """
 from __future__ import annotations
 
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Mapping
 
 import numpy as np
 import torch
 
-from analyses import common
+from analyses import common, converged, verdicts
 from analyses.common import COLORS, LABELS, Claim
 
 NAME = "cost_accuracy"
 SCALES = {
-    "full": {"families": list(common.FAMILIES), "seeds": [0, 1, 2], "n_train": 30000, "epochs": 1,
-             "test_n": None, "rounds": 7, "batch": 256, "reps_batch1": 50},
-    "quick": {"families": list(common.FAMILIES), "seeds": [0, 1], "n_train": 200, "epochs": 1,
-              "test_n": 200, "rounds": 3, "batch": 32, "reps_batch1": 5},
+    "full": {"quick": False, "families": list(common.FAMILIES), "rounds": 7, "batch": 256,
+             "reps_batch1": 50},
+    "quick": {"quick": True, "families": ["cnn", "mixer", "vit"], "rounds": 3, "batch": 32,
+              "reps_batch1": 5},
 }
 
 
@@ -43,80 +44,135 @@ def _time(model, x, reps: int) -> float:
     return float(np.median(times))
 
 
+def seeds(quick: bool) -> List[int]:
+    """The full-data models' seeds: the recipe's ``plans.full``."""
+    recipe, _ = converged.recipe_and_store(quick)
+    return sorted(int(s) for s in recipe.plans["full"]["seeds"])
+
+
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     from tqdm import tqdm
     from probe import zoo
-    fams = scale["families"]
-    acc = {f: [] for f in fams}
-    for seed in scale["seeds"]:
-        for f in tqdm(fams, desc=f"accuracy (seed {seed})", unit="model", disable=not progress):
-            _, rec = common.trained(f, n_train=scale["n_train"], seed=seed, epochs=scale["epochs"],
-                                    test_n=scale["test_n"], cache=paths.cache)
-            acc[f].append(rec["test_accuracy"])
-    models = {f: common.build(f, seed=0).eval() for f in fams}
+    from analyses.cells import accuracy, test_sets
+    quick = bool(scale["quick"])
+    fams = list(scale["families"])
+    if "cnn" not in fams:
+        raise ValueError("cost_accuracy compares every family with the CNN: include 'cnn'")
+    plan_seeds = seeds(quick)
+    loaded = converged.models(fams, plan_seeds, quick=quick, progress=progress)
+    models = [row for _, row in loaded]
+    timed = {}                                   # one trained model per family (the first seed)
+    for model, row in loaded:
+        timed.setdefault(row["family"], model)
+    recipe, _ = converged.recipe_and_store(quick)
+    _, (xs, ys) = test_sets(recipe)
+    init = {f: {str(s): accuracy(zoo.build(f, seed=s).eval(), xs, ys) for s in plan_seeds}
+            for f in fams}
     g = torch.Generator().manual_seed(0)
     xb = torch.rand(scale["batch"], 1, 28, 28, generator=g)
     x1 = xb[:1]
-    lat = {f: [] for f in fams}
-    thr = {f: [] for f in fams}
+    lat: Dict[str, List[float]] = {f: [] for f in fams}
+    thr: Dict[str, List[float]] = {f: [] for f in fams}
     for _ in tqdm(range(scale["rounds"]), desc="timing rounds", disable=not progress):
         for f in fams:
-            lat[f].append(_time(models[f], x1, scale["reps_batch1"]) * 1e3)
-            thr[f].append(scale["batch"] / _time(models[f], xb, 3))
+            lat[f].append(_time(timed[f], x1, scale["reps_batch1"]) * 1e3)
+            thr[f].append(scale["batch"] / _time(timed[f], xb, 3))
     rows = []
     for f in fams:
-        rows.append({"name": f, "params": zoo.count_params(models[f]),
-                     "flops_per_image": zoo.count_flops(models[f]),
-                     "accuracy": acc[f], "latency_ms_batch1": lat[f],
-                     "throughput_img_s": thr[f]})
-    return {"rows": rows}
+        mine = sorted((r for r in models if r["family"] == f), key=lambda r: r["seed"])
+        rows.append({"family": f, "params": zoo.count_params(timed[f]),
+                     "flops_per_image": zoo.count_flops(timed[f]),
+                     "seeds": [r["seed"] for r in mine],
+                     "accuracy": [r["test_accuracy"] for r in mine],
+                     "latency_ms_batch1": lat[f], "throughput_img_s": thr[f]})
+    return {"models": models, "rows": rows, "initialisation": init,
+            "reference": {"chance": 0.1,
+                          "shipped_test_accuracy": {f: zoo.card(f)["test_accuracy"] for f in fams}},
+            "recipe_hash": recipe.hash}
 
 
-def _row(results: dict, f: str) -> dict:
-    return next(r for r in results["rows"] if r["name"] == f)
+# ----------------------------------------------------------------------------- claims
 
 
-def claims(results: dict) -> List[Claim]:
-    fams = [r["name"] for r in results["rows"]]
-    mlps = [f for f in common.MLP_FAMILIES if f in fams]
-    cnn = _row(results, "cnn")
-    # per timing round: relative throughput gain of the MLPs over the CNN (paired by round)
-    gains = [float(np.mean([_row(results, f)["throughput_img_s"][i] for f in mlps])) / t - 1.0
-             for i, t in enumerate(cnn["throughput_img_s"])]
-    e1, l1, h1 = common.mean_ci(gains)
-    gaps = [c - float(np.mean([_row(results, f)["accuracy"][i] for f in mlps]))
-            for i, c in enumerate(cnn["accuracy"])]
-    e2, l2, h2 = common.mean_ci(gaps)
-    details = {f: {"params": _row(results, f)["params"],
-                   "mflops": _row(results, f)["flops_per_image"] / 1e6,
-                   "accuracy": common.mean_ci(_row(results, f)["accuracy"]),
-                   "latency_ms_batch1": common.mean_ci(_row(results, f)["latency_ms_batch1"]),
-                   "throughput_img_s": common.mean_ci(_row(results, f)["throughput_img_s"])}
-               for f in fams}
-    n_seeds = len(cnn["accuracy"])
+def _rows(results: Mapping) -> Dict[str, dict]:
+    return {r["family"]: r for r in results["rows"]}
+
+
+def throughput_effects(results: Mapping) -> Dict[str, List[float]]:
+    """Per non-CNN family, per timing round: throughput / CNN throughput - 1 (> 0: faster)."""
+    rows = _rows(results)
+    cnn = rows["cnn"]["throughput_img_s"]
+    return {f: [t / c - 1.0 for t, c in zip(r["throughput_img_s"], cnn, strict=True)]
+            for f, r in rows.items() if f != "cnn"}
+
+
+def accuracy_effects(results: Mapping) -> Dict[str, List[float]]:
+    """Per non-CNN family, per seed: CNN accuracy - family accuracy (paired by seed)."""
+    rows = _rows(results)
+    cnn = dict(zip(rows["cnn"]["seeds"], rows["cnn"]["accuracy"]))
+    out = {}
+    for f, r in rows.items():
+        if f == "cnn":
+            continue
+        mine = dict(zip(r["seeds"], r["accuracy"]))
+        if set(mine) != set(cnn):
+            raise ValueError(f"{f} has seeds {sorted(mine)}, the CNN {sorted(cnn)}: accuracy is "
+                             f"compared seed by seed")
+        out[f] = [cnn[s] - mine[s] for s in sorted(cnn)]
+    return out
+
+
+def _confidence(key: str) -> float:
+    return verdicts.CONFIDENCE[verdicts.margin_of(key)["test"]]
+
+
+def claims(results: Mapping) -> List[Claim]:
+    rows = _rows(results)
+    fams = list(rows)
+    mlps = [f for f in common.MLP_FAMILIES if f in rows]
+    if not mlps:
+        raise ValueError("the results hold no MLP family (mixer, resmlp, gmlp, fnet)")
+    details = {f: {"params": r["params"], "mflops": r["flops_per_image"] / 1e6,
+                   "accuracy": common.mean_ci(r["accuracy"]),
+                   "latency_ms_batch1": common.positive_ci(r["latency_ms_batch1"]),
+                   "throughput_img_s": common.positive_ci(r["throughput_img_s"])}
+               for f, r in rows.items()}
+    reference = {"initialisation_accuracy": {f: common.mean_ci(list(v.values()))
+                                             for f, v in results.get("initialisation", {}).items()},
+                 **results.get("reference", {})}
+    e1, l1, h1, pf1 = common.group_effect(throughput_effects(results), mlps,
+                                          confidence=_confidence("mlps_cheaper"))
+    e2, l2, h2, pf2 = common.group_effect(accuracy_effects(results), mlps,
+                                          confidence=_confidence("mlps_similar_accuracy"))
+    n_rounds = len(rows["cnn"]["throughput_img_s"])
+    n_seeds = len(rows["cnn"]["accuracy"])
+    group = ", ".join(LABELS[f] for f in mlps)
+    batch = results.get("settings", {}).get("batch", "?")
     return [
         Claim(key="mlps_cheaper",
               claim="MLP models are cheaper to run than CNNs of similar size",
               who="Tolstikhin et al. (MLP-Mixer: 'competitive ... with less compute'), Touvron "
                   "et al. (ResMLP: simple, fast on hardware)",
-              experiment=f"CPU throughput at batch {results['settings']['batch']} of the MLP "
-                         f"families vs the CNN at ~0.5M parameters, "
-                         f"{len(cnn['throughput_img_s'])} interleaved timing rounds",
+              experiment=f"CPU throughput at batch {batch} of {', '.join(LABELS[f] for f in fams)} "
+                         f"(~0.5M parameters each, converged full-data weights), {n_rounds} "
+                         f"interleaved timing rounds",
               figure="cost_accuracy.pdf",
-              effect="MLPs' mean throughput / CNN throughput - 1, paired by timing round "
-                     "(> 0: MLPs faster)",
-              estimate=e1, low=l1, high=h1, margin=0.10, rule=common.RULE + " (margin 10%)",
-              details=details),
+              effect=f"family throughput / CNN throughput - 1, paired by timing round (> 0: faster "
+                     f"than the CNN); MLP group = mean over {group} per round",
+              estimate=e1, low=l1, high=h1, details=details, per_family=pf1, reference=reference),
         Claim(key="mlps_similar_accuracy",
               claim="... at similar accuracy",
               who="same papers: MLPs 'attain competitive scores' at matched cost",
-              experiment=f"test accuracy of the same models (data-efficiency models on the largest "
-                         f"subset), {n_seeds} seeds",
+              experiment=f"test accuracy of the converged full-data models (one recipe for every "
+                         f"family), {n_seeds} seeds",
               figure="cost_accuracy.pdf",
-              effect="CNN accuracy minus the MLPs' mean accuracy, paired by seed",
-              estimate=e2, low=l2, high=h2, margin=0.01, test="equivalence",
-              rule=common.EQUIVALENCE_RULE + " (margin 1 point)", details=details),
+              effect=f"CNN accuracy minus the family's, paired by seed; MLP group = mean over "
+                     f"{group} per seed",
+              estimate=e2, low=l2, high=h2, details=details, per_family=pf2, reference=reference),
     ]
+
+
+# ----------------------------------------------------------------------------- figure
 
 
 def _pareto(points):
@@ -138,30 +194,57 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
               "CPU latency, batch 1 (ms)"),
              ("throughput", lambda r: 1e3 / float(np.median(r["throughput_img_s"])),
               f"CPU time per image at batch {results['settings']['batch']} (ms)")]
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.4), sharey=True)
-    for ax, (_, cost, label) in zip(axes, costs):
+    fig, axes = plt.subplots(1, 5, figsize=(15, 3.5), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.1]})
+    shipped = results.get("reference", {}).get("shipped_test_accuracy", {})
+    for ax, (_, cost, label) in zip(axes[:4], costs):
         pts = []
         for r in rows:
+            f = r["family"]
             m, lo, hi = common.mean_ci(r["accuracy"])
             c = cost(r)
             pts.append((c, m))
-            ax.errorbar(c, m, yerr=[[m - lo], [hi - m]], fmt="o", color=COLORS[r["name"]],
-                        capsize=3, label=LABELS[r["name"]])
-            ax.annotate(LABELS[r["name"]], (c, m), textcoords="offset points", xytext=(4, 4),
-                        fontsize=7)
+            ax.errorbar(c, m, yerr=[[m - lo], [hi - m]], fmt="o", color=COLORS[f], capsize=3,
+                        label=LABELS[f])
+            if f in shipped:
+                ax.plot(c, shipped[f], "x", color=COLORS[f], ms=5, alpha=0.7)
+            ax.annotate(LABELS[f], (c, m), textcoords="offset points", xytext=(4, 4), fontsize=7)
         front = sorted(_pareto(pts), key=lambda i: pts[i][0])
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=0.8,
                 label="Pareto front")
         ax.set_xlabel(label)
-    axes[0].set_ylabel("test accuracy (mean, 95% CI over seeds)")
+    axes[0].set_ylabel("test accuracy (mean, 95% CI over seeds)\nx: shipped zoo model")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Cost vs accuracy (Fashion-MNIST, ~0.5M-parameter models, CPU)")
+    for ax in axes[1:4]:
+        ax.sharey(axes[0])
+    _forest(axes[4], results)
+    fig.suptitle("Cost vs accuracy (Fashion-MNIST, converged ~0.5M-parameter models, CPU)")
     fig.tight_layout()
     return [common.savefig(fig, paths, "cost_accuracy")]
 
 
+def _forest(ax, results: Mapping) -> None:
+    """Each family's throughput gain over the CNN (interval over timing rounds), MLP group last."""
+    claim = next((c for c in results.get("claims", []) if c["id"] == "mlps_cheaper"), None)
+    if claim is None:
+        ax.set_axis_off()
+        return
+    items = [(LABELS[f], v, COLORS[f], "o") for f, v in claim["per_family"].items()]
+    items.append(("MLP group", {"effect": claim["effect"], "ci_low": claim["ci_low"],
+                                "ci_high": claim["ci_high"]}, "k", "D"))
+    for i, (label, v, color, marker) in enumerate(items):
+        ax.errorbar(v["effect"], i, xerr=[[v["effect"] - v["ci_low"]], [v["ci_high"] - v["effect"]]],
+                    fmt=marker, color=color, capsize=3)
+    ax.set_yticks(range(len(items)))
+    ax.set_yticklabels([it[0] for it in items], fontsize=8)
+    ax.axvspan(-claim["margin"], claim["margin"], color="0.85", lw=0)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("throughput / CNN throughput - 1")
+    ax.set_title(f"Faster than the CNN? ({claim['verdict']})", fontsize=9)
+
+
 def main(argv=None) -> int:
-    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv)
+    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv, claims=claims,
+                       checks=lambda results: [])
 
 
 if __name__ == "__main__":

@@ -27,19 +27,25 @@ occlusion, Grad-CAM), on three axes:
   after ReLU) counts as correlation 0.
 - localisation: share of the positive attribution mass inside the garment's
   silhouette (pixels above a small threshold, holes filled) and the
-  pointing-game hit rate; Fashion-MNIST has no boxes, and the models of the
-  full scale are the Fashion-MNIST data-efficiency models, so the silhouette is
-  the only ground truth they share. The silhouette covers about half the image
-  (``chance`` in the results), so this is a weak localisation test.
+  pointing-game hit rate; Fashion-MNIST has no boxes, so the silhouette is the
+  only ground truth. The silhouette covers about half the image (``chance`` in
+  the results), so this is a weak localisation test.
 
-The claims average each score over the methods, per model, and compare the CNN
-with the mean of the MLP families (Mixer, ResMLP, gMLP, FNet) paired by seed;
-per-method and against-ViT numbers are in each claim's ``details``.
+Models: the converged full-data models of every family (``analyses.converged``: one
+recipe, seeds 0-2); every metric is also measured on the same-seed random
+initialisation (``zoo.build(family, seed=seed)``, the rows' ``init``), so a score can be
+read against what an untrained network of the same architecture gives.
+
+The claims average each score over the methods, per model. Each family's effect is the
+CNN's score minus the family's (oriented so that > 0 = the family is less
+interpretable), paired by seed; the claim's effect is that of the MLP group (the mean of
+Mixer, ResMLP, gMLP and FNet per seed, :func:`analyses.verdicts.group_effect`), and every
+family's own effect and interval, ViT included, is in ``per_family``. Per-method numbers,
+the initialisation's effect and the deletion AUC relative to a random order are in each
+claim's ``details`` / ``reference``.
 
     python -m analyses.interpretability_comparison            # full scale (see --help)
     python -m analyses.interpretability_comparison --quick    # seconds, into runs/analyses_quick/
-
-Full scale reuses the data-efficiency models (30k images, 1 epoch, seeds 0-2).
 """
 from __future__ import annotations
 
@@ -47,32 +53,34 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from analyses import common
-from analyses.common import COLORS, LABELS, Claim
-from probe import attribution, data
+from analyses import common, converged
+from analyses.common import COLORS, LABELS, Check, Claim
+from analyses.verdicts import margin_of
+from probe import attribution, data, zoo
 
 NAME = "interpretability_comparison"
 
-# The full scale's sizes keep all 18 models under 8 min on 2 CPU cores: per-model cost
-# measured with these settings on the quick-scale models (same architectures, so the same
-# cost); each row of the results records its ``eval_time_s`` and per-method ``timing_s``.
-# The quick scale keeps three families (an MLP, the ViT and the CNN) to stay a ~20 s smoke run;
-# tests/test_attribution.py runs every method on every family.
+# The full scale's sizes keep the 18 models and their 18 initialisations near 10 min on 2 CPU
+# cores (the cost depends on the architecture, not on the training: about 16 s per model);
+# each row of the results records its ``eval_time_s`` and per-method ``timing_s``.
+# The quick scale keeps three families (an MLP, the ViT and the CNN) and two seeds, the fewest
+# that give an interval, to stay a ~30 s smoke run; tests/test_attribution.py runs every method
+# on every family.
 SCALES = {
-    "full": {"seeds": [0, 1, 2], "families": list(common.FAMILIES), "n_train": 30000, "epochs": 1,
-             "test_n": None, "n_images": 48, "n_sanity": 8,
+    "full": {"quick": False, "seeds": [0, 1, 2], "families": list(common.FAMILIES),
+             "n_images": 48, "n_sanity": 8,
              "methods": ["saliency", "integrated_gradients", "occlusion", "grad_cam"],
              "ig_steps": 8, "occlusion_window": 4, "occlusion_stride": 4, "curve_steps": 10,
              "baseline": "mean", "secondary_baseline": "black", "secondary_methods": ["saliency"],
              "silhouette_threshold": 0.05, "n_examples": 4,
              "example_method": "integrated_gradients", "eval_seed": 0},
-    "quick": {"seeds": [0, 1], "families": ["mixer", "vit", "cnn"], "n_train": 100, "epochs": 1,
-              "test_n": 100, "n_images": 3, "n_sanity": 1,
+    "quick": {"quick": True, "seeds": [0, 1], "families": ["mixer", "vit", "cnn"],
+              "n_images": 3, "n_sanity": 1,
               "methods": ["saliency", "integrated_gradients", "occlusion", "grad_cam"],
               "ig_steps": 2, "occlusion_window": 14, "occlusion_stride": 14, "curve_steps": 3,
               "baseline": "mean", "secondary_baseline": "black", "secondary_methods": ["saliency"],
@@ -183,29 +191,43 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     unknown = [m for m in scale["methods"] if attribution.METHODS.get(m) is None]
     if unknown:
         raise ValueError(f"unknown attribution method {unknown[0]!r}")
+    if "cnn" not in scale["families"]:
+        raise ValueError("interpretability_comparison compares every family with the CNN: "
+                         "include 'cnn'")
+    seeds = list(scale["seeds"])
+    loaded = converged.models(scale["families"], seeds, quick=bool(scale["quick"]),
+                              progress=progress)
     x, y = common.test_set(scale["n_images"])
     masks = silhouettes(x, scale["silhouette_threshold"])
-    jobs = [(seed, fam) for seed in scale["seeds"] for fam in scale["families"]]
-    rows = []
-    bar = tqdm(jobs, desc="interpretability", unit="model", disable=not progress)
-    for seed, fam in bar:
+    rows, models = [], []
+    bar = tqdm(loaded, desc="interpretability", unit="model", disable=not progress)
+    for model, mrow in bar:
+        fam, seed = mrow["family"], int(mrow["seed"])
         bar.set_postfix(model=fam, seed=seed)
-        model, rec = common.trained(fam, n_train=scale["n_train"], seed=seed,
-                                    epochs=scale["epochs"], test_n=scale["test_n"],
-                                    cache=paths.cache)
         start = time.perf_counter()
-        keep = scale["n_examples"] if seed == scale["seeds"][0] else 0
+        keep = scale["n_examples"] if seed == seeds[0] else 0
         row = evaluate_model(model, x, masks, scale, seed=seed, keep_maps=keep)
-        correct = [int(p == int(t)) for p, t in zip(row["predicted"], y.tolist())]
-        rows.append({"family": fam, "seed": seed, "test_accuracy": rec["test_accuracy"],
-                     "accuracy_on_images": _r(float(np.mean(correct))), **row,
+        init = evaluate_model(zoo.build(fam, seed=seed).eval(), x, masks, scale, seed=seed)
+        models.append(mrow)
+        rows.append({"family": fam, "seed": seed, "test_accuracy": mrow["test_accuracy"],
+                     "accuracy_on_images": _on_images(row["predicted"], y), **row,
+                     "init": {"methods": init["methods"], "timing_s": init["timing_s"],
+                              "accuracy_on_images": _on_images(init["predicted"], y)},
                      "eval_time_s": round(time.perf_counter() - start, 2)})
     k = scale["n_examples"]
-    return {"rows": rows,
+    return {"models": models, "rows": rows,
             "images": {"n": len(x), "mask_fraction": _r(masks.float().mean()),
                        "labels": y.tolist(), "classes": list(data.FASHION_MNIST_CLASSES),
                        "examples": [[[_r(v, 4) for v in line] for line in img[0]]
-                                    for img in x[:k].tolist()]}}
+                                    for img in x[:k].tolist()]},
+            "reference": {"init": "rows[*].init: the same metrics on the same-seed random "
+                                  "initialisation (zoo.build)",
+                          "random_pixel_order": "deletion/insertion_random_auc of each method",
+                          "chance_localization": "images.mask_fraction"}}
+
+
+def _on_images(predicted: Sequence[int], labels: torch.Tensor) -> float:
+    return _r(float(np.mean([int(p == int(t)) for p, t in zip(predicted, labels.tolist())])))
 
 
 # ----------------------------------------------------------------------------- tables
@@ -224,16 +246,23 @@ def _value(rec: dict, metric: str) -> float:
     raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
 
 
-def table(results: dict, metric: str) -> Dict[str, Dict[str, Dict[int, float]]]:
-    """``{family: {method or "mean": {seed: value}}}``; "mean" averages the methods.
+STATES = ("trained", "init")
+
+
+def table(results: dict, metric: str, state: str = "trained") -> Dict[str, Dict[str, Dict[int, float]]]:
+    """``{family: {method or "mean": {seed: value}}}`` of the trained models (``state="trained"``)
+    or of their same-seed initialisations (``"init"``); "mean" averages the methods.
 
     NaN values (e.g. a map without positive mass) are skipped in the mean.
     """
+    if state not in STATES:
+        raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
     out: Dict[str, Dict[str, Dict[int, float]]] = {}
     for row in results["rows"]:
         per = out.setdefault(row["family"], {})
         values = []
-        for method, rec in row["methods"].items():
+        methods = row["methods"] if state == "trained" else row["init"]["methods"]
+        for method, rec in methods.items():
             v = float(_value(rec, metric))
             per.setdefault(method, {})[int(row["seed"])] = v
             values.append(v)
@@ -241,100 +270,174 @@ def table(results: dict, metric: str) -> Dict[str, Dict[str, Dict[int, float]]]:
     return out
 
 
-def paired_gap(t: dict, method: str, better: str, worse: Sequence[str], *, sign: float = 1.0
-               ) -> List[float]:
-    """Per seed (present for every family): ``sign * (t[better] - mean of t[worse])``."""
-    seeds = sorted(set.intersection(*(set(t[f][method]) for f in [better, *worse])))
-    gaps = []
-    for s in seeds:
-        mlps = _nanmean([t[f][method][s] for f in worse])
-        gaps.append(sign * (t[better][method][s] - mlps))
-    return [g for g in gaps if np.isfinite(g)]
+def family_effects(t: dict, method: str, *, sign: float) -> Tuple[Dict[str, List[float]], List[int]]:
+    """``({family: per-seed effects}, seeds)``: ``sign * (CNN - family)`` for every non-CNN
+    family, over the seeds where the CNN and every MLP family have a finite value (the same
+    seeds for the group, as :func:`common.group_effect` needs); another family (ViT) keeps
+    those of these seeds where its own value is finite."""
+    if "cnn" not in t:
+        raise ValueError("the results hold no CNN rows; every effect is relative to the CNN")
+    others = [f for f in _order(t) if f != "cnn"]
+    mlps = [f for f in others if f in common.MLP_FAMILIES]
+    finite = lambda f, s: s in t[f][method] and np.isfinite(t[f][method][s])   # noqa: E731
+    seeds = sorted(s for s in t["cnn"][method] if all(finite(f, s) for f in ["cnn", *mlps]))
+    effects = {f: [sign * (t["cnn"][method][s] - t[f][method][s]) for s in seeds if finite(f, s)]
+               for f in others}
+    return {f: v for f, v in effects.items() if v}, seeds
 
 
-def _ci(values: Sequence[float], margin: float) -> dict:
-    if not values:
-        return {"estimate": float("nan"), "low": float("nan"), "high": float("nan"),
-                "verdict": "inconclusive", "n_seeds": 0}
-    est, lo, hi = common.mean_ci(values)
-    return {"estimate": _r(est), "low": _r(lo), "high": _r(hi),
-            "verdict": common.verdict(lo, hi, margin=margin), "n_seeds": len(values)}
+def effect_of(t: dict, method: str, *, sign: float, confidence: float) -> dict:
+    """The MLP group's effect ``{"effect", "ci_low", "ci_high", "n"}`` and ``"per_family"``."""
+    effects, seeds = family_effects(t, method, sign=sign)
+    mlps = [f for f in common.MLP_FAMILIES if f in effects]
+    if not mlps or not seeds:
+        raise ValueError(f"no seed with a finite {method!r} score for the CNN and every MLP family")
+    est, lo, hi, per_family = common.group_effect(effects, mlps, confidence=confidence)
+    return {"effect": _r(est), "ci_low": _r(lo), "ci_high": _r(hi), "n": len(seeds),
+            "seeds": seeds, "group": mlps, "per_family": per_family}
 
 
 WHO = ("a worry of the 2021 debate on MLP-Mixer, ResMLP, gMLP and FNet: without convolution's "
        "locality or attention maps to inspect, MLP models may be less interpretable than CNNs "
        "and Transformers")
 
-# (key, metric, margin, sign): sign orients the effect so that > 0 = MLPs less interpretable
+# (key, metric, sign): sign orients the effect so that > 0 = the family less interpretable
 _CLAIMS = (
-    ("mlps_less_faithful", "faithfulness", 0.02, 1.0),
-    ("mlp_maps_fail_sanity_check", "sanity", 0.05, -1.0),
-    ("mlp_maps_localise_worse", "localization", 0.02, 1.0),
+    ("mlps_less_faithful", "faithfulness", 1.0),
+    ("mlp_maps_fail_sanity_check", "sanity", -1.0),
+    ("mlp_maps_localise_worse", "localization", 1.0),
 )
 _TEXT = {
     "faithfulness": (
         "MLPs are less interpretable: their attribution maps are less faithful to what the "
         "model uses than a CNN's",
-        "(CNN - mean MLP) of insertion AUC - deletion AUC (grey baseline), averaged over the "
-        "methods, paired by seed: > 0 means the MLPs' maps are less faithful"),
+        "CNN minus family of insertion AUC - deletion AUC (grey baseline), averaged over the "
+        "methods, paired by seed; MLP group = mean over its families per seed. > 0: the "
+        "family's maps are less faithful"),
     "sanity": (
         "MLPs are less interpretable: their attribution maps depend less on the learned "
         "weights (fail the model-randomisation sanity check more) than a CNN's",
-        "(mean MLP - CNN) Spearman correlation of |map| before vs after randomising all "
-        "layers, averaged over the methods, paired by seed: > 0 means the MLPs' maps are "
-        "less sensitive to the weights"),
+        "family minus CNN Spearman correlation of |map| before vs after randomising all "
+        "layers, averaged over the methods, paired by seed; MLP group = mean over its families "
+        "per seed. > 0: the family's maps are less sensitive to the weights"),
     "localization": (
         "MLPs are less interpretable: their attribution maps fall less on the object than "
         "a CNN's",
-        "(CNN - mean MLP) share of positive attribution mass inside the garment silhouette, "
-        "averaged over the methods, paired by seed: > 0 means the MLPs' maps localise worse"),
+        "CNN minus family share of positive attribution mass inside the garment silhouette, "
+        "averaged over the methods, paired by seed; MLP group = mean over its families per "
+        "seed. > 0: the family's maps localise worse"),
 }
+
+
+def _levels(t: dict, t0: dict) -> Dict[str, dict]:
+    """Each family's mean-over-methods score, trained and at initialisation (95% intervals)."""
+    out = {}
+    for f in _order(t):
+        entry = {}
+        for state, tab in (("trained", t), ("init", t0)):
+            if f not in tab:
+                continue
+            vals = [v for v in tab[f][MEAN].values() if np.isfinite(v)]
+            if vals:
+                m, lo, hi = common.mean_ci(vals)
+                entry[state] = {"value": _r(m), "ci_low": _r(lo), "ci_high": _r(hi), "n": len(vals)}
+            else:
+                entry[state] = {"value": None, "note": "no finite value on any seed (all-zero maps)"}
+        out[f] = entry
+    return out
+
+
+def _strip(effect: dict) -> dict:
+    return {k: v for k, v in effect.items() if k != "per_family"}
+
+
+def _init_reference(t0: dict, *, sign: float, confidence: float) -> dict:
+    """The claim's effect between the same-seed initialisations, or, where some family has no
+    finite score there, each family's effect where it has one and the families that have none.
+
+    A family whose initial output does not depend on the input (timm zero-initialises the
+    classifier head of Mixer, gMLP and FNet, and ResMLP's output is constant too) has
+    all-zero maps at initialisation: faithfulness 0, sanity and localisation undefined.
+    """
+    about = "the same effect between the same-seed random initialisations (zoo.build)"
+    try:
+        init = effect_of(t0, MEAN, sign=sign, confidence=confidence)
+        return {**_strip(init), "per_family": init["per_family"], "about": about}
+    except ValueError:
+        pass
+    undefined = [f for f in _order(t0)
+                 if not any(np.isfinite(v) for v in t0[f][MEAN].values())]
+    per_family = {}
+    if "cnn" in t0:
+        for f in _order(t0):
+            if f == "cnn" or f in undefined:
+                continue
+            pair = [sign * (t0["cnn"][MEAN][s] - v) for s, v in t0[f][MEAN].items()
+                    if s in t0["cnn"][MEAN] and np.isfinite(v) and np.isfinite(t0["cnn"][MEAN][s])]
+            if pair:
+                per_family.update(common.family_effects({f: pair}, confidence=confidence))
+    return {"about": about, "per_family": per_family, "undefined_for": undefined,
+            "why": "no finite score at initialisation for " + ", ".join(undefined) + ": their "
+                   "initial output does not depend on the input (zero-initialised classifier "
+                   "head), so every attribution map is 0"}
 
 
 def claims(results: dict) -> List[Claim]:
     fams = {row["family"] for row in results["rows"]}
-    mlps = [f for f in common.MLP_FAMILIES if f in fams]
+    if "cnn" not in fams or not fams & set(common.MLP_FAMILIES):
+        raise ValueError("the results need CNN rows and at least one MLP family's rows")
     methods = list(results["rows"][0]["methods"])
-    settings = results.get("settings", {})
     n_seeds = len({row["seed"] for row in results["rows"]})
+    has_init = all("init" in row for row in results["rows"])
     out = []
-    for key, metric, margin, sign in _CLAIMS:
+    for key, metric, sign in _CLAIMS:
+        confidence = common.CONFIDENCE[margin_of(key)["test"]]
         t = table(results, metric)
-        gaps = paired_gap(t, MEAN, "cnn", mlps, sign=sign)
-        est, lo, hi = common.mean_ci(gaps) if gaps else (float("nan"),) * 3
+        main = effect_of(t, MEAN, sign=sign, confidence=confidence)
         details = {
-            "per_method": {m: _ci(paired_gap(t, m, "cnn", mlps, sign=sign), margin)
+            "seeds": main["seeds"], "group": main["group"],
+            "per_method": {m: _strip(effect_of(t, m, sign=sign, confidence=confidence))
                            for m in methods},
-            "vs_vit": ({m: _ci(paired_gap(t, m, "vit", mlps, sign=sign), margin)
-                        for m in [MEAN, *methods]} if "vit" in t else {}),
-            "family_mean": {f: {m: _r(_nanmean(list(v.values()))) for m, v in t[f].items()}
-                            for f in t},
-            "per_seed_effect": [_r(g) for g in gaps],
+            "per_method_per_family": {m: effect_of(t, m, sign=sign, confidence=confidence)["per_family"]
+                                      for m in methods},
         }
+        reference: Dict[str, object] = {}
+        if has_init:
+            t0 = table(results, metric, "init")
+            reference["initialisation"] = _init_reference(t0, sign=sign, confidence=confidence)
+            reference["levels"] = _levels(t, t0)
+        else:
+            reference["levels"] = _levels(t, {})
         if metric == "faithfulness":
             # insertion - deletion scales with how much probability the model keeps under a
             # random grey-pixel order; the deletion AUC relative to that order is scale-free
             rel = table(results, "relative_deletion")
             details["relative_deletion"] = {
-                "effect": "(mean MLP - CNN) of deletion AUC / random-order deletion AUC, "
-                          "paired by seed: > 0 means the MLPs' maps are less faithful",
-                "margin": 0.05,
-                **{m: _ci(paired_gap(rel, m, "cnn", mlps, sign=-1.0), 0.05)
-                   for m in [MEAN, *methods]}}
+                "effect": "family minus CNN of deletion AUC / random-order deletion AUC, paired "
+                          "by seed: > 0 means the family's maps are less faithful (no verdict: "
+                          "a secondary, scale-free reading)",
+                **{m: effect_of(rel, m, sign=-1.0, confidence=confidence) for m in [MEAN, *methods]}}
+            reference["random_pixel_order_gap"] = _r(np.mean([_random_gap(results, m)
+                                                              for m in methods]))
         if metric == "localization":
-            details["chance_mask_fraction"] = results.get("images", {}).get("mask_fraction")
+            reference["chance_mask_fraction"] = results.get("images", {}).get("mask_fraction")
         claim, effect = _TEXT[metric]
         out.append(Claim(
             key=key, claim=claim,
             who=WHO,
             experiment=f"{', '.join(methods)} maps of {', '.join(LABELS[f] for f in _order(t))} "
                        f"on the same {results.get('images', {}).get('n', '?')} Fashion-MNIST test "
-                       f"images (predicted class), {n_seeds} seeds, models trained on "
-                       f"{settings.get('n_train', '?')} images",
-            figure="interpretability_comparison.pdf", effect=effect,
-            estimate=est, low=lo, high=hi, margin=margin,
-            rule=common.RULE + f" (margin: {margin})", details=details))
+                       f"images (predicted class), the converged full-data models (one recipe), "
+                       f"{n_seeds} seeds, each beside its same-seed random initialisation",
+            figure="interpretability_effects.pdf", effect=effect,
+            estimate=main["effect"], low=main["ci_low"], high=main["ci_high"],
+            per_family=main["per_family"], reference=reference, details=details))
     return out
+
+
+def checks(results: dict) -> List[Check]:
+    """None: this analysis measures trained models only (no identity holds by construction)."""
+    return []
 
 
 # ----------------------------------------------------------------------------- figures
@@ -344,7 +447,8 @@ def _order(fams) -> List[str]:
     return [f for f in common.FAMILIES if f in fams]
 
 
-def _panel(ax, t: dict, method: str, fams: List[str]) -> None:
+def _panel(ax, t: dict, method: str, fams: List[str], t0: Optional[dict] = None) -> None:
+    """Bars: trained mean and 95% CI over seeds, dots: seeds; crosses: the initialisations' mean."""
     for i, f in enumerate(fams):
         vals = [v for _, v in sorted(t[f][method].items()) if np.isfinite(v)]
         if not vals:
@@ -354,6 +458,9 @@ def _panel(ax, t: dict, method: str, fams: List[str]) -> None:
                hatch=None if f in common.MLP_FAMILIES else "//", edgecolor="white")
         ax.errorbar(i, m, yerr=[[m - lo], [hi - m]], color="k", capsize=2, lw=0.8)
         ax.plot([i] * len(vals), vals, "o", color="k", ms=2, alpha=0.6)
+        init = [v for v in (t0 or {}).get(f, {}).get(method, {}).values() if np.isfinite(v)]
+        if init:
+            ax.plot(i, np.mean(init), "x", color="k", ms=5, mew=1.2)
     ax.set_xticks(range(len(fams)))
     ax.set_xticklabels([LABELS[f] for f in fams], rotation=45, fontsize=7)
 
@@ -371,12 +478,14 @@ def plot_comparison(results: dict, paths: common.Paths) -> Path:
     cols = methods + [MEAN]
     fams = _order({r["family"] for r in results["rows"]})
     tables = {m: table(results, m) for m in METRICS}
+    has_init = all("init" in r for r in results["rows"])
+    inits = {m: table(results, m, "init") for m in METRICS} if has_init else {}
     fig, axes = plt.subplots(len(METRICS) + 1, len(cols), figsize=(2.3 * len(cols), 13),
                              squeeze=False)
     for c, method in enumerate(cols):
         for r, metric in enumerate(METRICS):
             ax = axes[r][c]
-            _panel(ax, tables[metric], method, fams)
+            _panel(ax, tables[metric], method, fams, inits.get(metric))
             if metric == "faithfulness":
                 ref = (np.mean([_random_gap(results, m) for m in methods]) if method == MEAN
                        else _random_gap(results, method))
@@ -412,9 +521,10 @@ def plot_comparison(results: dict, paths: common.Paths) -> Path:
     s = results.get("settings", {})
     fig.suptitle(f"Attributions of each family on {results['images']['n']} Fashion-MNIST test "
                  f"images ({len({r['seed'] for r in results['rows']})} seeds; bars: mean and 95% "
-                 f"CI over seeds, dots: seeds; hatched: non-MLP)\nremoved pixels = "
-                 f"{s.get('baseline', 'mean')} intensity; dashed lines: random pixel order (rows "
-                 f"1-2), chance = silhouette's share of the image (row 4)", fontsize=9)
+                 f"CI over seeds, dots: seeds; hatched: non-MLP; x: the same-seed random "
+                 f"initialisations' mean)\nremoved pixels = {s.get('baseline', 'mean')} intensity; "
+                 f"dashed lines: random pixel order (rows 1-2), chance = silhouette's share of the "
+                 f"image (row 4)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     return common.savefig(fig, paths, "interpretability_comparison")
 
@@ -438,12 +548,53 @@ def plot_examples(results: dict, paths: common.Paths) -> Path:
     return common.savefig(fig, paths, "attribution_examples")
 
 
+_AXIS = {"mlps_less_faithful": "CNN - family, insertion - deletion AUC",
+         "mlp_maps_fail_sanity_check": "family - CNN, rank corr. after randomisation",
+         "mlp_maps_localise_worse": "CNN - family, attribution mass in silhouette"}
+
+
+def plot_effects(results: dict, paths: common.Paths) -> Path:
+    """Forest plot per claim: each family's effect (> 0: less interpretable than the CNN) with its
+    interval, the MLP group's, the same effect between the initialisations, and +-margin."""
+    import matplotlib.pyplot as plt
+    rows = results.get("claims") or [c.as_result() for c in claims(results)]
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.4 * len(rows), 4.2), squeeze=False)
+    for ax, c in zip(axes[0], rows):
+        init = c.get("reference", {}).get("initialisation", {})
+        entries = [(LABELS[f], v, COLORS[f], init.get("per_family", {}).get(f))
+                   for f, v in c["per_family"].items()]
+        entries.append(("MLP group", {"effect": c["effect"], "ci_low": c["ci_low"],
+                                      "ci_high": c["ci_high"]}, "k", init if "effect" in init else None))
+        for i, (label, v, color, v0) in enumerate(entries):
+            ax.errorbar(v["effect"], i, xerr=[[v["effect"] - v["ci_low"]], [v["ci_high"] - v["effect"]]],
+                        fmt="D" if label == "MLP group" else "o", color=color, capsize=3)
+            if v0:
+                ax.plot(v0["effect"], i, "x", color=color, ms=6, mew=1.2)
+        ax.plot([], [], "kx", label="same effect at initialisation")
+        if init.get("undefined_for"):
+            ax.plot([], [], " ", label="undefined at init: " + ", ".join(
+                LABELS[f] for f in init["undefined_for"]) + " (all-zero maps)")
+        ax.axvspan(-c["margin"], c["margin"], color="0.88", lw=0, label=f"+-margin ({c['margin']:g})")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(range(len(entries)))
+        ax.set_yticklabels([e[0] for e in entries], fontsize=8)
+        ax.set_xlabel(f"{_AXIS.get(c['id'], 'effect')}\n(> 0: the family less interpretable; "
+                      f"{round(100 * c.get('confidence', 0.95))}% CI)", fontsize=8)
+        ax.set_title(f"{c['id']}: {c['verdict']}\n(half margin: {c['sensitivity']['half']}, "
+                     f"double: {c['sensitivity']['double']})", fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2)
+    fig.tight_layout()
+    return common.savefig(fig, paths, "interpretability_effects")
+
+
 def plot(results: dict, paths: common.Paths) -> List[Path]:
-    return [plot_comparison(results, paths), plot_examples(results, paths)]
+    return [plot_comparison(results, paths), plot_effects(results, paths),
+            plot_examples(results, paths)]
 
 
 def main(argv=None) -> int:
-    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv)
+    return common.main(NAME, __doc__.splitlines()[0], compute, plot, SCALES, argv, claims=claims,
+                       checks=checks)
 
 
 if __name__ == "__main__":

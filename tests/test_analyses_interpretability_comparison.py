@@ -1,6 +1,6 @@
-"""Tests of analyses.interpretability_comparison: the quick run end to end (JSON, figures,
---plot-only) and the verdict rule of each claim on hand-made results."""
-import json
+"""Tests of analyses.interpretability_comparison: the quick run end to end (models / claims /
+checks rows, the initialisation beside every metric, figures, --plot-only) and the verdicts,
+per-family effects and initialisation reference of each claim on hand-made results."""
 import math
 
 import numpy as np
@@ -9,86 +9,90 @@ import torch
 
 from analyses import common
 from analyses import interpretability_comparison as ic
+from analyses.verdicts import margin_of
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore::FutureWarning")]
 
 METHODS = ["saliency", "integrated_gradients", "occlusion", "grad_cam"]
+CLAIM_IDS = ["mlps_less_faithful", "mlp_maps_fail_sanity_check", "mlp_maps_localise_worse"]
+MODEL_KEYS = {"family", "n_train", "seed", "steps", "lr", "val_accuracy", "test_accuracy", "weights"}
+CLAIM_KEYS = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "margin", "per_family",
+              "sensitivity"}
+FIGURES = ("interpretability_comparison", "interpretability_effects", "attribution_examples")
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    """One quick run (trains 12 tiny models into a temporary cache) shared by the tests."""
-    root = tmp_path_factory.mktemp("interp")
-    res, fig, cache = root / "results", root / "figures", root / "cache"
-    rc = ic.main(["--quick", "--results", str(res), "--figures", str(fig), "--cache", str(cache),
-                  "--no-progress"])
-    results = json.loads((res / f"{ic.NAME}.json").read_text()) if rc == 0 else None
-    return rc, res, fig, results
+def quick(tmp_path_factory, quick_analysis):
+    """One quick run (the quick recipe's converged-model cells) shared by the tests."""
+    out = tmp_path_factory.mktemp("interp")
+    _, code, results = quick_analysis(ic, out)
+    return code, out, results
 
 
-def test_quick_run_writes_results_and_figures(quick):
-    rc, _, fig, results = quick
-    assert rc == 0
-    for name in ("interpretability_comparison", "attribution_examples"):
-        pdf = fig / f"{name}.pdf"
-        assert pdf.is_file() and pdf.stat().st_size > 1000
+def test_quick_run_writes_models_claims_checks_and_figures(quick):
+    code, out, results = quick
+    assert code == 0
+    for name in FIGURES:
+        assert (out / f"{name}.pdf").stat().st_size > 1000, name
     scale = ic.SCALES["quick"]
-    assert results["analysis"] == ic.NAME and results["scale"] == "quick"
-    assert len(results["rows"]) == len(scale["seeds"]) * len(scale["families"])
-    assert "cnn" in scale["families"] and set(scale["families"]) & set(common.MLP_FAMILIES)
-    assert {(r["family"], r["seed"]) for r in results["rows"]} == {
-        (f, s) for f in scale["families"] for s in scale["seeds"]}
-    assert 0.0 < results["images"]["mask_fraction"] < 1.0
-    assert len(results["images"]["examples"]) == scale["n_examples"]
+    assert results["scale"] == "quick" and "cnn" in scale["families"]
+    pairs = {(m["family"], m["seed"]) for m in results["models"]}
+    assert pairs == {(f, s) for f in scale["families"] for s in scale["seeds"]}
+    assert len(results["models"]) == len(pairs)
+    for m in results["models"]:
+        assert MODEL_KEYS <= set(m) and 0.0 <= m["test_accuracy"] <= 1.0 and m["steps"] > 0
+    assert [c["id"] for c in results["claims"]] == CLAIM_IDS
+    for c in results["claims"]:
+        assert CLAIM_KEYS <= set(c) and c["verdict"] in common.VERDICTS
+        assert c["ci_low"] <= c["effect"] <= c["ci_high"] and c["test"] == "direction"
+        assert set(c["per_family"]) == set(scale["families"]) - {"cnn"}       # ViT included
+        assert set(c["sensitivity"]) == {"half", "double"}
+        assert c["margin"] == margin_of(c["id"])["margin"]
+        assert set(c["details"]["per_method"]) == set(METHODS)
+    assert results["checks"] == []
 
 
-def test_quick_run_metrics_are_sane(quick):
-    _, _, _, results = quick
+def test_quick_run_puts_the_initialisation_beside_every_metric(quick):
+    _, _, results = quick
     scale = results["settings"]
     for row in results["rows"]:
-        assert list(row["methods"]) == scale["methods"]
+        assert list(row["methods"]) == list(row["init"]["methods"]) == scale["methods"]
         assert len(row["predicted"]) == scale["n_images"]
-        for method, rec in row["methods"].items():
-            for key in ("deletion_auc", "insertion_auc", "deletion_random_auc",
-                        "insertion_random_auc"):
-                assert 0.0 <= rec[key] <= 1.0, (row["family"], method, key)
-            assert len(rec["deletion_curve"]) == scale["curve_steps"] + 1
-            # deletion starts from the full image, insertion ends at it: same probabilities
-            assert rec["deletion_curve"][0] == pytest.approx(rec["insertion_curve"][-1], abs=1e-3)
-            assert ("deletion_auc_black" in rec) == (method in scale["secondary_methods"])
-            loc = rec["localization"]
-            assert math.isnan(loc["mass_inside"]) or 0.0 <= loc["mass_inside"] <= 1.0
-            assert loc["chance"] == pytest.approx(results["images"]["mask_fraction"], abs=0.05)
-            san = rec["sanity"]
-            assert len(san["correlation_by_layer"]) == len(san["layers"]) >= 3
-            assert san["final"] == san["correlation_by_layer"][-1]
-            assert all(math.isnan(c) or -1.0 <= c <= 1.0 for c in san["correlation_by_layer"])
-            has_maps = row["seed"] == scale["seeds"][0] and method == scale["example_method"]
-            assert ("example_maps" in rec) == has_maps
-            if has_maps:
-                assert np.array(rec["example_maps"]).shape == (scale["n_examples"], 28, 28)
-
-
-def test_quick_run_claims(quick):
-    _, _, _, results = quick
-    out = ic.claims(results)
-    assert [c.key for c in out] == [k for k, *_ in ic._CLAIMS]
-    for c in out:
-        assert c.verdict in common.VERDICTS
-        assert math.isfinite(c.estimate) and c.low <= c.estimate <= c.high
-        assert c.figure == "interpretability_comparison.pdf"
-        assert set(c.details["per_method"]) == set(METHODS)
-        json.dumps(c.as_dict())
+        for state in (row["methods"], row["init"]["methods"]):
+            for method, rec in state.items():
+                for key in ("deletion_auc", "insertion_auc", "deletion_random_auc",
+                            "insertion_random_auc"):
+                    assert 0.0 <= rec[key] <= 1.0, (row["family"], method, key)
+                assert len(rec["deletion_curve"]) == scale["curve_steps"] + 1
+                # deletion starts from the full image, insertion ends at it: same probabilities
+                assert rec["deletion_curve"][0] == pytest.approx(rec["insertion_curve"][-1], abs=1e-3)
+                san = rec["sanity"]
+                assert len(san["correlation_by_layer"]) == len(san["layers"]) >= 3
+                loc = rec["localization"]["mass_inside"]
+                assert math.isnan(loc) or 0.0 <= loc <= 1.0
+        has_maps = row["seed"] == scale["seeds"][0]
+        assert ("example_maps" in row["methods"][scale["example_method"]]) == has_maps
+    # the initialisation is another model: the CNN's scores differ from the trained CNN's
+    cnn = next(r for r in results["rows"] if r["family"] == "cnn")
+    assert cnn["init"]["methods"]["saliency"]["deletion_curve"] != \
+        cnn["methods"]["saliency"]["deletion_curve"]
+    # timm zero-initialises the Mixer's head: its initial output ignores the input, so every
+    # initial map is 0 and the claims say the initialisation's effect is undefined for it
+    mixer = next(r for r in results["rows"] if r["family"] == "mixer")
+    rec = mixer["init"]["methods"]["integrated_gradients"]
+    assert rec["insertion_auc"] == pytest.approx(rec["deletion_auc"], abs=1e-6)
+    sanity = next(c for c in results["claims"] if c["id"] == "mlp_maps_fail_sanity_check")
+    assert "mixer" in sanity["reference"]["initialisation"]["undefined_for"]
+    assert "init" in sanity["reference"]["levels"]["cnn"]
 
 
 def test_plot_only_redraws(quick):
-    _, res, fig, _ = quick
-    for pdf in fig.glob("*.pdf"):
-        pdf.unlink()
-    rc = ic.main(["--plot-only", "--results", str(res), "--figures", str(fig)])
-    assert rc == 0
-    assert (fig / "interpretability_comparison.pdf").stat().st_size > 1000
-    assert (fig / "attribution_examples.pdf").stat().st_size > 1000
+    _, out, _ = quick
+    for name in FIGURES:
+        (out / f"{name}.pdf").unlink()
+    assert ic.main(["--plot-only", "--results", str(out), "--figures", str(out)]) == 0
+    for name in FIGURES:
+        assert (out / f"{name}.pdf").stat().st_size > 1000, name
 
 
 def test_silhouettes_fill_holes():
@@ -103,25 +107,35 @@ def test_silhouettes_fill_holes():
 # ----------------------------------------------------------------------------- claim rules
 
 
-def _results(faith: dict, sanity: dict, loc: dict, *, seeds=(0, 1, 2), noise=0.0) -> dict:
-    """Hand-made results: per family a (faithfulness, sanity, localisation) level, the same
-    for every method, plus per-seed noise of size ``noise`` (family-specific pattern)."""
+def _rec(faith: float, sanity: float, loc: float) -> dict:
+    return {"insertion_auc": 0.5 + faith / 2, "deletion_auc": 0.5 - faith / 2,
+            "deletion_random_auc": 0.5, "insertion_random_auc": 0.5,
+            "sanity": {"final": sanity, "correlation_by_layer": [sanity]},
+            "localization": {"mass_inside": loc}}
+
+
+def _results(faith: dict, sanity: dict, loc: dict, *, seeds=(0, 1, 2), noise=0.0,
+             init_nan=()) -> dict:
+    """Hand-made results: per family a (faithfulness, sanity, localisation) level, the same for
+    every method, plus per-seed noise of size ``noise``; the initialisation scores a tenth of
+    the trained levels, with undefined (NaN) sanity and localisation for ``init_nan``."""
     rng = np.random.default_rng(0)
     rows = []
     for fam in common.FAMILIES:
         for s in seeds:
             e = noise * rng.standard_normal(3)
-            rec = {"insertion_auc": 0.5 + faith[fam] / 2 + e[0] / 2,
-                   "deletion_auc": 0.5 - faith[fam] / 2 - e[0] / 2, "deletion_random_auc": 0.5,
-                   "sanity": {"final": sanity[fam] + e[1], "correlation_by_layer": [sanity[fam]]},
-                   "localization": {"mass_inside": loc[fam] + e[2]}}
-            rows.append({"family": fam, "seed": s, "methods": {m: dict(rec) for m in METHODS}})
-    return {"rows": rows, "settings": {"n_train": 30000}, "images": {"n": 64, "mask_fraction": 0.5}}
+            rec = _rec(faith[fam] + e[0], sanity[fam] + e[1], loc[fam] + e[2])
+            nan = fam in init_nan
+            init = _rec(0.0 if nan else faith[fam] / 10, math.nan if nan else sanity[fam] / 10,
+                        math.nan if nan else loc[fam] / 10 + 0.01 * s)
+            rows.append({"family": fam, "seed": s, "methods": {m: dict(rec) for m in METHODS},
+                         "init": {"methods": {m: dict(init) for m in METHODS}}})
+    return {"rows": rows, "images": {"n": 48, "mask_fraction": 0.5}}
 
 
-def _levels(reference: float, mlp: float) -> dict:
-    """CNN and ViT at ``reference``, the MLP families at ``mlp``."""
-    return {f: (mlp if f in common.MLP_FAMILIES else reference) for f in common.FAMILIES}
+def _levels(reference: float, mlp: float, **family) -> dict:
+    """CNN and ViT at ``reference``, the MLP families at ``mlp``, unless given in ``family``."""
+    return {f: family.get(f, mlp if f in common.MLP_FAMILIES else reference) for f in common.FAMILIES}
 
 
 def _verdicts(results: dict) -> dict:
@@ -130,27 +144,68 @@ def _verdicts(results: dict) -> dict:
 
 def test_claims_supported_when_mlps_clearly_worse():
     r = _results(_levels(0.5, 0.3), _levels(0.1, 0.6), _levels(0.8, 0.6), noise=0.01)
-    assert set(_verdicts(r).values()) == {"supported"}
+    assert _verdicts(r) == dict.fromkeys(CLAIM_IDS, "supported")
     faith = ic.claims(r)[0]
     assert faith.estimate == pytest.approx(0.2, abs=0.03)   # CNN - MLPs, > 0 = claim
     # deletion AUC relative to random: MLPs 0.35 / 0.5 vs CNN 0.25 / 0.5
-    assert faith.details["relative_deletion"]["mean"]["estimate"] == pytest.approx(0.2, abs=0.03)
-    assert faith.details["relative_deletion"]["mean"]["verdict"] == "supported"
-    assert faith.details["vs_vit"]["mean"]["verdict"] == "supported"
+    assert faith.details["relative_deletion"][ic.MEAN]["effect"] == pytest.approx(0.2, abs=0.03)
     assert set(faith.details["per_method"]) == set(METHODS)
+    assert faith.confidence == 0.95
 
 
-def test_claims_not_supported_when_mlps_clearly_better():
+def test_claims_opposite_when_mlps_clearly_better():
     r = _results(_levels(0.3, 0.5), _levels(0.6, 0.1), _levels(0.6, 0.8), noise=0.01)
-    assert set(_verdicts(r).values()) == {"not supported"}
-    assert all(c.estimate < 0 for c in ic.claims(r))
+    assert _verdicts(r) == dict.fromkeys(CLAIM_IDS, "opposite")
+    assert all(c.high < 0 for c in ic.claims(r))
 
 
-def test_claims_not_supported_when_difference_negligible():
+def test_claims_negligible_when_difference_inside_the_margin():
     r = _results(_levels(0.40, 0.395), _levels(0.30, 0.31), _levels(0.70, 0.695), noise=0.001)
-    assert set(_verdicts(r).values()) == {"not supported"}
+    assert _verdicts(r) == dict.fromkeys(CLAIM_IDS, "negligible")
+    assert all(-c.margin <= c.low and c.high <= c.margin for c in ic.claims(r))
 
 
 def test_claims_inconclusive_when_seeds_disagree():
     r = _results(_levels(0.45, 0.40), _levels(0.2, 0.3), _levels(0.75, 0.70), noise=0.2)
-    assert set(_verdicts(r).values()) == {"inconclusive"}
+    assert _verdicts(r) == dict.fromkeys(CLAIM_IDS, "inconclusive")
+
+
+def test_per_family_effects_show_opposite_signs_inside_the_group():
+    # Mixer, ResMLP, gMLP less faithful than the CNN, FNet more, ViT in between
+    faith = _levels(0.4, 0.2, fnet=0.6, vit=0.35)
+    r = _results(faith, _levels(0.2, 0.2), _levels(0.7, 0.7), noise=0.005)
+    c = ic.claims(r)[0]
+    assert set(c.per_family) == set(common.FAMILIES) - {"cnn"}          # ViT included
+    pf = c.per_family
+    assert pf["fnet"]["ci_high"] < 0 < pf["mixer"]["ci_low"]
+    assert pf["vit"]["effect"] == pytest.approx(0.05, abs=0.01)
+    mlps = [f for f in common.MLP_FAMILIES]
+    assert c.estimate == pytest.approx(np.mean([pf[f]["effect"] for f in mlps]), abs=1e-6)
+    assert c.estimate == pytest.approx((3 * 0.2 - 0.2) / 4, abs=0.01)
+
+
+def test_initialisation_reference_beside_each_claim():
+    r = _results(_levels(0.5, 0.3), _levels(0.1, 0.6), _levels(0.8, 0.6), noise=0.01)
+    for c in ic.claims(r):
+        init = c.reference["initialisation"]
+        # the initialisation scores a tenth of the trained levels: a tenth of the effect
+        assert init["effect"] == pytest.approx(c.estimate / 10, abs=0.01)
+        assert set(init["per_family"]) == set(c.per_family)
+        assert set(c.reference["levels"]["cnn"]) == {"trained", "init"}
+    undefined = _results(_levels(0.5, 0.3), _levels(0.1, 0.6), _levels(0.8, 0.6), noise=0.01,
+                         init_nan=common.MLP_FAMILIES)
+    faith, sanity, loc = ic.claims(undefined)
+    assert faith.reference["initialisation"]["effect"] == pytest.approx(0.05, abs=1e-6)
+    for c in (sanity, loc):
+        init = c.reference["initialisation"]
+        assert set(init["undefined_for"]) == set(common.MLP_FAMILIES) and "effect" not in init
+        assert set(init["per_family"]) == {"vit"}
+        assert c.reference["levels"]["mixer"]["init"]["value"] is None
+        assert c.verdict == "supported"                    # the trained models still decide
+
+
+def test_claims_need_cnn_and_an_mlp_family():
+    r = _results(_levels(0.5, 0.3), _levels(0.1, 0.6), _levels(0.8, 0.6))
+    r["rows"] = [row for row in r["rows"] if row["family"] != "cnn"]
+    with pytest.raises(ValueError, match="CNN"):
+        ic.claims(r)

@@ -285,7 +285,8 @@ def test_cli_run_and_status(tmp_path, tiny, monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv", [["status", "--plan", "bogus"], ["run", "--plan", "full", "--workers", "0"],
                                   ["status", "--plan", "sweep", "--family", "resnet"], ["status"],
-                                  ["status", "--plan", "sweep", "--n", "7"]])
+                                  ["status", "--plan", "sweep", "--n", "7"],
+                                  ["run", "--plan", "sweep", "--family", "synth"]])
 def test_cli_bad_input_is_one_line_and_exit_2(argv, capsys):
     code = None
     try:
@@ -295,3 +296,34 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+
+
+def test_synth_variant_trains_as_a_cell_at_mixers_swept_lr(tmp_path, tiny):
+    """The Synthesizer-Random variant (analyses.common.build("synth")) trains under the same
+    recipe at Mixer's swept learning rate; it joins a plan only when named; no zoo key changes."""
+    from analyses.cells.training import load_model
+    from probe.models.synthesizer import RandomSynthesizerMixing
+    store = _store(tmp_path)
+    lrs = {f: [1e-3, 2e-3][i % 2] for i, f in enumerate(zoo.names())}
+    _fake_sweep(store, tiny, lrs)
+    zoo_full = cells.plan("full", recipe=tiny, store=store)
+    assert {c.family for c in zoo_full} == set(zoo.names())                    # default: zoo only
+    (cell,) = cells.plan("full", recipe=tiny, store=store, families=["synth"], seeds=[0])
+    assert (cell.family, cell.lr, cell.n_train) == ("synth", lrs["mixer"], tiny.full_n)
+    assert cell.key == f"synth_n{tiny.full_n}_s0_lr{lrs['mixer']:g}_{tiny.hash}"
+    assert cells.sweep_results(recipe=tiny, store=store, families=["synth"])["synth"]["lr_from"] == "mixer"
+    with pytest.raises(ValueError, match="synth has no learning-rate sweep.*mixer"):
+        cells.plan("sweep", recipe=tiny, store=store, families=["synth"])
+    card = cells.train_cell(cell, store=store, threads=1)
+    assert card["family"] == "synth" and card["recipe_hash"] == tiny.hash and card["steps"] == 12
+    assert card["command"].startswith("python -m analyses.cells run --plan full --family synth")
+    model = load_model("synth", store.weights_path(cell))
+    assert isinstance(model.net.blocks[0].mlp_tokens, RandomSynthesizerMixing) and not model.training
+    init = dict(cells.training.build_model("synth", seed=0).net.named_parameters())
+    assert not torch.equal(dict(model.net.named_parameters())["blocks.0.mlp_tokens.logits"],
+                           init["blocks.0.mlp_tokens.logits"])                # it trained
+    sub = data.load("synthetic", "test", n=card["test_subset"]["n"], seed=card["test_subset"]["seed"])
+    assert cells.accuracy(model, *data.as_tensors(sub)) == pytest.approx(
+        card["test_subset"]["accuracy"], abs=5e-5)
+    with pytest.raises(ValueError, match="unknown family.*synth"):
+        Cell("synthesizer", 48, 0, 1e-3, tiny)

@@ -3,6 +3,7 @@
     python -m analyses.cells run --plan sweep --workers 2 --threads 1
     python -m analyses.cells status --plan full
     python -m analyses.cells run --plan sweep --family cnn --quick     # seconds, runs/cells_quick/
+    python -m analyses.cells run --plan full --family synth    # Synthesizer-Random, Mixer's lr
 
 ``run`` trains the plan's unfinished cells and resumes stopped ones; stop it with
 Ctrl-C or ``kill <pid>`` at any time and run the same command to continue.
@@ -21,7 +22,7 @@ from probe.results import check_writable
 from .plan import PLANS, cell_status, plan, sweep_results, write_sweep
 from .recipe import Recipe, committed_recipe, load_recipe, quick_recipe
 from .runner import run_cells
-from .training import Cell, Store, default_store
+from .training import Cell, Store, cell_families, default_store
 
 __all__ = ["main"]
 
@@ -140,8 +141,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.add_argument("--plan", required=True, choices=PLANS,
                        help="sweep (lr per family), full (every family on all data, 3 seeds) or "
                             "data-efficiency (1k/3k/10k images)")
-        p.add_argument("--family", nargs="+", action="extend", choices=zoo.names(), metavar="F",
-                       help=f"only these families ({', '.join(zoo.names())})")
+        p.add_argument("--family", nargs="+", action="extend", choices=cell_families(), metavar="F",
+                       help=f"only these families (default the zoo's: {', '.join(zoo.names())}); "
+                            f"the analysis variant synth (Synthesizer-Random, Mixer's body) trains "
+                            f"only when named, at Mixer's swept learning rate, in the full and "
+                            f"data-efficiency plans")
         p.add_argument("--seed", nargs="+", action="extend", type=int, metavar="S",
                        help="only these seeds")
         p.add_argument("--n", nargs="+", action="extend", type=int, metavar="N",

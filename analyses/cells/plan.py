@@ -15,6 +15,12 @@ The sweep's choice (:func:`select_lr`: best final validation accuracy, ties to t
 smaller lr) is written to ``<models>/lr_sweep.json`` (committed beside the full-data
 weights) so that the full and data-efficiency cells can be keyed without the sweep's
 run folders.
+
+Plans hold the zoo families unless ``families`` names others: an analysis variant
+(``synth``, :data:`.training.VARIANT_LR_FAMILY`) joins the ``full`` and
+``data-efficiency`` plans only when named (``--family synth``), trains under the same
+recipe at its body's family's swept learning rate (Mixer's for ``synth``) and has no
+sweep of its own.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from probe import zoo
 from probe.results import atomic_write_json, read_json
 
 from .recipe import Recipe, committed_recipe
-from .training import Cell, Store, default_store, is_locked
+from .training import Cell, Store, cell_families, default_store, is_locked, lr_family
 
 __all__ = ["PLANS", "plan", "select_lr", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep",
            "CellStatus", "cell_status"]
@@ -45,9 +51,10 @@ def select_lr(val_accuracy: Mapping[float, float]) -> float:
 
 
 def _families(families: Optional[Sequence[str]]) -> List[str]:
-    names = zoo.names()
+    """``families`` in registry order (zoo families, then variants); default the zoo families."""
     if not families:
-        return names
+        return zoo.names()
+    names = cell_families()
     bad = [f for f in families if f not in names]
     if bad:
         raise ValueError(f"unknown family {', '.join(bad)}; valid: {', '.join(names)}")
@@ -100,10 +107,14 @@ def sweep_results(*, recipe: Recipe, store: Store, families: Optional[Sequence[s
 
     Reads the finished sweep cells' cards (see :func:`sweep_grid`), then fills families
     that have no complete sweep from ``lr_sweep.json`` when that file was written for this
-    recipe, sweep size and seed.
+    recipe, sweep size and seed. An analysis variant gets the entry of the family whose
+    learning rate it uses (:func:`.training.lr_family`), with ``"lr_from"``: that family.
     """
+    asked = _families(families)
+    sources = {lr_family(f) for f in asked}
+    swept = [f for f in zoo.names() if f in sources]
     out: Dict[str, dict] = {}
-    for fam in _families(families):
+    for fam in swept:
         grid, complete = sweep_grid(recipe, store, fam)
         if complete:
             cells = _sweep_cells_at(recipe, fam, grid)
@@ -116,10 +127,11 @@ def sweep_results(*, recipe: Recipe, store: Store, families: Optional[Sequence[s
             and [saved.get(k) for k in ("lrs", "extend", "n_train", "seed")] \
             == [s["lrs"], s.get("extend"), s["n_train"], s["seed"]]:
         for fam, entry in saved.get("families", {}).items():
-            if fam in _families(families) and fam not in out:
+            if fam in swept and fam not in out:
                 out[fam] = {"val_accuracy": {float(k): v for k, v in entry["val_accuracy"].items()},
                             "chosen_lr": float(entry["chosen_lr"]), "keys": entry["keys"]}
-    return out
+    return {f: (out[lr_family(f)] if lr_family(f) == f else {**out[lr_family(f)], "lr_from": lr_family(f)})
+            for f in asked if lr_family(f) in out}
 
 
 def _sweep_cells_at(recipe: Recipe, family: str, grid: Sequence[float]) -> List[Cell]:
@@ -163,12 +175,14 @@ def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] =
         name: the plan.
         recipe: default the committed recipe.
         store: where the sweep's results are read (default :func:`default_store`).
-        families: keep these families only (default every zoo family).
+        families: these families only (default every zoo family); an analysis variant
+            (``synth``) is trained only when named here, at its body's family's swept
+            learning rate, and has no ``sweep`` cells.
         seeds: keep these seeds only (default every seed of the plan).
 
     Raises:
-        ValueError: unknown plan or family; for ``full`` and ``data-efficiency``, a family
-            whose learning-rate sweep is not finished.
+        ValueError: unknown plan or family; a variant in the ``sweep`` plan; for ``full`` and
+            ``data-efficiency``, a family whose learning-rate sweep is not finished.
     """
     if name not in PLANS:
         raise ValueError(f"unknown plan {name!r}; valid: {', '.join(PLANS)}")
@@ -176,6 +190,11 @@ def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] =
     store = store or default_store(recipe)
     fams = _families(families)
     if name == "sweep":
+        variants = [f for f in fams if lr_family(f) != f]
+        if variants:
+            raise ValueError(f"{', '.join(variants)} has no learning-rate sweep: it trains at "
+                             f"{lr_family(variants[0])}'s swept learning rate (the same body); use "
+                             f"--plan full or data-efficiency")
         cells = _sweep_cells(recipe, store, fams)
     else:
         lrs = chosen_lrs(recipe=recipe, store=store, families=fams)

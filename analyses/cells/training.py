@@ -22,6 +22,15 @@ these 50-token sequences much faster on CPU than the fused kernel's backward.
 A finished cell has fp16 safetensors weights and a JSON card beside them
 (:class:`Store` says where); the card's presence, with the cell's recipe hash
 and learning rate, is what "finished" means.
+
+Besides the zoo families, a cell can train an analysis variant of
+``analyses.common.VARIANTS`` (today ``synth``, the Synthesizer-Random Mixer of
+``probe/models/synthesizer.py``, built by ``analyses.common.build``). A variant
+trains under the SAME recipe (same hash, data, steps, schedule, precision) at
+the learning rate its body's family chose in the sweep (:data:`VARIANT_LR_FAMILY`:
+``synth`` is Mixer's body with its token-mixing MLPs swapped, so it uses Mixer's
+swept learning rate and has no sweep of its own). Its cells are keyed like any
+other (``synth_n55000_s0_lr<Mixer's lr>_<hash>``); no zoo family's key changes.
 """
 from __future__ import annotations
 
@@ -42,6 +51,7 @@ import torch.nn.functional as F
 
 from probe import zoo
 from probe.hooks import unfused_attention
+from probe.provenance import weights_info
 from probe.results import atomic_write_json, read_json
 from probe.train import augment
 
@@ -49,10 +59,58 @@ from .recipe import (Recipe, committed_recipe, data_split, derived_seed, test_se
                      train_subset)
 
 __all__ = ["Cell", "Store", "CellBusy", "default_store", "train_cell", "training_step", "accuracy",
-           "lr_factor", "make_optimizer", "batch_indices", "is_locked", "default_command", "ROOT"]
+           "lr_factor", "make_optimizer", "batch_indices", "is_locked", "default_command", "ROOT",
+           "VARIANT_LR_FAMILY", "cell_families", "lr_family", "build_model", "load_model"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_FORMAT = 1
+
+# The zoo family whose swept learning rate an analysis variant trains at: its body's family.
+VARIANT_LR_FAMILY: Dict[str, str] = {"synth": "mixer"}
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _variants() -> Tuple[str, ...]:
+    from analyses.common import VARIANTS      # lazy: analyses.common is not needed to train zoo cells
+    missing = [v for v in VARIANTS if v not in VARIANT_LR_FAMILY]
+    if missing:
+        raise ValueError(f"analysis variant(s) {', '.join(missing)} have no learning-rate family in "
+                         f"analyses.cells.training.VARIANT_LR_FAMILY; add the zoo family of their body")
+    return tuple(VARIANTS)
+
+
+def cell_families() -> List[str]:
+    """What a cell can train: the zoo families, then the analysis variants (``synth``)."""
+    return list(zoo.names()) + [v for v in _variants() if v not in zoo.names()]
+
+
+def lr_family(family: str) -> str:
+    """The zoo family whose swept learning rate ``family`` trains at (itself for a zoo family)."""
+    return VARIANT_LR_FAMILY.get(family, family)
+
+
+def build_model(family: str, *, seed: int) -> zoo.ProbeModel:
+    """The seeded initialisation of a cell's model: ``zoo.build``, or ``analyses.common.build``
+    for an analysis variant."""
+    if family in zoo.names():
+        return zoo.build(family, seed=seed)
+    if family not in _variants():
+        raise ValueError(f"unknown family {family!r}; cells train {', '.join(cell_families())}")
+    from analyses.common import build
+    return build(family, seed=seed)
+
+
+def load_model(family: str, weights: Path) -> zoo.ProbeModel:
+    """A trained cell's model in eval mode: ``zoo.load(family, weights=...)`` for a zoo family;
+    for an analysis variant its architecture (:func:`build_model`) with the weights loaded."""
+    if family in zoo.names():
+        return zoo.load(family, weights=weights)
+    model = build_model(family, seed=0)
+    zoo._load_into(model, zoo.load_state_dict_file(weights), str(weights))
+    model.weights_info = weights_info("file", str(weights), zoo.sha256_file(weights))
+    return model.eval()
 
 
 # ----------------------------------------------------------------------------- cells
@@ -60,7 +118,8 @@ CHECKPOINT_FORMAT = 1
 
 @dataclass(frozen=True, eq=False)
 class Cell:
-    """One model to train: a zoo family on ``n_train`` images with ``seed`` and peak ``lr``.
+    """One model to train: a zoo family (or an analysis variant, :func:`cell_families`) on
+    ``n_train`` images with ``seed`` and peak ``lr``.
 
     Two cells are the same cell when their :attr:`key` (family, n, seed, lr,
     recipe hash) is the same.
@@ -73,9 +132,9 @@ class Cell:
     recipe: Recipe = field(default_factory=committed_recipe, repr=False)
 
     def __post_init__(self) -> None:
-        if self.family not in zoo.names():
-            raise ValueError(f"unknown family {self.family!r}; cells train the zoo families: "
-                             f"{', '.join(zoo.names())}")
+        if self.family not in cell_families():
+            raise ValueError(f"unknown family {self.family!r}; cells train the zoo families and "
+                             f"the analysis variants: {', '.join(cell_families())}")
         if isinstance(self.n_train, bool) or not isinstance(self.n_train, int) \
                 or not 0 < self.n_train <= self.recipe.full_n:
             raise ValueError(f"n_train must be an integer in 1..{self.recipe.full_n} (the training "
@@ -377,7 +436,7 @@ def default_command(cell: Cell, threads: int) -> str:
     sweep = cell.recipe.lr_sweep
     if cell.is_full:
         plan = "full"
-    elif cell.n_train == sweep["n_train"] and cell.seed == sweep["seed"]:
+    elif cell.family in zoo.names() and cell.n_train == sweep["n_train"] and cell.seed == sweep["seed"]:
         plan = "sweep"
     else:
         plan = "data-efficiency"
@@ -428,7 +487,7 @@ def train_cell(cell: Cell, *, store: Optional[Store] = None, threads: Optional[i
         x, y = train_subset(recipe, cell.n_train, cell.seed)
         split = data_split(recipe)
         total, batch = cell.steps, recipe.batch_size
-        model = zoo.build(cell.family, seed=cell.seed).train()
+        model = build_model(cell.family, seed=cell.seed).train()
         if recipe.training["attention_kernel"] == "explicit":
             scope.enter_context(unfused_attention(model))
         optimizer, scheduler = make_optimizer(model, recipe, cell.lr, total)
@@ -519,7 +578,7 @@ def _finish(cell: Cell, model: zoo.ProbeModel, *, store: Store, curve: list, tra
     recipe = cell.recipe
     weights = store.weights_path(cell)
     digest = zoo.save_weights(model, weights, dtype=recipe.storage_dtype)
-    stored = zoo.load(cell.family, weights=weights)
+    stored = load_model(cell.family, weights)
     split = data_split(recipe)
     (test_x, test_y), (sub_x, sub_y) = test_sets(recipe)
     d = recipe.training["data"]
