@@ -192,6 +192,44 @@ def test_capped_poisson_matches_poisson_pmf(cap):
         assert np.all(np.abs(freq.numpy() - np.array(pmf)) <= tol), (cap, rate)
 
 
+@pytest.mark.parametrize("c", [3, 12, 60])
+def test_shot_noise_on_uint8_levels_matches_poisson_pmf(c):
+    """Shot noise's table sampler for batches of uint8 levels draws min(Poisson(c q / 255), c)
+    with the exact pmf at every level, low tails included; other batches take the CDF steps."""
+    from scipy import stats
+    n = 100_000
+    levels = torch.tensor([0, 1, 40, 128, 255])
+    x = (levels.float() / 255).repeat_interleave(n).view(1, 1, len(levels), n)
+    rng = corruptions.Rng(torch.Generator().manual_seed(c), "cpu", torch.float32)
+    scaled = noise._shot_noise_levels(x, c, rng) * c
+    k = scaled.round()
+    assert torch.allclose(scaled, k, rtol=0, atol=1e-4) and k.min() >= 0 and k.max() <= c
+    for row, q in zip(k[0, 0].long(), levels.tolist()):
+        rate = c * q / 255
+        freq = torch.bincount(row, minlength=c + 1).double() / n
+        pmf = [stats.poisson.pmf(i, rate) for i in range(c)] + [stats.poisson.sf(c - 1, rate)]
+        tol = 4.5 * np.sqrt(np.maximum(pmf, 1 / n) / n)
+        assert np.all(np.abs(freq.numpy() - np.array(pmf)) <= tol), (c, q)
+    assert noise._shot_noise_levels(x + 0.1 / 255, c, rng) is None  # not uint8 levels
+
+
+def test_opencv_filters_equal_the_torch_paths():
+    """On large CPU planes the Gaussian/box filters (sepFilter2D) and the defocus disk
+    (filter2D) equal the banded products and the FFT convolution, for every border mode."""
+    from probe.corruptions import _filters, blur
+    x = torch.rand(2, 3, 70, 90, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for mode in ("edge", "symmetric", "reflect101"):
+        k = _filters.gaussian_kernel1d(2.0, 4.0, "cpu", torch.float64)
+        opencv = _filters.separable(x, k, k[2:-2], mode)
+        banded = _filters.filter_band(90, tuple(k[2:-2].tolist()), mode, "cpu", torch.float64).along(
+            _filters.filter_band(70, tuple(k.tolist()), mode, "cpu", torch.float64).along(x, -2), -1)
+        assert torch.allclose(opencv, banded, rtol=0, atol=1e-12), mode
+    for radius, alias in ((3, 0.1), (10, 0.5)):
+        disk = blur._disk(radius, alias, "cpu", torch.float64)
+        fft = _filters.fft_convolve(x, disk[None], "reflect101")
+        assert torch.allclose(_filters.convolve2d(x, disk, "reflect101"), fft, rtol=0, atol=1e-12)
+
+
 def test_deterministic_corruptions_ignore_generator():
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     for name in DETERMINISTIC:

@@ -9,10 +9,11 @@ come first in :data:`NAMES` (the order of the paper and of the reference
 ``C`` = 1 or 3 and any ``H, W`` (Fashion-MNIST's 28x28 grayscale included), and
 returns a tensor of the same shape, dtype and device, in ``[0, 1]``. Everything
 but JPEG is torch (CPU or CUDA), batched over images (on CPU a few MB of images
-at a time, so that intermediates stay in cache); JPEG is libjpeg-turbo itself, on
-CPU threads. All randomness comes from the given ``torch.Generator``
-(``generator=None`` uses a generator seeded with :data:`DEFAULT_SEED`, so the
-same call gives the same output).
+at a time, so that intermediates stay in cache), except that on CPU large images'
+Gaussian, box and defocus filters are OpenCV's, plane by plane on torch's threads;
+JPEG is libjpeg-turbo itself, on CPU threads. All randomness comes from the
+given ``torch.Generator`` (``generator=None`` uses a generator seeded with
+:data:`DEFAULT_SEED`, so the same call gives the same output).
 
 Severity parameters (``preset``):
 
@@ -56,13 +57,16 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   ``x[h, w] = x[h + dy, w + dx]`` in descending raster order (its tuple "swap"
   of numpy views writes the copied value back). It is reproduced exactly, for
   all pixels and images at once, by following each pixel's chain of reads
-  (pointer doubling).
-- Gaussian and box filters (and Pillow's BOX resize) are products with cached
-  banded matrices, on CPU tile by tile over the band only (BOX downsampling of
-  rows as a multiply-add chain over each box, which gives the banded product's
-  float32 result); defocus blur is an
-  FFT convolution of the border-extended image, equal to the reference's
-  spatial filtering; motion blur (per-image angle) is the reference's sum of
+  (pointer doubling), then moving the pixels with one int32 ``index_select`` per
+  plane.
+- Gaussian and box filters are OpenCV's ``sepFilter2D`` plane by plane on CPU
+  planes of 64x64 px and more (on torch's threads), elsewhere products with cached
+  banded matrices (on CPU tile by tile over the band only); Pillow's BOX resize is
+  such a product too (BOX downsampling of rows as a multiply-add chain over each
+  box, which gives the banded product's float32 result); defocus blur is OpenCV's
+  ``filter2D`` with the disk (zero outer rows and columns dropped) on such CPU
+  planes, elsewhere an FFT convolution of the border-extended image, both equal
+  to the reference's spatial filtering up to float rounding; motion blur (per-image angle) is the reference's sum of
   edge-replicated shifted copies, taken as slices of the padded batch; zoom
   blur is a sum of bilinear resizes (``align_corners=True``, scipy's
   ``zoom(order=1)``) done on the whole batch as one channels-last image;
@@ -73,7 +77,11 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
 - Shot noise at rates ``c <= 64`` (all of ImageNet-C's) inverts the Poisson CDF
   at uniform draws, stopping at ``ceil(c)`` counts (the output is clipped at 1
   there), so the result equals clipped ``Poisson(x c) / c`` in distribution
-  (CIFAR-10-C's larger rates use ``torch.poisson``);
+  (CIFAR-10-C's larger rates use ``torch.poisson``). Batches of uint8 levels
+  (``x = q / 255`` up to float rounding, as images read from files are) invert it
+  through per-level tables: a 16-bit draw picks the uniform's interval, which fixes
+  the count unless a CDF value falls inside it (a few percent of the values, whose
+  uniform is then completed in float64); other batches step through the CDF;
   impulse noise draws 16-bit uniforms.
 - Frost textures are resized once per image size with torch bicubic/bilinear
   interpolation (cached), then cropped at random per image.

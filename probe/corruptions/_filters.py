@@ -1,19 +1,71 @@
-"""Filters shared by the corruptions: border padding, banded separable filters, FFT convolution,
-bilinear sampling, motion blur and Pillow's BOX resize, batched in torch."""
+"""Filters shared by the corruptions: border padding, separable filters, 2-D convolution,
+bilinear sampling, motion blur and Pillow's BOX resize, batched in torch (OpenCV's filters
+plane by plane for large CPU images)."""
 from __future__ import annotations
 
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 from typing import Callable, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ._rng import Device
 
-__all__ = ["pad_index", "pad", "gaussian_kernel1d", "Band", "filter_band", "separable", "gaussian",
-           "fft_convolve", "sample_bilinear", "gray", "as_rgb_then_mean", "clipped_zoom",
-           "motion_blur_at", "box_resize"]
+__all__ = ["opencv", "for_each_index", "pad_index", "pad", "gaussian_kernel1d", "Band", "filter_band",
+           "separable", "gaussian", "fft_convolve", "convolve2d", "sample_bilinear", "gray",
+           "as_rgb_then_mean", "clipped_zoom", "motion_blur_at", "box_resize"]
+
+_OPENCV_INSTALL = "pip install imagecorruptions-imaug==1.1.5 (pinned in requirements.txt)"
+# OpenCV's border modes for ours (scipy/skimage "nearest" and "reflect", OpenCV's default)
+_OPENCV_BORDER = {"edge": "BORDER_REPLICATE", "symmetric": "BORDER_REFLECT",
+                  "reflect101": "BORDER_REFLECT_101"}
+# CPU planes of at least this many pixels are filtered by OpenCV, plane by plane (several
+# times faster than the batched torch products there); smaller ones by one torch product
+_OPENCV_MIN_PIXELS = 64 * 64
+
+
+def opencv(purpose: str) -> ModuleType:
+    """OpenCV (``cv2``), imported when first needed (it is heavy).
+
+    Raises:
+        ModuleNotFoundError: OpenCV is not installed; the message says what needs it.
+    """
+    try:
+        import cv2
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(f"{purpose} uses OpenCV (cv2), which is not installed; "
+                                  f"{_OPENCV_INSTALL} installs it (opencv-python)", name="cv2") from e
+    return cv2
+
+
+def for_each_index(fn: Callable[[int], None], n: int) -> None:
+    """``fn(i)`` for ``i`` in ``range(n)``, on ``torch.get_num_threads()`` threads (each one a
+    contiguous run of indices). ``fn`` must release the GIL to run in parallel, as OpenCV's
+    functions and numpy's ufuncs do."""
+    threads = max(1, min(torch.get_num_threads(), n))
+    if threads == 1:
+        for i in range(n):
+            fn(i)
+        return
+
+    def run(start: int) -> None:
+        for i in range(start, n, threads):
+            fn(i)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(run, range(threads)))
+
+
+def _opencv_planes(x: torch.Tensor, radius_h: int, radius_w: int) -> bool:
+    """Whether OpenCV filters ``x [..., H, W]`` plane by plane: large float32/64 CPU planes,
+    filter radii below the sides (one reflection at most)."""
+    h, w = x.shape[-2:]
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and h * w >= _OPENCV_MIN_PIXELS and radius_h < h and radius_w < w
+            and not x.requires_grad)
 
 
 def pad_index(n: int, before: int, after: int, mode: str, device: Device) -> torch.Tensor:
@@ -125,10 +177,23 @@ def filter_band(n: int, kernel: Tuple[float, ...], mode: str, device: str, dtype
 def separable(x: torch.Tensor, kh: torch.Tensor, kw: torch.Tensor, mode: str) -> torch.Tensor:
     """Separable filtering of ``x [..., H, W]`` with odd 1-D kernels (borders by ``mode``).
 
-    Done as two products with cached banded matrices (:class:`Band`): on CPU this
-    is an order of magnitude faster than ``conv2d`` with single-channel kernels.
+    Large CPU planes: OpenCV's ``sepFilter2D`` plane by plane (on torch's threads).
+    Otherwise two products with cached banded matrices (:class:`Band`): on CPU an order
+    of magnitude faster than ``conv2d`` with single-channel kernels.
     """
     h, w = x.shape[-2:]
+    if (kh.numel() > 1 or kw.numel() > 1) and _opencv_planes(x, kh.numel() // 2, kw.numel() // 2):
+        cv2 = opencv("filtering large CPU images")
+        border = getattr(cv2, _OPENCV_BORDER[mode])
+        src = x.reshape(-1, h, w).contiguous().numpy()
+        out = torch.empty(x.shape, dtype=x.dtype)
+        dst = out.view(-1, h, w).numpy()
+        ky, kx = (k.detach().to("cpu", x.dtype).numpy() for k in (kh, kw))
+
+        def plane(i: int) -> None:
+            cv2.sepFilter2D(src[i], -1, kx, ky, dst=dst[i], borderType=border)
+        for_each_index(plane, src.shape[0])
+        return out
     if kh.numel() > 1:
         x = filter_band(h, tuple(kh.tolist()), mode, str(x.device), x.dtype).along(x, -2)
     if kw.numel() > 1:
@@ -174,6 +239,40 @@ def fft_convolve(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tens
     spectrum = torch.fft.rfft2(xp, s=(hp, wp)).mul_(kernel_spectrum[:, None])
     out = torch.fft.irfft2(spectrum, s=(hp, wp))
     return out[..., ph:ph + h, pw:pw + w]
+
+
+def convolve2d(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
+    """Convolve ``x [B, C, H, W]`` with one centred odd kernel ``[kh, kw]``, borders by ``mode``.
+
+    Large CPU planes: OpenCV's ``filter2D`` (a correlation, so with the kernel turned by a
+    half turn) plane by plane on torch's threads, with the kernel's all-zero outer rows and
+    columns dropped (the same sum; OpenCV filters small kernels directly and large ones by
+    DFT). Otherwise :func:`fft_convolve`.
+    """
+    kh, kw = kernel.shape
+    nonzero_rows = torch.nonzero(kernel.ne(0).any(dim=1))[:, 0]
+    nonzero_cols = torch.nonzero(kernel.ne(0).any(dim=0))[:, 0]
+    if nonzero_rows.numel() == 0:
+        return torch.zeros_like(x)
+    # drop zero borders symmetrically, so the kernel stays centred
+    trim_h = min(int(nonzero_rows[0]), kh - 1 - int(nonzero_rows[-1]))
+    trim_w = min(int(nonzero_cols[0]), kw - 1 - int(nonzero_cols[-1]))
+    kernel = kernel[trim_h:kh - trim_h, trim_w:kw - trim_w]
+    kh, kw = kernel.shape
+    if not _opencv_planes(x, kh // 2, kw // 2):
+        return fft_convolve(x, kernel[None], mode)
+    cv2 = opencv("filtering large CPU images")
+    border = getattr(cv2, _OPENCV_BORDER[mode])
+    h, w = x.shape[-2:]
+    src = x.reshape(-1, h, w).contiguous().numpy()
+    out = torch.empty(x.shape, dtype=x.dtype)
+    dst = out.view(-1, h, w).numpy()
+    k = kernel.detach().flip(0, 1).to("cpu", x.dtype).contiguous().numpy()
+
+    def plane(i: int) -> None:
+        cv2.filter2D(src[i], -1, k, dst=dst[i], borderType=border)
+    for_each_index(plane, src.shape[0])
+    return out
 
 
 def _kernel_spectrum_of(kernel: torch.Tensor, hp: int, wp: int) -> torch.Tensor:

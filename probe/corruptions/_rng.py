@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -28,8 +28,10 @@ class Rng:
             t.add_(mean)
         return self._to(t)
 
-    def uniform(self, shape: Sequence[int], low: float, high: float) -> torch.Tensor:
-        t = torch.rand(shape, generator=self.g, device=self.g.device, dtype=self.dtype)
+    def uniform(self, shape: Sequence[int], low: float, high: float, *,
+                dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """Uniform in ``[low, high)``, of the images' dtype unless ``dtype`` is given."""
+        t = torch.rand(shape, generator=self.g, device=self.g.device, dtype=dtype or self.dtype)
         if high - low != 1:
             t.mul_(high - low)
         if low != 0:

@@ -7,8 +7,11 @@ registry signature ``fn(x, table entry, spatial scale, rng, table)`` (see
 """
 from __future__ import annotations
 
+import functools
 import math
+from typing import Optional, Tuple
 
+import numpy as np
 import torch
 
 from ._registry import register_corruption
@@ -57,11 +60,99 @@ def _poisson_capped(rate: torch.Tensor, u: torch.Tensor, cap: int) -> torch.Tens
     return out.view(rate.shape)
 
 
+# Shot noise on uint8 levels: the top bits of a 16-bit draw pick one of 2^_GUIDE_BITS intervals
+# of the uniform that inverts the Poisson CDF
+_GUIDE_BITS = 10
+# x * 255 within this of an integer everywhere: the batch holds uint8 levels (up to float rounding)
+_LEVEL_TOLERANCE = 2.0 ** -14
+_PIECE = 1 << 17  # values per cache-sized piece of a batch
+
+
+@functools.lru_cache(maxsize=16)
+def _level_tables(c: float, device: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Shot noise's tables for the 256 rates ``c q / 255`` (``q`` = 0..255), ``cap = ceil(c)``.
+
+    Returns ``(lookup [256 * 2^G] int8, cdf [256 * cap] float64)``: ``cdf[q * cap + k] =
+    P(Poisson(c q / 255) <= k)``, and ``lookup[q * 2^G + j]`` is, for the uniforms ``u`` in
+    ``[j / 2^G, (j + 1) / 2^G)``, their count ``k0`` of CDF values below ``u`` where that count
+    is the same over the whole interval, else ``-1 - k0`` with ``k0`` the count at its start.
+    """
+    cap = int(math.ceil(c))
+    rate = c * torch.arange(256, dtype=torch.float64) / 255
+    k = torch.arange(cap, dtype=torch.float64)
+    log_pmf = torch.xlogy(k, rate[:, None]) - rate[:, None] - torch.lgamma(k + 1)
+    cdf = torch.exp(log_pmf).cumsum(dim=1).clamp_(max=1)
+    edges = torch.arange((1 << _GUIDE_BITS) + 1, dtype=torch.float64) / (1 << _GUIDE_BITS)
+    # counts just above an interval's start and just below its end
+    first = torch.searchsorted(cdf, edges[:-1].expand(256, -1).contiguous(), right=True)
+    last = torch.searchsorted(cdf, edges[1:].expand(256, -1).contiguous(), right=False)
+    lookup = torch.where(first == last, first, -1 - first).to(torch.int8)
+    return lookup.reshape(-1).to(device), cdf.reshape(-1).to(device)
+
+
+def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Indices of the True values of a flat bool tensor (numpy's on CPU: several times faster)."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return torch.nonzero(mask)[:, 0]
+
+
+def _shot_noise_levels(x: torch.Tensor, c: float, rng: Rng) -> Optional[torch.Tensor]:
+    """``min(Poisson(x c), ceil(c)) / c`` for a batch of uint8 levels ``x = q / 255``, or ``None``
+    when ``x`` holds other values.
+
+    The CDF is inverted at a uniform ``u`` through a table per level: the top bits of a 16-bit
+    draw give ``u``'s interval, which fixes the count unless a CDF value falls inside it;
+    there (a few percent of the values) the rest of ``u`` is drawn (float64) and the count
+    stepped up from the interval's start while the CDF stays below ``u``. Exactly the capped
+    Poisson distribution of the levels' rates (up to float64 rounding).
+    """
+    flat = x.reshape(-1)
+    pieces = [(start, min(start + _PIECE, flat.numel())) for start in range(0, flat.numel(), _PIECE)]
+    for start, stop in pieces:  # cache-sized pieces: no batch-sized temporaries
+        scaled = flat[start:stop] * 255
+        if float(scaled.sub_(torch.round(scaled)).abs_().amax()) > _LEVEL_TOLERANCE:
+            return None  # not uint8 levels: nothing drawn
+    cap = int(math.ceil(c))
+    lookup, cdf = _level_tables(float(c), str(x.device))
+    half = 1 << (_GUIDE_BITS - 1)
+    bits = rng.bits16(flat.shape)
+    count = torch.empty(flat.shape, dtype=torch.int8, device=x.device)
+    index = torch.empty(min(flat.numel(), _PIECE), dtype=torch.int32, device=x.device)
+    for start, stop in pieces:
+        piece = index[:stop - start]
+        piece.copy_(torch.round(flat[start:stop] * 255).mul_(1 << _GUIDE_BITS).add_(half))  # exact
+        piece += bits[start:stop] >> (16 - _GUIDE_BITS)  # -half .. half - 1
+        torch.index_select(lookup, 0, piece, out=count[start:stop])
+    inside = _flat_nonzero(count < 0)
+    out = count.to(x.dtype).mul_(1.0 / c)  # the generic path's product
+    if inside.numel():
+        row = torch.round(flat.index_select(0, inside) * 255).long()
+        interval = (bits.index_select(0, inside) >> (16 - _GUIDE_BITS)).long() + half
+        u = rng.uniform(inside.shape, 0, 1, dtype=torch.float64)
+        u.add_(interval).mul_(1.0 / (1 << _GUIDE_BITS))
+        k = -1 - count.index_select(0, inside).long()
+
+        def below() -> torch.Tensor:  # the CDF at the current count is below u
+            return (k < cap) & (u > cdf.index_select(0, row * cap + k.clamp(max=cap - 1)))
+        for _ in range(2):  # a CDF value or two inside the interval: step up
+            k += below()
+        rest = _flat_nonzero(below())
+        if rest.numel():  # an interval holding many CDF values (a low tail): count them all
+            rows = cdf.view(256, cap).index_select(0, row.index_select(0, rest))
+            k[rest] = (rows < u.index_select(0, rest)[:, None]).sum(dim=1)
+        out[inside] = k.to(x.dtype).mul_(1.0 / c)
+    return out.view(x.shape)
+
+
 @register_corruption("shot_noise")
 def shot_noise(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> torch.Tensor:
     """``Poisson(x c) / c`` per value."""
     cap = int(math.ceil(c))
     if cap <= 64:  # the output is clipped at 1, i.e. counts >= c: only P(k < cap) matters
+        out = _shot_noise_levels(x, c, rng)
+        if out is not None:
+            return out
         return _poisson_capped(x * c, rng.uniform(x.shape, 0, 1), cap).mul_(1.0 / c)
     return rng.poisson(x * c).mul_(1.0 / c)
 
