@@ -44,7 +44,7 @@ VERDICT_RULES = (
 SCALE_LIMITS = (
     "All numbers come from Fashion-MNIST (28x28 grayscale, 10 classes) and models of about 0.5M "
     "parameters (4 blocks, 4-pixel patches, 7x7 tokens; a 3-stage ResNet for the CNN) trained "
-    "for short budgets on CPU. The debate's claims were made at ImageNet scale with 10-600M "
+    "to convergence on CPU under one recipe for every family. The debate's claims were made at ImageNet scale with 10-600M "
     "parameter models and large pre-training; a verdict here says what holds at this scale, not "
     "at theirs. 'Inconclusive' means the 95% interval over seeds is too wide to decide.")
 
@@ -178,7 +178,10 @@ def markdown(found, missing, *, figures_rel: str = "figures") -> str:
             lines.append(f"| {k.key} | {k.what} | {k.max_abs_error:.2e} | {k.tolerance:g} | "
                          f"{'yes' if k.holds else '**no**'} |")
     if missing:
-        lines += ["", "Not run yet (no results file): " + ", ".join(f"`{m}`" for m in missing)]
+        lines += ["", "Not run yet (no results file): " + ", ".join(f"`{m}`" for m in missing)
+                  + ". Each needs the converged models of `analyses/recipe.json` first (`make "
+                  "cells-full`, `make cells-data-efficiency`; `python -m analyses.cells status "
+                  "--plan full` shows where they stand), then its `make analyses-...` piece."]
     for name, results, cs, _ in found:
         lines += ["", f"## {TITLES[name]}", "",
                   f"`python -m analyses.{name}` - scale `{results.get('scale')}`, "
