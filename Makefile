@@ -54,6 +54,7 @@ bench: setup data
 analyses-data: setup data
 	$(BIN)/python -m analyses.data_efficiency
 	$(BIN)/python -m analyses.cost_accuracy
+	$(BIN)/python -m analyses.precision_check
 
 analyses-mixing: setup data
 	$(BIN)/python -m analyses.mixing_patterns
@@ -79,7 +80,7 @@ analyses: analyses-data analyses-mixing analyses-robustness analyses-interpretab
 # `kill <pid>` (or Ctrl-C) and rerun the same target to continue.
 CELL_WORKERS ?= 2
 CELL_THREADS ?= 1
-.PHONY: cells-sweep cells-full cells-data-efficiency
+.PHONY: cells-sweep cells-full cells-data-efficiency cells-precision
 cells-sweep: setup data
 	$(BIN)/python -m analyses.cells run --plan sweep --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
 
@@ -89,6 +90,10 @@ cells-full: setup data
 
 cells-data-efficiency: setup data
 	$(BIN)/python -m analyses.cells run --plan data-efficiency --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+
+# the CNN at 10k images trained in bf16 (the recipe) and in fp32, 3 seeds (analyses.precision_check)
+cells-precision: setup data
+	$(BIN)/python -m analyses.cells run --plan precision-check --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
 
 # Redraw every figure and the claims report from the committed results (no training).
 report: setup

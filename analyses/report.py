@@ -21,7 +21,8 @@ from typing import List, Optional, Sequence, Tuple
 from analyses import common
 
 ANALYSES = ("data_efficiency", "mixing_patterns", "input_dependence", "equivalences",
-            "robustness_comparison", "interpretability_comparison", "cost_accuracy")
+            "robustness_comparison", "interpretability_comparison", "cost_accuracy",
+            "precision_check")
 TITLES = {
     "data_efficiency": "Data efficiency",
     "mixing_patterns": "Mixing patterns",
@@ -30,6 +31,7 @@ TITLES = {
     "robustness_comparison": "Robustness",
     "interpretability_comparison": "Interpretability",
     "cost_accuracy": "Cost vs accuracy",
+    "precision_check": "bf16 vs fp32 training (protocol check)",
 }
 VERDICT_RULES = (
     "A claim's effect is oriented so that > 0 is what the claim says, and measured on converged "
@@ -172,7 +174,8 @@ def markdown(found, missing, *, figures_rel: str = "figures") -> str:
                          f"{c.sensitivity['half']} | {c.sensitivity['double']} | {TITLES[name]} |")
     checks = [(name, k) for name, _, _, ks in found for k in ks]
     if checks:
-        lines += ["", "## Checks (true by construction: verified, not counted as evidence)", "",
+        lines += ["", "## Checks (facts true by construction and checks of the protocol: verified, not "
+                  "counted as evidence)", "",
                   "| check | what | max abs error | tolerance | holds |", "|---|---|---:|---:|---|"]
         for name, k in checks:
             lines.append(f"| {k.key} | {k.what} | {k.max_abs_error:.2e} | {k.tolerance:g} | "

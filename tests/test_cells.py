@@ -327,3 +327,21 @@ def test_synth_variant_trains_as_a_cell_at_mixers_swept_lr(tmp_path, tiny):
         card["test_subset"]["accuracy"], abs=5e-5)
     with pytest.raises(ValueError, match="unknown family.*synth"):
         Cell("synthesizer", 48, 0, 1e-3, tiny)
+
+
+def test_precision_check_pairs_bf16_and_fp32_cells_of_one_family(tmp_path, tiny):
+    recipe = tiny.variant({"plans": {"precision-check": {"family": "cnn", "n_train": 48,
+                                                         "seeds": [0, 1]}}})
+    store = _store(tmp_path)
+    _fake_sweep(store, recipe, {f: 1e-3 for f in zoo.names()})
+    cells_ = cells.plan("precision-check", recipe=recipe, store=store)
+    assert [(c.family, c.n_train, c.seed) for c in cells_] == [("cnn", 48, 0)] * 2 + [("cnn", 48, 1)] * 2
+    bf16, fp32 = cells_[0], cells_[1]
+    assert bf16.recipe == recipe and bf16.recipe.autocast_dtype == torch.bfloat16
+    assert fp32.recipe.autocast_dtype is None and fp32.key != bf16.key
+    assert fp32.recipe.training["data"] == recipe.training["data"]       # same images
+    assert committed_recipe().plans["precision-check"]["training_overrides"]["precision"][
+        "train_autocast"] is None
+    report = cells.run_cells(cells_[:2], store=store, progress=False, echo=lambda s: None)
+    assert report.failed == {} and store.is_done(fp32) and store.is_done(bf16)
+    assert store.card(fp32)["recipe"]["training"]["precision"]["train_autocast"] is None

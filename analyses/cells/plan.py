@@ -36,7 +36,7 @@ from .training import Cell, Store, cell_families, default_store, is_locked, lr_f
 __all__ = ["PLANS", "plan", "select_lr", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep",
            "CellStatus", "cell_status"]
 
-PLANS = ("sweep", "full", "data-efficiency")
+PLANS = ("sweep", "full", "data-efficiency", "precision-check")
 
 
 def select_lr(val_accuracy: Mapping[float, float]) -> float:
@@ -197,17 +197,34 @@ def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] =
                              f"--plan full or data-efficiency")
         cells = _sweep_cells(recipe, store, fams)
     else:
+        if name == "precision-check" and families is None:
+            fams = [recipe.plans["precision-check"]["family"]]
         lrs = chosen_lrs(recipe=recipe, store=store, families=fams)
         if name == "full":
             jobs = [(s, recipe.full_n) for s in recipe.plans["full"]["seeds"]]
-        else:
+        elif name == "data-efficiency":
             sizes = {int(n): list(s) for n, s in recipe.plans["data-efficiency"]["sizes"].items()}
             all_seeds = sorted({s for ss in sizes.values() for s in ss})
             jobs = [(s, n) for s in all_seeds for n in sorted(sizes) if s in sizes[n]]
-        cells = [Cell(f, n, s, lrs[f], recipe) for s, n in jobs for f in fams]
+        if name == "precision-check":
+            cells = precision_cells(recipe, lrs)
+            cells = [c for c in cells if c.family in fams]
+        else:
+            cells = [Cell(f, n, s, lrs[f], recipe) for s, n in jobs for f in fams]
     if seeds is not None:
         cells = [c for c in cells if c.seed in set(seeds)]
     return cells
+
+
+def precision_cells(recipe: Recipe, lrs: Mapping[str, float]) -> List[Cell]:
+    """The ``precision-check`` plan: ``plans.precision-check.family`` on ``n_train`` images
+    with each seed, trained twice - by the recipe (bf16 autocast) and by the recipe with
+    ``training_overrides`` (fp32) - pairs in seed order, the recipe's cell first. The fp32
+    cells have their own recipe hash; their cards sit beside the others."""
+    spec = recipe.plans["precision-check"]
+    other = recipe.variant({"training": spec["training_overrides"]})
+    fam, n = spec["family"], int(spec["n_train"])
+    return [Cell(fam, n, int(s), lrs[fam], r) for s in spec["seeds"] for r in (recipe, other)]
 
 
 @dataclass
