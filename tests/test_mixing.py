@@ -458,7 +458,8 @@ def test_px_distances_match_analyses_mixing_patterns(family, x):
         assert torch.allclose(loc, loc_units, atol=1e-6)
         assert float(loc.mean()) == pytest.approx(row["locality"], rel=1e-9, abs=1e-12)
     uniform = float(mixing.mean_mixing_distance(torch.ones(49, 49), GRID)) * image_size / GRID[0]
-    assert mp.uniform_distance_px(GRID[0], image_size) == pytest.approx(uniform, rel=1e-6)
+    assert mp.references(image_size, radius_px)["uniform_7x7"]["mean_mixing_distance_px"] == \
+        pytest.approx(uniform, rel=1e-5)
 
 
 # ---------------------------------------------------------------- CLI

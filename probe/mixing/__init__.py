@@ -15,7 +15,9 @@ Modules (the import graph has no cycle; :mod:`probe.spectra` and
   layer lookup (:func:`find_or_raise`).
 - :mod:`~probe.mixing.jacobian`    channel, uniform-shift and conv-stage Jacobians.
 - :mod:`~probe.mixing.extractors`  :func:`register_extractor`, :func:`layers`,
-  :func:`extract`, :func:`effective`.
+  :func:`extract` (``gated``, ``per_channel``), :func:`effective`.
+- :mod:`~probe.mixing.controls`    reference matrices (:func:`references`: uniform, random,
+  DFT, local, identity) and :func:`controls` (trained vs init vs references per layer).
 - :mod:`~probe.mixing.__main__`    ``python -m probe.mixing`` (:func:`run`, :func:`main`),
   loaded on first use of ``probe.mixing.run``/``main`` so that importing the
   library does not import the CLI's figures and spectra.
@@ -24,12 +26,13 @@ from __future__ import annotations
 
 from typing import Any, List
 
+from .controls import CONTROLS, METRICS, REFERENCES, controls, references
 from .extractors import effective, extract, layers, register_extractor
 from .grid import LayerInfo, TokenContext, check_input, find_or_raise
 from .jacobian import channel_jacobian, mlp_effective
 from .maps import KINDS, STATIC_KINDS, MixingMap
-from .metrics import (UNITS, effective_rank, entropy, input_dependence, locality,
-                      mean_mixing_distance, summarize, token_positions,
+from .metrics import (UNITS, distribution, effective_rank, entropy, input_dependence, locality,
+                      mean_mixing_distance, summarize, template_locality, token_positions,
                       translation_equivariance)
 
 __all__ = [
@@ -37,6 +40,8 @@ __all__ = [
     "effective", "channel_jacobian", "token_positions", "mean_mixing_distance", "locality",
     "input_dependence", "translation_equivariance", "entropy", "effective_rank", "summarize",
     "run", "main", "UNITS", "TokenContext", "check_input", "find_or_raise",
+    "REFERENCES", "CONTROLS", "METRICS", "references", "controls", "distribution",
+    "template_locality",
 ]
 
 # former private name, used by benchmarks/bench_mixing.py

@@ -5,11 +5,17 @@ Each token-mixing layer is summarised as a matrix ``[B, H, T_out, T_in]``
 
 - ``token-mlp``      MLP-Mixer (Tolstikhin et al. 2021, arXiv:2105.01601): the
   channel-averaged Jacobian of the token-mixing MLP at the input,
-  ``(1/C) sum_c d y[t, c] / d z[s, c]`` (input dependent, one per image).
+  ``(1/C) sum_c d y[t, c] / d z[s, c]`` (input dependent, one per image). The
+  averaging hides how much single channels vary: ``per_channel=True`` keeps every
+  channel's Jacobian in ``MixingMap.channels``.
 - ``token-linear``   ResMLP (Touvron et al. 2021, arXiv:2105.03404): the
   ``linear_tokens`` weight (static, ``B = 1``).
 - ``spatial-gating`` gMLP (Liu et al. 2021, arXiv:2105.08050): the spatial gating
-  unit's token projection ``proj`` (static, ``B = 1``), applied to ``norm(v)``.
+  unit's token projection ``proj`` (static, ``B = 1``), applied to ``norm(v)``. With
+  ``gated=True``, the gate is included: the unit computes ``y = u * (P norm(v) + b)``
+  per channel, so its Jacobian with respect to the mixed input ``norm(v)`` is
+  ``d y[t, c] / d norm(v)[s, c'] = delta_cc' u[t, c] P[t, s]`` (block diagonal over
+  channels, exact); the map is its channel mean ``diag(mean_c u[t, c]) P`` per image.
 - ``attention``      ViT / DeiT (Dosovitskiy et al. 2021, arXiv:2010.11929): softmax
   probabilities per head ``[B, heads, T, T]``, prefix (class/register) tokens included.
 - ``fourier``        FNet (Lee-Thorp et al. 2021, arXiv:2105.03824): ``Re(F_2d)``.
@@ -41,7 +47,8 @@ from ..models.cnn import BasicBlock
 from ..models.fnet import FNetBlock, fourier_mixing_matrix
 from .grid import (REGISTRY, Extractor, LayerInfo, TokenContext, check_input, find_layers,
                    find_or_raise)
-from .jacobian import channel_jacobian, conv_effective, mlp_effective, uniform_shift_jacobian
+from .jacobian import (channel_groups, channel_jacobian, conv_effective, group_mean,
+                       mlp_channel_jacobians, mlp_effective, uniform_shift_jacobian)
 from .maps import KINDS, STATIC_KINDS, MixingMap
 
 __all__ = ["register_extractor", "layers", "extract", "effective", "CONV_BLOCK_TYPES"]
@@ -89,20 +96,23 @@ def _rows_fn(module: nn.Module) -> Callable[[Tensor], Tensor]:
 
 
 @register_extractor(MixerBlock, kind="token-mlp", sublayer="mlp_tokens")
-def _token_mlp(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record
-               ) -> MixingMap:
+def _token_mlp(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record,
+               per_channel: object = False) -> MixingMap:
     z = rec.input                                           # [B, C, T]
     b, c, t = z.shape
     grid, prefix = ctx.grid(t)
     matrix = mlp_effective(module, z)
     if matrix is None:
         matrix = channel_jacobian(_rows_fn(module), z.reshape(b * c, t)).reshape(b, c, t, t).mean(1)
+    channels = None
+    if per_channel:
+        channels = mlp_channel_jacobians(module, z, groups=channel_groups(c, per_channel)).detach()
     native = None
     if hasattr(module, "fc1") and hasattr(module, "fc2") and prefix == 0:
         w1, w2 = module.fc1.weight.detach(), module.fc2.weight.detach()
         native = {"fc1": w1.reshape(-1, *grid).clone(), "fc2": w2.t().reshape(-1, *grid).clone()}
     return MixingMap(info.layer, info.kind, matrix[:, None].detach(), grid, prefix, native,
-                     info.depth, block=info.block)
+                     info.depth, block=info.block, channels=channels)
 
 
 def _linear_map(ctx: TokenContext, info: LayerInfo, linear: nn.Linear, extra: dict) -> MixingMap:
@@ -123,10 +133,25 @@ def _token_linear(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: ho
 
 
 @register_extractor(SpatialGatingUnit, kind="spatial-gating", block_up=2)
-def _spatial_gating(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record
-                    ) -> MixingMap:
-    return _linear_map(ctx, info, module.proj, {"applies_to": "norm(v), v = second half of "
-                                                              "the channels"})
+def _spatial_gating(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record,
+                    gated: bool = False, per_channel: object = False) -> MixingMap:
+    applies = {"applies_to": "norm(v), v = second half of the channels"}
+    if not gated:
+        return _linear_map(ctx, info, module.proj, applies)
+    u, _ = rec.input.chunk(2, dim=-1)                        # gate [B, T, D]
+    p = module.proj.weight.detach()                          # [T, T]
+    grid, prefix = ctx.grid(p.shape[1])
+    matrix = u.mean(-1)[:, :, None] * p                      # diag(mean_c u) P per image
+    channels = None
+    if per_channel:
+        gate = group_mean(u, channel_groups(u.shape[-1], per_channel), -1)   # [B, T, G]
+        channels = (gate.transpose(1, 2)[..., None] * p).detach()           # [B, G, T, T]
+    bias = module.proj.bias.detach().clone() if module.proj.bias is not None else None
+    native = {"projection": p.clone(), "bias": bias, **applies,
+              "gated": "y = u * (P norm(v) + b): matrix = diag(mean_c u) P, the channel mean of "
+                       "d y / d norm(v); the gated bias u * b is not in apply()"}
+    return MixingMap(info.layer, info.kind, matrix[:, None].detach(), grid, prefix, native,
+                     info.depth, block=info.block, channels=channels, gated=True)
 
 
 @register_extractor(hooks.is_attention, kind="attention", block_up=1)
@@ -199,7 +224,8 @@ def _select(found: List[Tuple[LayerInfo, Extractor]], which: Optional[Sequence[L
 
 
 def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]] = None,
-            memory_budget: Optional[int] = None) -> List[MixingMap]:
+            memory_budget: Optional[int] = None, gated: bool = False,
+            per_channel: Union[bool, int] = False) -> List[MixingMap]:
     """One :class:`MixingMap` per token-mixing layer of ``model``, by depth.
 
     Runs one forward pass (no gradient; eval mode for the pass, restored after)
@@ -213,6 +239,17 @@ def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]]
         layers: restrict to these layer paths or depth indices.
         memory_budget: bytes a conv stage's Jacobian may use (default
             :data:`probe.mixing.jacobian.DEFAULT_MEMORY_BUDGET`, 2 GiB).
+        gated: spatial-gating (gMLP) maps include the gate: per image
+            ``diag(mean_c u) P``, the channel-mean Jacobian of ``u * (P norm(v) + b)``
+            with respect to ``norm(v)`` (input dependent; ``MixingMap.gated``). Default:
+            the static projection ``P``.
+        per_channel: ``True`` (every channel) or ``G`` (groups of ``C / G`` consecutive
+            channels): token-mlp maps, and gated spatial-gating maps, also hold the
+            per-channel (group) token Jacobians in ``MixingMap.channels``
+            ``[B, G, T, T]`` (``B * G * T^2`` floats per layer), whose mean over ``G`` is
+            ``matrix``; see ``input_dependence(m, per_channel=True)``. Other kinds are
+            unchanged (attention varies per head; static kinds are one matrix for
+            every channel).
 
     Returns:
         ``list[MixingMap]``; ``matrix`` is ``[B, H, T_out, T_in]`` (``B = 1`` for
@@ -227,7 +264,8 @@ def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]]
     ctx = TokenContext(model)
     attn = [info.layer for info, ex in found if ex.kind == "attention"]
     inputs = [info.layer for info, ex in found
-              if ex.kind not in STATIC_KINDS and ex.kind != "attention"]
+              if (ex.kind not in STATIC_KINDS and ex.kind != "attention")
+              or (gated and ex.kind == "spatial-gating")]
     with hooks.evaluating(model), torch.no_grad():
         recs: Dict[str, hooks.Record] = {}
         probs: Dict[str, Tensor] = {}
@@ -246,6 +284,10 @@ def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]]
                 maps.append(ex.compute(ctx, info, module, rec, probs.get(info.layer)))
             elif ex.kind == "conv":
                 maps.append(ex.compute(ctx, info, module, rec, memory_budget))
+            elif ex.kind == "token-mlp" and per_channel:
+                maps.append(ex.compute(ctx, info, module, rec, per_channel=per_channel))
+            elif ex.kind == "spatial-gating" and gated:
+                maps.append(ex.compute(ctx, info, module, rec, gated=True, per_channel=per_channel))
             else:
                 maps.append(ex.compute(ctx, info, module, rec))
     size = (int(x.shape[-2]), int(x.shape[-1])) if x.ndim == 4 else None

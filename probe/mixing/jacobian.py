@@ -23,7 +23,8 @@ import torch.nn as nn
 from timm.layers import Mlp
 from torch.func import jacrev, jvp, vmap
 
-__all__ = ["channel_jacobian", "uniform_shift_jacobian", "mlp_effective", "receptive_radius",
+__all__ = ["channel_jacobian", "uniform_shift_jacobian", "mlp_effective", "channel_groups",
+           "group_mean", "mlp_channel_jacobians", "receptive_radius",
            "DEFAULT_MEMORY_BUDGET", "ConvMemory", "conv_memory", "conv_effective"]
 
 Tensor = torch.Tensor
@@ -80,6 +81,60 @@ def mlp_effective(mlp: nn.Module, z: Tensor) -> Optional[Tensor]:
     _, slope = jvp(mlp.act, (h,), (torch.ones_like(h),))   # elementwise act'(h)
     gain = slope.mean(1)                                    # [B, hidden]
     return torch.einsum("th,bh,hs->bts", mlp.fc2.weight, gain, mlp.fc1.weight)
+
+
+def channel_groups(channels: int, per_channel: object) -> int:
+    """Number of channel groups ``G`` for ``per_channel`` (``True``: every channel; ``int``: ``G``).
+
+    Raises:
+        ValueError: ``G`` is not a positive divisor of ``channels``.
+    """
+    if per_channel is True:
+        return channels
+    if isinstance(per_channel, bool) or not isinstance(per_channel, int):
+        raise ValueError(f"per_channel must be True or a number of channel groups, "
+                         f"got {per_channel!r}")
+    if per_channel < 1 or channels % per_channel:
+        raise ValueError(f"per_channel={per_channel} groups must divide the {channels} channels "
+                         f"into equal groups of consecutive channels; choose a divisor of {channels}")
+    return per_channel
+
+
+def group_mean(x: Tensor, groups: int, dim: int) -> Tensor:
+    """Mean over ``groups`` equal blocks of consecutive entries along ``dim``."""
+    dim = dim % x.ndim
+    c = x.shape[dim]
+    return x.reshape(*x.shape[:dim], groups, c // groups, *x.shape[dim + 1:]).mean(dim + 1)
+
+
+def mlp_channel_jacobians(mlp: nn.Module, z: Tensor, *, groups: Optional[int] = None) -> Tensor:
+    """Token Jacobian of a token-mixing MLP for every channel (or channel group) of every image.
+
+    ``J[b, c] = d y[b, c, :] / d z[b, c, :]`` (the MLP acts on each channel row of
+    tokens separately). For a plain timm ``Mlp`` it is analytic,
+    ``J[b, c] = W2 diag(act'(W1 z[b, c] + b1)) W1``; otherwise ``vmap(jacrev)`` over
+    rows. A group's Jacobian is the mean of its channels' (for the analytic form, the
+    same product with the group-mean slope), so the mean over groups equals
+    :func:`mlp_effective`.
+
+    Args:
+        mlp: the token-mixing module, acting on ``[.., T]``.
+        z: ``[B, C, T]`` its input.
+        groups: ``G`` groups of ``C / G`` consecutive channels (default: every channel).
+
+    Returns:
+        ``[B, G, T, T]``; memory ``B * G * T^2`` floats.
+    """
+    b, c, t = z.shape
+    groups = c if groups is None else groups
+    plain = mlp_effective(mlp, z[:1, :1]) is not None
+    if plain:
+        h = mlp.fc1(z)
+        _, slope = jvp(mlp.act, (h,), (torch.ones_like(h),))    # [B, C, hidden]
+        gain = group_mean(slope, groups, 1)                      # [B, G, hidden]
+        return (mlp.fc2.weight * gain[..., None, :]) @ mlp.fc1.weight
+    jac = channel_jacobian(lambda v: mlp(v[None])[0], z.reshape(b * c, t))
+    return group_mean(jac.reshape(b, c, *jac.shape[1:]), groups, 1)
 
 
 def receptive_radius(stage: nn.Module) -> int:

@@ -44,6 +44,12 @@ class MixingMap:
         block: path of the enclosing residual block (whose output :mod:`probe.spectra` reads).
         image_size: ``(H, W)`` in pixels of the model input the map was extracted
             at (set by :func:`probe.mixing.extract`); gives :attr:`px_per_token`.
+        channels: ``[B, G, T_out, T_in]`` per-channel (``G = C``) or per channel-group
+            token mixing (``extract(..., per_channel=True or G)``), whose mean over ``G``
+            is ``matrix[:, 0]``; ``None`` unless asked for (and for static maps, where every
+            channel mixes with ``matrix``).
+        gated: a spatial-gating map extracted with its gate (``extract(..., gated=True)``):
+            ``matrix`` is then per image and input dependent (not :attr:`static`).
     """
 
     layer: str
@@ -57,11 +63,13 @@ class MixingMap:
     input_grid: Optional[Tuple[int, int]] = None
     block: str = ""
     image_size: Optional[Tuple[int, int]] = None
+    channels: Optional[Tensor] = None
+    gated: bool = False
 
     @property
     def static(self) -> bool:
         """True when the map does not depend on the input."""
-        return self.kind in STATIC_KINDS
+        return self.kind in STATIC_KINDS and not self.gated
 
     @property
     def heads(self) -> int:
@@ -98,7 +106,8 @@ class MixingMap:
         elif isinstance(native, torch.Tensor):
             native = native.cpu()
         return replace(self, matrix=self.matrix.cpu(), native=native,
-                       bias=None if self.bias is None else self.bias.cpu())
+                       bias=None if self.bias is None else self.bias.cpu(),
+                       channels=None if self.channels is None else self.channels.cpu())
 
     def apply(self, tokens: Tensor) -> Tensor:
         """Mix ``tokens`` with this map: ``matrix @ tokens (+ bias)``.

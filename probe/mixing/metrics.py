@@ -23,7 +23,8 @@ from typing import List, Optional, Protocol, Sequence, Tuple, Union
 import torch
 
 __all__ = ["UNITS", "MapLike", "token_positions", "mean_mixing_distance", "locality", "input_dependence",
-           "translation_equivariance", "entropy", "effective_rank", "summarize"]
+           "translation_equivariance", "entropy", "effective_rank", "summarize", "distribution",
+           "template_locality"]
 
 UNITS = ("tokens", "px")
 Tensor = torch.Tensor
@@ -164,27 +165,125 @@ def locality(m: MapOrMatrix, grid: Optional[Tuple[int, int]] = None, *, radius: 
     return ((w * near).sum((-2, -1)) / w.sum((-2, -1)).clamp_min(1e-30)).float()
 
 
-def input_dependence(m: MapOrMatrix) -> Tensor:
-    """How much the map varies across inputs, per head.
+def _channel_matrix(m: MapOrMatrix) -> Tensor:
+    """``[B, G, T, T]`` per-channel (or channel-group) maps of ``m`` for ``per_channel=True``."""
+    if isinstance(m, torch.Tensor):
+        return m
+    channels = getattr(m, "channels", None)
+    if channels is not None:
+        return channels
+    if getattr(m, "static", False):
+        return _matrix(m)          # one group: every channel mixes with the same fixed matrix
+    if m.kind == "attention":
+        raise ValueError(f"{m.layer}: attention has no per-channel token mixing (its value "
+                         f"projection mixes channels); use input_dependence(m) for per-head values")
+    raise ValueError(f"{m.layer} has no per-channel maps; extract it with "
+                     f"probe.mixing.extract(model, x, per_channel=True)")
+
+
+def input_dependence(m: MapOrMatrix, *, per_channel: bool = False) -> Tensor:
+    """How much the map varies across inputs, per head (or per channel).
 
     ``sum_b ||M_b - mean_b M||^2 / sum_b ||M_b||^2``: the share of the map's
-    energy not explained by one input-independent map. 0 for static maps (or
-    ``B = 1``), approaching 1 when maps are unrelated across images.
+    energy not explained by one input-independent map. Exactly 0 for static maps
+    (``B = 1``) and for any head whose ``B`` maps are identical (checked bitwise, so
+    round-off in the mean cannot make a fixed matrix look input dependent);
+    approaching 1 when maps are unrelated across images.
 
     Args:
         m: a MixingMap or a matrix ``[B, H, T_out, T_in]``.
+        per_channel: measure each channel (or channel group) of the map's
+            ``channels`` ``[B, G, T, T]`` (from ``extract(..., per_channel=True)``)
+            instead of each head; a static map without ``channels`` gives one 0 (every
+            channel mixes with the same matrix). A raw matrix is read as ``[B, G, T, T]``.
+            :func:`distribution` summarises the result.
 
     Returns:
-        ``[H]``.
+        ``[H]`` (or ``[G]`` with ``per_channel``).
     """
-    matrix = _matrix(m)
+    matrix = _channel_matrix(m) if per_channel else _matrix(m)
     if matrix.ndim != 4:
         raise ValueError(f"input_dependence needs [B, H, T, T], got {tuple(matrix.shape)}")
     mat = matrix.double()
     if mat.shape[0] == 1:
         return torch.zeros(mat.shape[1])
     dev = (mat - mat.mean(0, keepdim=True)).pow(2).sum((0, 2, 3))
-    return (dev / mat.pow(2).sum((0, 2, 3)).clamp_min(1e-30)).float()
+    out = dev / mat.pow(2).sum((0, 2, 3)).clamp_min(1e-30)
+    same = (matrix == matrix[:1]).flatten(2).all(-1).all(0)            # [H]: identical maps
+    return out.masked_fill(same, 0.0).float()
+
+
+def distribution(values: Tensor, *, quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95)
+                 ) -> dict:
+    """Summary of a set of values (per channel, per template, ...) as JSON-ready floats.
+
+    Returns ``{"n", "mean", "std", "min", "q05", "q25", "q50", "q75", "q95", "max"}``
+    (the ``q`` keys follow ``quantiles``); ``std`` is the population standard deviation.
+    """
+    v = torch.as_tensor(values).detach().double().reshape(-1).cpu()
+    if v.numel() == 0:
+        raise ValueError("distribution of no values")
+    q = torch.quantile(v, torch.tensor(list(quantiles), dtype=torch.float64))
+    out = {"n": int(v.numel()), "mean": float(v.mean()), "std": float(v.std(unbiased=False)),
+           "min": float(v.min())}
+    out.update({f"q{round(100 * p):02d}": float(e) for p, e in zip(quantiles, q)})
+    out["max"] = float(v.max())
+    return out
+
+
+def template_locality(m: MapOrMatrix, radius: float, *, unit: str = "px",
+                      templates: str = "rows", power: float = 2.0,
+                      grid: Optional[Tuple[int, int]] = None,
+                      image_size: Optional[Size] = None) -> Tensor:
+    """Per template: the share of its energy ``|w|^power`` within ``radius`` of its centre.
+
+    Mixer's token-mixing templates (Tolstikhin et al. 2021, Fig. 5) are maps over the
+    input grid; this scores each one, so the distribution across templates can be
+    reported (:func:`distribution`), not only its mean.
+
+    Args:
+        m: a MixingMap, or a raw tensor (``templates="rows"``: matrix ``[..., T, T]`` with
+            ``grid``; ``"fc1"``: templates ``[K, h, w]``).
+        radius: in ``unit`` (``"px"``, the default, or ``"tokens"``: input-grid cells).
+        templates: ``"rows"``: every row of the mixing matrix (prefix tokens dropped),
+            centred on its output token; ``"fc1"``: Mixer's first-layer token templates
+            (``native["fc1"]`` ``[hidden, h, w]``, the paper's figure), each centred on
+            its own peak ``argmax |w|`` (they have no output token).
+        power: 2 scores energy (the default), 1 the ``|w|`` mass that :func:`locality` uses.
+        image_size: ``(H, W)`` in pixels for ``unit="px"`` with a raw tensor.
+
+    Returns:
+        ``"rows"``: ``[..., T_out]`` (``[B, H, T_out]`` for a MixingMap); ``"fc1"``: ``[K]``.
+        An identity row or a one-token template -> 1 at any radius >= 0; a uniform
+        row -> the share of input tokens within ``radius`` of its token.
+    """
+    if templates == "rows":
+        matrix, grid, prefix, input_grid = _unpack(m, grid, 0, None)
+        scale = _px_scale(m, unit, image_size, input_grid)
+        w = _spatial(matrix, grid, prefix, input_grid).abs().double().pow(power)
+        near = (_distances(grid, input_grid, scale) <= radius + 1e-9).double().to(w.device)
+        return ((w * near).sum(-1) / w.sum(-1).clamp_min(1e-30)).float()
+    if templates != "fc1":
+        raise ValueError(f"templates must be 'rows' or 'fc1', got {templates!r}")
+    if isinstance(m, torch.Tensor):
+        t = m
+    else:
+        native = m.native if isinstance(getattr(m, "native", None), dict) else {}
+        if "fc1" not in native:
+            raise ValueError(f"{m.layer} has no first-layer token templates (native['fc1']: "
+                             f"a Mixer token-mlp map); use templates='rows'")
+        t = native["fc1"]
+    if t.ndim != 3:
+        raise ValueError(f"templates must be [K, h, w], got {tuple(t.shape)}")
+    tgrid = (int(t.shape[1]), int(t.shape[2]))
+    scale = _px_scale(m, unit, image_size, tgrid)
+    _, pos = token_positions(tgrid)
+    if scale is not None:
+        pos = pos * torch.tensor(scale, dtype=torch.float64)
+    w = t.reshape(t.shape[0], -1).abs().double().pow(power)
+    centre = pos[w.argmax(-1).cpu()]                                       # [K, 2]
+    near = (torch.cdist(centre, pos) <= radius + 1e-9).double().to(w.device)
+    return ((w * near).sum(-1) / w.sum(-1).clamp_min(1e-30)).float()
 
 
 def translation_equivariance(m: MapOrMatrix, grid: Optional[Tuple[int, int]] = None, *,
@@ -253,6 +352,9 @@ def summarize(maps: Sequence[MapLike], *, radius: float = 1.0, unit: str = "toke
         unit: ``"tokens"`` (keys ``mean_mixing_distance``, ``locality_r<radius>``) or
             ``"px"`` (keys ``mean_mixing_distance_px``, ``locality_r<radius>_px`` and
             ``px_per_token``; needs maps with ``image_size``). Other metrics have no unit.
+
+    Maps extracted with ``per_channel`` also get ``input_dependence_per_channel``, the
+    :func:`distribution` of the per-channel (or per-group) values.
     """
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
@@ -279,5 +381,7 @@ def summarize(maps: Sequence[MapLike], *, radius: float = 1.0, unit: str = "toke
         dep = input_dependence(m)
         row["input_dependence"] = float(dep.mean())
         row["input_dependence_per_head"] = [float(e) for e in dep]
+        if getattr(m, "channels", None) is not None:
+            row["input_dependence_per_channel"] = distribution(input_dependence(m, per_channel=True))
         rows.append(row)
     return rows
