@@ -230,6 +230,33 @@ def test_opencv_filters_equal_the_torch_paths():
         assert torch.allclose(_filters.convolve2d(x, disk, "reflect101"), fft, rtol=0, atol=1e-12)
 
 
+def test_glass_blur_sequential_copy_equals_pointer_doubling():
+    """Glass blur's CPU numba loop (the reference's sequential copy) and the batched pointer
+    doubling (CUDA, or without numba) move the same pixels from the same draws, for both
+    kinds of draws (8-bit and randint), several iterations, gray and float64."""
+    from probe.corruptions import blur
+    pytest.importorskip("numba")
+    g = torch.Generator().manual_seed(0)
+    for shape, delta, iterations, dtype in [((3, 3, 40, 50), 1, 2, torch.float32),
+                                            ((2, 1, 30, 30), 2, 3, torch.float64),
+                                            ((2, 3, 64, 48), 3, 2, torch.float32),
+                                            ((1, 3, 9, 9), 4, 1, torch.float32)]:
+        x = torch.rand(shape, generator=g, dtype=dtype)
+        b, _, h, w = shape
+        draws = blur._glass_draws(corruptions.Rng(g, "cpu", dtype), b, h, w, 2 * delta, iterations)
+        chains = blur._shuffle_chains(x, draws, delta)
+        sequential = x.clone()
+        assert blur._shuffle_sequential(sequential, draws, delta)
+        assert torch.equal(sequential, chains) and not torch.equal(sequential, x), shape
+
+
+def test_pixelate_opencv_upscale_is_pillows_nearest():
+    """Pixelate's CPU upscale by OpenCV is used only where it picks Pillow's pixels."""
+    from probe.corruptions import digital
+    assert digital._opencv_nearest_is_pillows(134, 134, 224, 224)
+    assert not digital._opencv_nearest_is_pillows(16, 16, 28, 28)  # OpenCV rounds differently
+
+
 def test_deterministic_corruptions_ignore_generator():
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     for name in DETERMINISTIC:

@@ -52,13 +52,17 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   through OpenCV (in memory, one image per task on ``torch.get_num_threads()``
   threads): the same codec output as the reference's Pillow round trip, byte for
   byte (JFIF YCbCr, 4:2:0, islow DCT, fancy upsampling). A CUDA batch is coded on
-  CPU and moved back.
+  CPU and moved back. JPEG and pixelate write straight into the output (registered
+  with ``fills_output=True``: no clamp or copy pass); pixelate's NEAREST upscale is
+  OpenCV's ``INTER_NEAREST_EXACT`` on CPU planes where that picks Pillow's pixels.
 - Glass blur: the reference's pixel loop is a sequential *copy*
   ``x[h, w] = x[h + dy, w + dx]`` in descending raster order (its tuple "swap"
-  of numpy views writes the copied value back). It is reproduced exactly, for
-  all pixels and images at once, by following each pixel's chain of reads
-  (pointer doubling), then moving the pixels with one int32 ``index_select`` per
-  plane.
+  of numpy views writes the copied value back). On CPU that loop runs as such
+  (a numba kernel per image on torch's threads, offsets drawn from the torch
+  generator); elsewhere, or without numba, it is reproduced exactly, for all
+  pixels and images at once, by following each pixel's chain of reads (pointer
+  doubling), then moving the pixels with one int32 ``index_select`` per plane.
+  Both give the same output from the same draws.
 - Gaussian and box filters are OpenCV's ``sepFilter2D`` plane by plane on CPU
   planes of 64x64 px and more (on torch's threads), elsewhere products with cached
   banded matrices (on CPU tile by tile over the band only); Pillow's BOX resize is
@@ -103,7 +107,7 @@ import numpy as np
 import torch
 
 from . import blur, digital, noise, weather
-from ._registry import COMMON, EXTRA, NAMES, REGISTRY, register_corruption
+from ._registry import COMMON, EXTRA, FILLS_OUTPUT, NAMES, REGISTRY, register_corruption
 from ._rng import Rng
 
 __all__ = ["NAMES", "COMMON", "EXTRA", "PRESETS", "DEFAULT_SEED", "corrupt", "params",
@@ -274,6 +278,13 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *,
     _validate_range(xd)
     fn = REGISTRY[name]
     step = max(1, _CHUNK // xd[0].numel())
+    if name in FILLS_OUTPUT:  # writes its [0, 1] result straight into the output
+        cpu = xd.device.type == "cpu"
+        out = _new_cpu_like(xd) if cpu else torch.empty_like(xd)
+        size = step if cpu else xd.shape[0]  # CPU: chunk by chunk, as below
+        for i in range(0, xd.shape[0], size):
+            fn(xd[i:i + size], c, scale, rng, table, out[i:i + size])
+        return out.to(x.dtype)
     if xd.device.type == "cpu" and step < xd.shape[0]:
         out = _new_cpu_like(xd)
         for i in range(0, xd.shape[0], step):

@@ -9,13 +9,15 @@ call them through :func:`probe.corruptions.corrupt`.
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._filters import convolve2d, gaussian, motion_blur_at, separable
+from ._filters import convolve2d, for_each_index, gaussian, motion_blur_at, separable
 from ._registry import register_corruption
 from ._rng import Device, Rng
 
@@ -28,25 +30,29 @@ def gaussian_blur(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> 
     return gaussian(x, c * s)
 
 
-@register_corruption("glass_blur")
-def glass_blur(x: torch.Tensor, c: Tuple[float, int, int], s: float, rng: Rng,
-               table: str) -> torch.Tensor:
-    """Blur, locally scramble pixels, blur again (the reference's glass blur).
+def _glass_draws(rng: Rng, b: int, h: int, w: int, n: int, iterations: int) -> torch.Tensor:
+    """Glass blur's offset draws ``[iterations, B * H * W]``: one per pixel and iteration,
+    ``d`` in ``[0, n^2)`` for ``dy = d // n - delta``, ``dx = d % n - delta``.
 
-    The reference visits pixels in descending raster order and runs
-    ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on numpy views, which is a copy
-    ``x[h, w] = x[h + dy, w + dx]`` (the second assignment writes back the copied
-    value), so a pixel reads an already updated one whenever its partner comes
-    later in raster order. That sequential loop is computed exactly here, batched:
-    each pixel follows the chain of such reads to its end by pointer doubling.
+    A power of two ``n^2 <= 256`` takes the low bits of 8-bit draws (``uint8``), else
+    ``int32`` draws of ``randint``.
     """
-    sigma, delta, iterations = c[0] * s, max(1, int(round(c[1] * s))), c[2]
-    # the reference's uint8 cast, out of place: a sigma below half a pixel gives x itself back
-    x = torch.mul(gaussian(x, sigma), 255).floor_().div_(255)
+    draws = []
+    for _ in range(iterations):
+        if n * n <= 256 and (n * n) & (n * n - 1) == 0:  # a power of two: low bits of 8-bit draws
+            draw = rng.bits16(((b * h * w + 1) // 2,)).view(torch.uint8)[:b * h * w]
+            draws.append(draw.bitwise_and(n * n - 1))
+        else:
+            draws.append(rng.randint(0, n * n, (b * h * w,), dtype=torch.int32))
+    return torch.stack(draws)
+
+
+def _shuffle_chains(x: torch.Tensor, draws: torch.Tensor, delta: int) -> torch.Tensor:
+    """Glass blur's sequential copy on ``x [B, C, H, W]`` (any device), batched: each pixel
+    follows the chain of its reads to its end by pointer doubling, then the pixels move by
+    one int32 ``index_select`` per plane. Returns a new tensor."""
     b, ch, h, w = x.shape
     lo, hi_row, hi_col = delta + 1, h - delta, w - delta  # visited rows/cols, inclusive
-    if hi_row < lo or hi_col < lo:
-        return gaussian(x, sigma)
     rows = torch.arange(h, device=x.device)[:, None]
     cols = torch.arange(w, device=x.device)[None, :]
     visited = ((rows >= lo) & (rows <= hi_row) & (cols >= lo) & (cols <= hi_col)).reshape(-1)
@@ -55,18 +61,12 @@ def glass_blur(x: torch.Tensor, c: Tuple[float, int, int], s: float, rng: Rng,
     position = torch.arange(h * w, device=x.device, dtype=i32)
     offset = (torch.arange(b, device=x.device, dtype=i32) * (h * w))[:, None]
     identity = torch.arange(b * h * w, device=x.device, dtype=i32)
-    # one draw per pixel for both offsets: dy, dx uniform in [-delta, delta - 1] each
     n = 2 * delta
     shifts = torch.arange(n * n, device=x.device, dtype=i32)
     shifts = (shifts // n - delta) * w + (shifts % n - delta)
     source = None  # output pixel -> input pixel (flat over all images); None: identity
-    for _ in range(iterations):
-        if n * n <= 256 and (n * n) & (n * n - 1) == 0:  # a power of two: low bits of 8-bit draws
-            draw = rng.bits16(((b * h * w + 1) // 2,)).view(torch.uint8)[:b * h * w].to(i32)
-            draw &= n * n - 1
-        else:
-            draw = rng.randint(0, n * n, (b * h * w,), dtype=i32)
-        shift = shifts.index_select(0, draw).view(b, h * w).mul_(visited)  # 0: not visited
+    for draw in draws:
+        shift = shifts.index_select(0, draw.to(i32)).view(b, h * w).mul_(visited)  # 0: not visited
         partner = shift + position
         # the partner was visited before (later in raster order): read its new value
         chained = visited.index_select(0, partner.view(-1)).view(b, h * w).logical_and_(shift > 0)
@@ -83,14 +83,74 @@ def glass_blur(x: torch.Tensor, c: Tuple[float, int, int], s: float, rng: Rng,
             nxt = jumped
         step = partner.index_select(0, nxt)
         source = step if source is None else source.index_select(0, step)
-    if source is not None:  # plane by plane: int32 index_select is several times faster than gather
-        local = source.view(b, h * w) - offset
-        shuffled = torch.empty_like(x)
-        for i in range(b):
-            for channel in range(ch):
-                torch.index_select(x[i, channel].view(-1), 0, local[i],
-                                   out=shuffled[i, channel].view(-1))
-        x = shuffled
+    local = source.view(b, h * w) - offset
+    shuffled = torch.empty_like(x)
+    for i in range(b):  # plane by plane: int32 index_select is several times faster than gather
+        for channel in range(ch):
+            torch.index_select(x[i, channel].view(-1), 0, local[i], out=shuffled[i, channel].view(-1))
+    return shuffled
+
+
+@functools.lru_cache(maxsize=1)
+def _sequential_kernel() -> Optional[Callable[..., None]]:
+    """The numba kernel of :func:`_shuffle_sequential` (compiled once, cached on disk), or
+    ``None`` without numba."""
+    try:
+        import numba
+    except ModuleNotFoundError:
+        return None
+
+    @numba.njit(nogil=True, cache=True)
+    def shuffle(x, draws, image, shifts, delta, w):  # pragma: no cover (compiled)
+        # x [B, C, H * W], draws [iterations, B, H * W], shifts: flat offset of each draw
+        planes, h = x.shape[1], x.shape[2] // w
+        for it in range(draws.shape[0]):
+            for row in range(h - delta, delta, -1):
+                for p in range(row * w + w - delta, row * w + delta, -1):
+                    q = p + shifts[draws[it, image, p]]
+                    for c in range(planes):
+                        x[image, c, p] = x[image, c, q]
+    return shuffle
+
+
+def _shuffle_sequential(x: torch.Tensor, draws: torch.Tensor, delta: int) -> bool:
+    """Glass blur's sequential copy on a CPU batch ``x [B, C, H, W]`` in place, as the
+    reference runs it (a numba loop per image, images on ``torch.get_num_threads()``
+    threads); ``False`` (nothing done) without numba."""
+    kernel = _sequential_kernel()
+    if kernel is None or x.requires_grad or not x.is_contiguous():
+        return False
+    b, _, h, w = x.shape
+    x_np = x.view(b, -1, h * w).numpy()
+    draws_np = draws.view(draws.shape[0], b, h * w).numpy()
+    n = 2 * delta
+    shifts = np.array([(d // n - delta) * w + d % n - delta for d in range(n * n)], dtype=np.int64)
+    for_each_index(lambda i: kernel(x_np, draws_np, i, shifts, delta, w), b)
+    return True
+
+
+@register_corruption("glass_blur")
+def glass_blur(x: torch.Tensor, c: Tuple[float, int, int], s: float, rng: Rng,
+               table: str) -> torch.Tensor:
+    """Blur, locally scramble pixels, blur again (the reference's glass blur).
+
+    The reference visits pixels in descending raster order and runs
+    ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on numpy views, which is a copy
+    ``x[h, w] = x[h + dy, w + dx]`` (the second assignment writes back the copied
+    value), so a pixel reads an already updated one whenever its partner comes
+    later in raster order. That sequential loop is run as such on CPU (numba), and
+    elsewhere (or without numba) computed exactly, batched, by pointer doubling
+    (:func:`_shuffle_chains`); both give the same pixels from the same draws.
+    """
+    sigma, delta, iterations = c[0] * s, max(1, int(round(c[1] * s))), c[2]
+    # the reference's uint8 cast, out of place: a sigma below half a pixel gives x itself back
+    x = torch.mul(gaussian(x, sigma), 255).floor_().div_(255)
+    b, ch, h, w = x.shape
+    if h - delta < delta + 1 or w - delta < delta + 1:  # no pixel visited
+        return gaussian(x, sigma)
+    draws = _glass_draws(rng, b, h, w, 2 * delta, iterations)
+    if x.device.type != "cpu" or not _shuffle_sequential(x, draws, delta):
+        x = _shuffle_chains(x, draws, delta)
     return gaussian(x, sigma)
 
 

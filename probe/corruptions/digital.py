@@ -10,7 +10,7 @@ the registry signature ``fn(x, table entry, spatial scale, rng, table)`` (see
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import functools
 from types import ModuleType
 from typing import Tuple, Union
 
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._filters import as_rgb_then_mean, box_resize, gaussian_kernel1d, sample_bilinear, separable
+from ._filters import (as_rgb_then_mean, box_resize, for_each_index, gaussian_kernel1d, opencv,
+                       sample_bilinear, separable)
 from ._registry import register_corruption
 from ._rng import Rng
 
@@ -62,15 +63,38 @@ def saturate(x: torch.Tensor, c: Tuple[float, float], s: float, rng: Rng, table:
     return as_rgb_then_mean(rgb, x)
 
 
-@register_corruption("pixelate")
-def pixelate(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> torch.Tensor:
-    """Pillow BOX downsampling by ``c``, then back up (NEAREST; BOX for CIFAR-10-C)."""
+@functools.lru_cache(maxsize=64)
+def _opencv_nearest_is_pillows(n: int, m: int, h: int, w: int) -> bool:
+    """Whether OpenCV's INTER_NEAREST_EXACT resize from ``n x m`` to ``h x w`` picks the same
+    source pixels as ``nearest-exact`` (Pillow's NEAREST): checked on a plane holding each
+    pixel's index (OpenCV's fixed-point coordinates differ at some sizes, e.g. 16 -> 28)."""
+    cv2 = opencv("pixelate on CPU")
+    index = torch.arange(n * m, dtype=torch.float64).view(1, 1, n, m)
+    ours = F.interpolate(index, size=(h, w), mode="nearest-exact")[0, 0].numpy()
+    theirs = cv2.resize(index[0, 0].numpy(), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+    return bool(np.array_equal(ours, theirs))
+
+
+@register_corruption("pixelate", fills_output=True)
+def pixelate(x: torch.Tensor, c: float, s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
+    """Pillow BOX downsampling by ``c``, then back up (NEAREST; BOX for CIFAR-10-C), into ``out``."""
     h, w = x.shape[-2:]
-    small = box_resize(x, max(1, int(h * c)), max(1, int(w * c)))
+    small = box_resize(x, max(1, int(h * c)), max(1, int(w * c))).clamp_(0, 1)
     if table == "cifar":
-        return box_resize(small, h, w)
-    # Pillow's NEAREST takes source pixel floor((i + 0.5) * in / out), as "nearest-exact" does
-    return F.interpolate(small, size=(h, w), mode="nearest-exact")
+        torch.clamp(box_resize(small, h, w), 0, 1, out=out)
+        return
+    # Pillow's NEAREST takes source pixel floor((i + 0.5) * in / out), as "nearest-exact" and
+    # OpenCV's INTER_NEAREST_EXACT do; on CPU OpenCV writes each plane straight into out
+    if out.device.type != "cpu" or not out.is_contiguous() or not _opencv_nearest_is_pillows(
+            *small.shape[-2:], h, w):
+        out.copy_(F.interpolate(small, size=(h, w), mode="nearest-exact"))
+        return
+    cv2 = opencv("pixelate on CPU")
+    src, dst = small.reshape(-1, *small.shape[-2:]).numpy(), out.view(-1, h, w).numpy()
+
+    def plane(i: int) -> None:
+        cv2.resize(src[i], (w, h), dst=dst[i], interpolation=cv2.INTER_NEAREST_EXACT)
+    for_each_index(plane, src.shape[0])
 
 
 _OPENCV_INSTALL = "pip install imagecorruptions-imaug==1.1.5 (pinned in requirements.txt)"
@@ -91,28 +115,29 @@ def _opencv() -> ModuleType:
     return cv2
 
 
-@register_corruption("jpeg_compression")
-def jpeg_compression(x: torch.Tensor, c: int, s: float, rng: Rng, table: str) -> torch.Tensor:
-    """Baseline JPEG at quality ``c``, encoded and decoded by libjpeg-turbo (through OpenCV).
+@register_corruption("jpeg_compression", fills_output=True)
+def jpeg_compression(x: torch.Tensor, c: int, s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
+    """Baseline JPEG at quality ``c``, encoded and decoded by libjpeg-turbo (through OpenCV), into ``out``.
 
-    Each image is quantised to uint8 (``round(255 x)``), coded as the reference codes it
-    with Pillow (JFIF YCbCr, 4:2:0 chroma, islow integer DCT, fancy upsampling: the
+    Each image is quantised to uint8 (``round(255 x)``, half to even), coded as the reference
+    codes it with Pillow (JFIF YCbCr, 4:2:0 chroma, islow integer DCT, fancy upsampling: the
     same libjpeg-turbo output, byte for byte) and returned as ``k / 255``. Gray images are
     coded as grayscale JPEGs, which equals the reference's RGB round trip converted back
     to gray. The codec runs on CPU (a CUDA batch goes there and back), one image per
     task on ``torch.get_num_threads()`` threads (OpenCV releases the GIL).
     """
     cv2 = _opencv()
-    src = x.detach().cpu()
-    out = torch.empty_like(src)
-    src_np, out_np = src.numpy(), out.numpy()
+    src_np = x.detach().cpu().numpy()
+    target = out if out.device.type == "cpu" else torch.empty(out.shape, dtype=out.dtype)
+    out_np = target.numpy()
     params = [cv2.IMWRITE_JPEG_QUALITY, int(c)]
     gray = x.shape[1] == 1
 
     def code(i: int) -> None:
-        # numpy's ufuncs and OpenCV release the GIL: the threads run in parallel
-        levels = np.rint(src_np[i] * 255).astype(np.uint8)
-        image = levels[0] if gray else cv2.merge((levels[2], levels[1], levels[0]))  # BGR
+        # OpenCV releases the GIL: the threads run in parallel. convertScaleAbs is
+        # saturate(rint(255 x)) in one pass per plane (x >= 0)
+        planes = [cv2.convertScaleAbs(src_np[i, channel], alpha=255) for channel in range(x.shape[1])]
+        image = planes[0] if gray else cv2.merge(planes[::-1])  # BGR
         ok, encoded = cv2.imencode(".jpg", image, params)
         if not ok:
             raise RuntimeError(f"OpenCV could not JPEG-encode an image of shape {tuple(x.shape[1:])}")
@@ -121,14 +146,9 @@ def jpeg_compression(x: torch.Tensor, c: int, s: float, rng: Rng, table: str) ->
         for channel, plane in enumerate(planes):
             np.divide(plane, 255, out=out_np[i, channel], dtype=out_np.dtype)
 
-    threads = max(1, min(torch.get_num_threads(), x.shape[0]))
-    if threads == 1:
-        for i in range(x.shape[0]):
-            code(i)
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(code, range(x.shape[0])))
-    return out.to(x.device)
+    for_each_index(code, x.shape[0])
+    if target is not out:
+        out.copy_(target)
 
 
 def _elastic_imagenet(x: torch.Tensor, alpha: float, rng: Rng) -> torch.Tensor:
