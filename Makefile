@@ -95,6 +95,15 @@ cells-data-efficiency: setup data
 cells-precision: setup data
 	$(BIN)/python -m analyses.cells run --plan precision-check --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
 
+# Every training cell the analyses need, in priority order, in the background (resumes whatever
+# is unfinished; safe to start again after an interruption): log in runs/cells_all.log.
+.PHONY: cells-background
+cells-background: setup data
+	mkdir -p runs
+	nohup sh -c 'OMP_WAIT_POLICY=PASSIVE $(MAKE) cells-sweep cells-full cells-precision cells-data-efficiency' \
+		> runs/cells_all.log 2>&1 &
+	@echo "training in the background: tail -f runs/cells_all.log; python -m analyses.cells status --plan full"
+
 # Redraw every figure and the claims report from the committed results (no training).
 report: setup
 	$(BIN)/python -m analyses.report
