@@ -2,14 +2,30 @@
 
 Measures how much each family's token-mixing matrices vary across input images
 (``probe.mixing.input_dependence``: the share of the maps' energy not explained by one
-input-independent map; 0 = one fixed matrix) layer by layer, on the converged full-data
-models of every zoo family (``analyses.converged``, 3 seeds) and on a Synthesizer-Random
-variant (``synth``: the zoo Mixer with each token-mixing MLP replaced by a trainable
-``softmax(R)`` matrix, ``probe/models/synthesizer.py``). ``synth`` is trained as a cell of
-the SAME recipe (``python -m analyses.cells run --plan full --family synth``) at Mixer's
-swept learning rate, since it is Mixer's body; it is compared with Mixer (fixed mixing
-without softmax) and with ViT (attention generated from the input). Every value stands
-beside the same-seed random initialisation's.
+input-independent map; 0 = one fixed matrix) where the dependence lives, layer by layer, on
+the converged full-data models of every zoo family (``analyses.converged``, 3 seeds) and on
+a Synthesizer-Random variant (``synth``: the zoo Mixer with each token-mixing MLP replaced by
+a trainable ``softmax(R)`` matrix, ``probe/models/synthesizer.py``):
+
+- Mixer: every channel's own token Jacobian ``W2 diag(GELU'(h_c)) W1``
+  (``extract(..., per_channel=True)``), not only their channel average, which hides most
+  of the variation (the average of many input-dependent maps is nearly fixed);
+- gMLP: the spatial gating unit's effective token mixing INCLUDING its gate
+  (``extract(..., gated=True)``: ``diag(u_c) P`` per channel), so it no longer reads 0 by
+  omission;
+- ViT: per head and per layer (attention has no per-channel token mixing);
+- the CNN: each stage's (channel-averaged) Jacobian per image;
+- Synthesizer-Random, ResMLP and FNet: one fixed matrix, the zero-dependence reference
+  (exactly 0: a check).
+
+Each layer reports the distribution over its units (channels, heads or the one map:
+median and quantiles, ``mixing.distribution``) trained and at the same-seed random
+initialisation. The claim ``mixer_mixing_is_fixed`` uses the per-unit MEDIAN (for Mixer:
+the median channel), mean over layers; the channel-averaged value stands beside it.
+``synth`` is trained as a cell of the SAME recipe (``python -m analyses.cells run --plan
+full --family synth``) at Mixer's swept learning rate, since it is Mixer's body; it is
+compared with Mixer (fixed mixing without softmax) and with ViT (attention generated from
+the input).
 
 Input dependence is non-negative and spans decades (about 1e-1 for attention, exactly 0
 for a map that does not depend on the input), so its interval is a t interval on the
@@ -18,10 +34,10 @@ is input-independent up to float round-off) are raised to it before the logarith
 family whose every seed is below it is reported as 0 with a zero-width interval. Both
 rules are written into the claim's details.
 
-Claims: ``mixer_mixing_is_fixed`` (equivalence: Mixer's input dependence within the
-margin of 0), ``mixer_is_synthesizer_random`` (equivalence: Mixer and Synthesizer-Random
-accuracy alike), ``generated_attention_adapts_better`` (direction: ViT more accurate than
-Synthesizer-Random).
+Claims: ``mixer_mixing_is_fixed`` (equivalence: Mixer's per-channel input dependence within
+the margin of 0), ``mixer_is_synthesizer_random`` (equivalence: Mixer and
+Synthesizer-Random accuracy alike), ``generated_attention_adapts_better`` (direction: ViT
+more accurate than Synthesizer-Random). Check: ``synthesizer_random_input_dependence_is_zero``.
 
     python -m analyses.input_dependence            # full scale (see --help)
     python -m analyses.input_dependence --quick    # seconds, into runs/analyses_quick/
@@ -48,9 +64,13 @@ SCALES = {
     # the converged full-data models (3 seeds) of every family, plus synth trained the same way
     "full": {"quick": False, "families": list(common.FAMILIES), "variants": [VARIANT],
              "seeds": [0, 1, 2], "n_images": 64},
-    "quick": {"quick": True, "families": ["mixer", "resmlp", "vit", "cnn"], "variants": [VARIANT],
-              "seeds": [0, 1], "n_images": 8},
+    "quick": {"quick": True, "families": ["mixer", "resmlp", "gmlp", "vit", "cnn"],
+              "variants": [VARIANT], "seeds": [0, 1], "n_images": 8},
 }
+# which units a layer's input dependence is measured over, by mixing kind
+UNITS = {"token-mlp": "channel", "spatial-gating": "channel", "attention": "head", "conv": "map",
+         "token-linear": "map", "fourier": "map"}
+ZERO_TOLERANCE = 0.0     # a fixed matrix's input dependence is exactly 0 (checked bitwise)
 
 
 # ----------------------------------------------------------------------------- models
@@ -84,12 +104,41 @@ def _centre_row(m, image: int = 0, head: int = 0) -> List[List[float]]:
     return [[round(float(v), 6) for v in r] for r in row]
 
 
-def _layers(model, x: torch.Tensor):
+def unit_values(m) -> Tuple[str, torch.Tensor]:
+    """``(unit, values)``: the input dependence of each unit of a map: each channel's token
+    Jacobian (maps extracted with ``per_channel``: Mixer, gated gMLP), each head (attention),
+    or the one map (conv stages: per-image Jacobians; static maps: exactly 0)."""
+    from probe import mixing
+    if m.channels is not None or m.static:
+        unit = "channel" if m.channels is not None else "map"
+        return unit, mixing.input_dependence(m, per_channel=True)
+    return ("head" if m.kind == "attention" else "map"), mixing.input_dependence(m)
+
+
+def layer_dependence(model, x: torch.Tensor) -> Tuple[list, List[dict]]:
+    """``(maps, rows)``: per token-mixing layer, the channel-averaged input dependence (mean
+    over heads), per head, and the distribution over the layer's units (:func:`unit_values`)
+    with their values. gMLP's map includes its gate (``gated=True``). Layers are extracted one
+    at a time with ``per_channel=True`` (``B * C * T^2`` floats each), keeping the
+    channel-averaged maps only."""
     from probe import mixing
     with torch.no_grad():
-        maps = mixing.extract(model, x)
-    return maps, [{"depth": r["depth"], "kind": r["kind"], "input_dependence": r["input_dependence"]}
-                  for r in mixing.summarize(maps)]
+        n_layers = len(mixing.layers(model))
+        maps, rows = [], []
+        for depth in range(n_layers):
+            (m,) = mixing.extract(model, x, layers=[depth], gated=True, per_channel=True)
+            unit, vals = unit_values(m)
+            head = mixing.input_dependence(m)
+            dist = mixing.distribution(vals)
+            rows.append({"depth": m.depth, "kind": m.kind, "layer": m.layer, "unit": unit,
+                         "gated": bool(m.gated),
+                         "input_dependence": float(head.mean()),
+                         "per_head": [float(v) for v in head],
+                         "median": dist["q50"], "distribution": dist,
+                         "values": [float(f"{float(v):.4g}") for v in vals]})
+            m.channels = None
+            maps.append(m)
+    return maps, rows
 
 
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
@@ -109,18 +158,19 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     rows, examples, models = [], {}, []
     for model, mrow in tqdm(loaded, desc="input dependence", unit="model", disable=not progress):
         name, seed = mrow["family"], int(mrow["seed"])
-        maps, layers = _layers(model, x)
+        maps, layers = layer_dependence(model, x)
         init = common.build(name, seed=seed).eval()
-        _, init_layers = _layers(init, x)
+        _, init_layers = layer_dependence(init, x)
         for layer, first in zip(layers, init_layers):
-            layer["init_input_dependence"] = first["input_dependence"]
+            for key in ("input_dependence", "per_head", "median", "distribution", "values"):
+                layer[f"init_{key}"] = first[key]
         models.append(mrow)
         rows.append({"name": name, "seed": seed, "test_accuracy": mrow["test_accuracy"],
                      "init_accuracy": round(accuracy(init, sub_x, sub_y), 4),
                      "params": zoo.count_params(model), "layers": layers,
-                     "input_dependence": float(np.mean([l["input_dependence"] for l in layers])),
-                     "init_input_dependence": float(np.mean([l["init_input_dependence"]
-                                                             for l in layers]))})
+                     **{key: float(np.mean([l[key] for l in layers]))
+                        for key in ("input_dependence", "init_input_dependence", "median",
+                                    "init_median")}})
         if seed == seeds[0] and name in ("mixer", VARIANT, "vit"):
             first = maps[0]
             examples[name] = {"kind": first.kind,
@@ -130,16 +180,20 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
             "init_accuracy_n": len(sub_y),
             "reference": {"fixed_map": 0.0, "chance_accuracy": 0.1,
                           "about": "input dependence 0 = one input-independent matrix (Synthesizer-"
-                                   "Random, FNet's DFT, a convolution or a linear token MLP); "
-                                   "init_* = the same-seed random initialisation"}}
+                                   "Random, FNet's DFT, ResMLP's linear token mixing); median = "
+                                   "the median over a layer's units (channels: Mixer, gated gMLP; "
+                                   "heads: ViT; the map: CNN stages, fixed maps); "
+                                   "input_dependence = the channel-averaged map's (mean over "
+                                   "heads); init_* = the same-seed random initialisation"}}
 
 
 # ----------------------------------------------------------------------------- tables
 
 
 def per_seed(results: Mapping, name: str, key: str) -> Dict[int, float]:
-    """``{seed: value}`` of model ``name``: ``input_dependence`` (mean over layers),
-    ``init_input_dependence``, ``test_accuracy`` or ``init_accuracy``."""
+    """``{seed: value}`` of model ``name``: ``median`` (the per-unit median input dependence,
+    mean over layers), ``init_median``, ``input_dependence`` (the channel-averaged map's, mean
+    over layers), ``init_input_dependence``, ``test_accuracy`` or ``init_accuracy``."""
     return {int(r["seed"]): float(r[key] if key in r else np.mean([l[key] for l in r["layers"]]))
             for r in results["rows"] if r["name"] == name}
 
@@ -176,6 +230,41 @@ def _interval(values: Sequence[float], confidence: float) -> dict:
     return {"effect": m, "ci_low": lo, "ci_high": hi, "n": len(values)}
 
 
+def _depths(results: Mapping, name: str) -> List[int]:
+    return sorted({l["depth"] for r in results["rows"] if r["name"] == name for l in r["layers"]})
+
+
+def _per_layer(results: Mapping, name: str, key: str) -> List[float]:
+    """``key`` of model ``name`` per layer (depth order), mean over seeds."""
+    return [float(np.mean([l[key] for r in results["rows"] if r["name"] == name
+                           for l in r["layers"] if l["depth"] == d]))
+            for d in _depths(results, name)]
+
+
+def _distributions(results: Mapping, name: str) -> Dict[str, List[dict]]:
+    """Per layer, the quantiles of the per-unit values of every seed pooled, trained and init."""
+    out = {}
+    for which, key in (("trained", "values"), ("init", "init_values")):
+        out[which] = []
+        for d in _depths(results, name):
+            vals = [v for r in results["rows"] if r["name"] == name for l in r["layers"]
+                    if l["depth"] == d for v in l.get(key, [l.get(
+                        "median" if which == "trained" else "init_median", 0.0)])]
+            q = np.quantile(vals, [0.05, 0.25, 0.5, 0.75, 0.95])
+            out[which].append({"n": len(vals), **{f"q{p:02d}": float(v) for p, v in
+                                                  zip((5, 25, 50, 75, 95), q)}})
+    return out
+
+
+def _vit_heads(results: Mapping, key: str) -> List[List[float]]:
+    """ViT's ``[layer][head]`` input dependence, mean over seeds (empty without ViT rows)."""
+    rows = [r for r in results["rows"] if r["name"] == "vit"]
+    if not rows or key not in rows[0]["layers"][0]:
+        return []
+    return [np.mean([r["layers"][i][key] for r in rows], axis=0).tolist()
+            for i in range(len(rows[0]["layers"]))]
+
+
 # ----------------------------------------------------------------------------- claims
 
 
@@ -191,25 +280,36 @@ def claims(results: Mapping) -> List[Claim]:
     conf_syn = common.CONFIDENCE[margin_of("mixer_is_synthesizer_random")["test"]]
     conf_gen = common.CONFIDENCE[margin_of("generated_attention_adapts_better")["test"]]
 
-    dep = {n: per_seed(results, n, "input_dependence") for n in names}
-    dep0 = {n: per_seed(results, n, "init_input_dependence") for n in names}
+    dep = {n: per_seed(results, n, "median") for n in names}
+    dep0 = {n: per_seed(results, n, "init_median") for n in names}
+    avg = {n: per_seed(results, n, "input_dependence") for n in names}
+    avg0 = {n: per_seed(results, n, "init_input_dependence") for n in names}
     acc = {n: per_seed(results, n, "test_accuracy") for n in names}
     acc0 = {n: per_seed(results, n, "init_accuracy") for n in names}
-    levels = {n: level(list(dep[n].values()), confidence=conf_fixed, floor=floor) for n in names}
-    init_levels = {n: level(list(dep0[n].values()), confidence=conf_fixed, floor=floor)
-                   for n in names}
+
+    def levels_of(per: Mapping[str, Mapping[int, float]]) -> Dict[str, dict]:
+        return {n: level(list(per[n].values()), confidence=conf_fixed, floor=floor)
+                for n in names}
+
+    levels, init_levels = levels_of(dep), levels_of(dep0)
     mixer = levels["mixer"]
     floor_rule = (f"interval on the log scale (positive_ci); values below {floor:g} (float "
                   f"round-off of an input-independent map) raised to {floor:g} first; a model "
                   f"with every seed below it reported as 0 with a zero-width interval")
+    units = {n: sorted({l["unit"] for r in results["rows"] if r["name"] == n
+                        for l in r["layers"]}) for n in names}
+    ratio = {s: dep["mixer"][s] / avg["mixer"][s] for s in dep["mixer"]
+             if avg["mixer"].get(s, 0.0) > 0}
     detail_dep = {
-        "floor": floor, "floor_rule": floor_rule,
+        "floor": floor, "floor_rule": floor_rule, "units": units,
         "mixer_per_seed": dep["mixer"], "mixer_init_per_seed": dep0["mixer"],
-        "per_layer": {n: [float(np.mean([l["input_dependence"] for r in results["rows"]
-                                         if r["name"] == n for l in r["layers"]
-                                         if l["depth"] == d]))
-                          for d in sorted({l["depth"] for r in results["rows"] if r["name"] == n
-                                           for l in r["layers"]})] for n in names},
+        "mixer_channel_average_per_seed": avg["mixer"],
+        "mixer_median_over_channel_average": ratio,
+        "per_layer": {n: _per_layer(results, n, "median") for n in names},
+        "per_layer_init": {n: _per_layer(results, n, "init_median") for n in names},
+        "distribution_per_layer": {n: _distributions(results, n) for n in names},
+        "vit_per_head_per_layer": {w: _vit_heads(results, key) for w, key in
+                                   (("trained", "per_head"), ("init", "init_per_head"))},
     }
     acc_levels = {n: _interval(list(acc[n].values()), 0.95) for n in names}
     init_accuracy = {n: _interval(list(acc0[n].values()), 0.95) for n in names}
@@ -229,18 +329,29 @@ def claims(results: Mapping) -> List[Claim]:
               claim="Mixer's token-mixing MLP acts as a fixed, input-independent attention matrix",
               who="Tolstikhin et al. (MLP-Mixer) and commentators of the debate (Mixer as a "
                   "'static attention'); Tay et al.'s Synthesizer-Random is the attention analogue",
-              experiment=f"input dependence of the channel-averaged token-mixing Jacobian of "
-                         f"Mixer (mean over its layers) on {n_images} test images, {trained_on}, {n_seeds} seeds; every family and "
-                         f"Synthesizer-Random beside it, each with its same-seed initialisation",
+              experiment=f"input dependence of every channel's token-mixing Jacobian of Mixer "
+                         f"(W2 diag(GELU'(h_c)) W1 per channel c) on {n_images} test images, "
+                         f"{trained_on}, {n_seeds} seeds; controls: the same seed at "
+                         f"initialisation, Synthesizer-Random, ResMLP and FNet as the exact-zero "
+                         f"reference (fixed matrices: a check), gMLP with its gate and ViT per "
+                         f"head and layer as input-dependent references, and the "
+                         f"channel-averaged Jacobian beside the per-channel values",
               figure="input_dependence.pdf",
-              effect="Mixer's input dependence (share of the token-mixing maps' energy that varies "
-                     "across images; 0 = one fixed matrix), geometric mean over seeds with a "
-                     "log-scale 90% interval: the claim holds if it is below the margin",
+              effect="Mixer's per-channel input dependence: in each layer the MEDIAN over "
+                     "channels of a channel's share of token-mixing energy that varies across "
+                     "images (0 = one fixed matrix), mean over layers; geometric mean over seeds "
+                     "with a log-scale 90% interval. The channel average (details: "
+                     "mixer_channel_average_per_seed) is not used: averaging many input-dependent "
+                     "channel maps cancels most of their variation. Per family: the same median "
+                     "over that family's units (channels, ViT heads, or the one map)",
               estimate=mixer["effect"], low=mixer["ci_low"], high=mixer["ci_high"],
               per_family=levels,
               reference={"initialisation": init_levels, "fixed_map": 0.0,
-                         "about": "per_family: each model's own input dependence (trained); "
-                                  "initialisation: the same at the same-seed random init"},
+                         "channel_average": levels_of(avg),
+                         "channel_average_initialisation": levels_of(avg0),
+                         "about": "per_family: each model's per-unit median (trained); "
+                                  "initialisation: the same at the same-seed random init; "
+                                  "channel_average: the channel-averaged map's value"},
               details=detail_dep),
         Claim(key="mixer_is_synthesizer_random",
               claim="Mixer's token mixing is Synthesizer-Random without the softmax: the two "
@@ -248,7 +359,9 @@ def claims(results: Mapping) -> List[Claim]:
               who="Debate commentary comparing MLP-Mixer with Tay et al.'s Synthesizer (2021)",
               experiment=f"test accuracy of Mixer and the same body with softmax(R) token mixing "
                          f"(Synthesizer-Random), both trained under the one recipe at Mixer's "
-                         f"swept learning rate, {trained_on}, seeds {seeds_ms}",
+                         f"swept learning rate, {trained_on}, seeds {seeds_ms}; controls: each "
+                         f"model's same-seed initialisation accuracy and chance (0.1); "
+                         f"Synthesizer-Random's input dependence is exactly 0 (a check)",
               figure="input_dependence.pdf",
               effect="Mixer test accuracy minus Synthesizer-Random test accuracy, paired by seed "
                      "(90% interval)",
@@ -263,7 +376,10 @@ def claims(results: Mapping) -> List[Claim]:
               who="Vaswani et al.'s dot-product attention vs Tay et al. (Synthesizer, 2021), "
                   "revisited in the MLP debate",
               experiment=f"test accuracy of ViT (input-generated attention) vs Synthesizer-Random "
-                         f"(a learned fixed attention matrix), {trained_on}, seeds {seeds_vs}",
+                         f"(a learned fixed attention matrix), {trained_on}, seeds {seeds_vs}; "
+                         f"controls: each model's same-seed initialisation accuracy and chance "
+                         f"(0.1), and both models' input dependence (ViT per head and layer; "
+                         f"Synthesizer-Random exactly 0, a check)",
               figure="input_dependence.pdf",
               effect="ViT test accuracy minus Synthesizer-Random test accuracy, paired by seed "
                      "(95% interval)",
@@ -275,11 +391,35 @@ def claims(results: Mapping) -> List[Claim]:
 
 
 def checks(results: dict) -> List[Check]:
-    """None: this analysis measures trained models only (no identity holds by construction)."""
-    return []
+    """Synthesizer-Random's token mixing is one fixed matrix, so its input dependence is
+    exactly 0, trained and at initialisation, averaged and per unit (by construction)."""
+    values = [(f"{w} seed {r['seed']} layer {l['depth']} {what}", float(v))
+              for r in results["rows"] if r["name"] == VARIANT for l in r["layers"]
+              for w, pre in (("trained", ""), ("init", "init_"))
+              for what, vals in (("channel average", [l[pre + "input_dependence"]]),
+                                 ("unit median", [l[pre + "median"]]),
+                                 ("per unit", l.get(pre + "values", [])))
+              for v in vals]
+    if not values:
+        return []
+    worst, error = max(values, key=lambda e: abs(e[1]))
+    return [Check(key="synthesizer_random_input_dependence_is_zero",
+                  what="Synthesizer-Random's softmax(R) is one input-independent matrix: its input "
+                       "dependence is exactly 0 in every layer, trained and at initialisation, "
+                       "channel-averaged and per channel (the zero-dependence reference of "
+                       "mixer_mixing_is_fixed)",
+                  max_abs_error=abs(error), tolerance=ZERO_TOLERANCE,
+                  details={"worst": worst, "n_values": len(values)})]
 
 
 # ----------------------------------------------------------------------------- figure
+
+
+def _pooled(results: Mapping, name: str, key: str, floor: float) -> np.ndarray:
+    """Every unit's value of model ``name`` (all layers and seeds), raised to ``floor``."""
+    vals = [v for r in results["rows"] if r["name"] == name for l in r["layers"]
+            for v in l.get(key, [])]
+    return np.maximum(np.asarray(vals, dtype=float), floor)
 
 
 def plot(results: dict, paths: common.Paths) -> List[Path]:
@@ -287,13 +427,14 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
     names = [n for n in MODELS if any(r["name"] == n for r in results["rows"])]
     floor = float(results.get("floor", FLOOR))
     margin = margin_of("mixer_mixing_is_fixed")["margin"]
-    fig = plt.figure(figsize=(13, 6.5))
-    gs = fig.add_gridspec(2, 6)
+    fig = plt.figure(figsize=(14, 10))
+    gs = fig.add_gridspec(3, 6)
+
     ax = fig.add_subplot(gs[0, :2])
     for n in names:
         rows = sorted((r for r in results["rows"] if r["name"] == n), key=lambda r: r["seed"])
         depth = np.array([l["depth"] for l in rows[0]["layers"]]) + 0.04 * names.index(n)
-        for key, ls, label in (("input_dependence", "-", LABELS[n]), ("init_input_dependence", ":", None)):
+        for key, ls, label in (("median", "-", LABELS[n]), ("init_median", ":", None)):
             vals = np.maximum(np.array([[l[key] for l in r["layers"]] for r in rows]), floor)
             ax.plot(depth, np.exp(np.log(vals).mean(0)), ls, marker="o" if ls == "-" else None,
                     ms=3, color=COLORS[n], label=label, lw=1.2 if ls == "-" else 0.9)
@@ -303,9 +444,9 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
     ax.set_ylim(floor / 2, 50)
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("token-mixing layer (depth)")
-    ax.set_ylabel(f"input dependence (log; {floor:g} = input-independent)")
-    ax.set_title("Mixing varies across images? (solid: trained,\ndotted: same-seed initialisation)",
-                 fontsize=9)
+    ax.set_ylabel(f"median input dependence over units (log; {floor:g} = fixed)", fontsize=8)
+    ax.set_title("Per-unit median (channels / heads / map) by depth\n(solid: trained, dotted: "
+                 "same-seed initialisation)", fontsize=9)
     ax.legend(fontsize=7, ncol=3, loc="upper right")
 
     claims_by_id = {c["id"]: c for c in results.get("claims", [])}
@@ -313,6 +454,7 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
     fixed = claims_by_id.get("mixer_mixing_is_fixed")
     if fixed is not None:
         init = fixed["reference"].get("initialisation", {})
+        avg = fixed["reference"].get("channel_average", {})
         for i, (n, v) in enumerate(fixed["per_family"].items()):
             e, lo, hi = (max(v[k], floor) for k in ("effect", "ci_low", "ci_high"))
             ax1.errorbar(e, i, xerr=[[e - lo], [hi - e]], fmt="o", color=COLORS[n], capsize=3)
@@ -320,14 +462,18 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
                 ax1.text(e * 2, i, " 0 (every seed)", fontsize=7, va="center")
             if n in init:
                 ax1.plot(max(init[n]["effect"], floor), i, "x", color=COLORS[n], ms=6)
+            if n in avg:
+                ax1.plot(max(avg[n]["effect"], floor), i, "s", mfc="none", color=COLORS[n], ms=5)
         ax1.set_yticks(range(len(fixed["per_family"])))
         ax1.set_yticklabels([LABELS[n] for n in fixed["per_family"]], fontsize=8)
         ax1.axvspan(floor / 2, margin, color="0.88", lw=0, label=f"< margin ({margin:g})")
         ax1.set_xscale("log")
         ax1.set_xlim(floor / 2, 1.5)
         ax1.set_xlabel("input dependence, mean over layers (log; 90% CI)")
-        ax1.plot([], [], "kx", label="initialisation")
-        ax1.legend(fontsize=7, loc="lower right")
+        ax1.plot([], [], "ko", label="per-unit median (the claim's number)")
+        ax1.plot([], [], "ks", mfc="none", label="channel-averaged map")
+        ax1.plot([], [], "kx", label="initialisation (median)")
+        ax1.legend(fontsize=6.5, loc="lower right")
         ax1.set_title(f"Mixer's mixing fixed? ({fixed['verdict']})", fontsize=9)
     else:
         ax1.set_axis_off()
@@ -341,6 +487,7 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
         init = list(per_seed(results, n, "init_accuracy").values())
         ax2.plot(i, np.mean(init), "x", color="k", ms=6)
     ax2.plot([], [], "kx", label="initialisation")
+    ax2.axhline(0.1, color="k", ls=":", lw=0.8, label="chance")
     ax2.set_xticks(range(len(names)), [LABELS[n] for n in names], rotation=30, fontsize=8)
     ax2.set_ylim(0, 1)
     ax2.set_ylabel("test accuracy (mean, 95% CI over seeds)")
@@ -354,10 +501,51 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
     ax2.set_title(title, fontsize=8)
     ax2.legend(fontsize=7, loc="upper left")
 
+    ax3 = fig.add_subplot(gs[1, :4])
+    data, pos, colors, ticks = [], [], [], []
+    for i, n in enumerate(names):
+        for j, (key, alpha) in enumerate((("values", 0.7), ("init_values", 0.25))):
+            vals = _pooled(results, n, key, floor)
+            if len(vals):
+                data.append(np.log10(vals))
+                pos.append(3 * i + j)
+                colors.append((COLORS[n], alpha))
+        ticks.append(3 * i + 0.5)
+    if data:
+        box = ax3.boxplot(data, positions=pos, widths=0.8, whis=(5, 95), showfliers=False,
+                          patch_artist=True, medianprops={"color": "k"})
+        for patch, (color, alpha) in zip(box["boxes"], colors):
+            patch.set_facecolor(color)
+            patch.set_alpha(alpha)
+    ax3.axhline(np.log10(margin), color="k", ls="--", lw=0.8)
+    units = {n: sorted({l["unit"] for r in results["rows"] if r["name"] == n
+                        for l in r["layers"]}) for n in names}
+    ax3.set_xticks(ticks, [f"{LABELS[n]}\n({'/'.join(units[n])})" for n in names], fontsize=8)
+    ax3.set_ylabel(f"log10 input dependence per unit\n({floor:g} = fixed)", fontsize=8)
+    ax3.set_title("Distribution over units (channels, heads or the map; all layers and seeds): "
+                  "trained (dark) vs initialisation (light); box 25-75%, whiskers 5-95%",
+                  fontsize=9)
+
+    for k, (which, key) in enumerate((("trained", "per_head"), ("initialisation", "init_per_head"))):
+        a = fig.add_subplot(gs[1, 4 + k])
+        heads = np.maximum(np.asarray(_vit_heads(results, key), dtype=float), floor)
+        if heads.size:
+            im = a.imshow(np.log10(heads), cmap="magma", aspect="auto",
+                          vmin=np.log10(floor), vmax=0)
+            a.set_xlabel("head")
+            a.set_ylabel("layer")
+            a.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+            a.yaxis.set_major_locator(plt.MaxNLocator(integer=True))
+            a.grid(False)
+            fig.colorbar(im, ax=a, fraction=0.046, label="log10 input dependence")
+            a.set_title(f"ViT per head and layer\n({which})", fontsize=8)
+        else:
+            a.set_axis_off()
+
     panels = [(n, k) for n, k in (("mixer", "image_0"), (VARIANT, "image_0"), ("vit", "image_0"),
                                   ("vit", "image_1")) if n in results["examples"]]
     for i, (n, k) in enumerate(panels):
-        a = fig.add_subplot(gs[1, 1 + i if len(panels) < 5 else i])
+        a = fig.add_subplot(gs[2, 1 + i if len(panels) < 5 else i])
         mat = np.array(results["examples"][n][k])
         lim = np.abs(mat).max() or 1.0
         im = (a.imshow(mat, cmap="viridis", vmin=0, vmax=lim) if mat.min() >= 0
@@ -368,8 +556,8 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
         a.set_yticks([])
         a.grid(False)
         fig.colorbar(im, ax=a, fraction=0.046)
-    fig.suptitle("Bottom: the centre token's mixing weights over the token grid (+ = the token), "
-                 "first seed", y=0.02, fontsize=8)
+    fig.suptitle("Bottom: the centre token's (channel-averaged) mixing weights over the token "
+                 "grid (+ = the token), first seed", y=0.01, fontsize=8)
     fig.tight_layout()
     return [common.savefig(fig, paths, "input_dependence")]
 

@@ -17,11 +17,18 @@ trained model), and reports by depth:
 - translation equivariance: the share of the map explained by a function of
   the relative offset (1 for a convolution).
 
-Every metric is given beside its initialisation value and beside cheap reference
-matrices on the 7x7 token grid (uniform mixing, the real 2-D DFT that FNet applies,
-a seeded Gaussian random matrix, the identity) and a uniform 3x3 convolution on the
-pixel grid. Levels get intervals that stay in range (distances on a log scale, shares
-on a logit scale); claims are differences over seeds.
+Every metric is given beside its initialisation value and beside the reference
+matrices of :func:`probe.mixing.references` built on each layer's own grid by
+:func:`probe.mixing.controls` (uniform mixing, a Gaussian random matrix at the trained
+map's norm, the real 2-D DFT that FNet applies, a local Gaussian of sigma = 1 token);
+distances are in pixels AND as a fraction of the image side. The 7x7 token grid's
+reference values (plus the identity) are ``results["references"]``. Mixer's first-layer
+token-mixing templates (``fc1``, the paper's Fig. 5) are scored one by one
+(:func:`probe.mixing.template_locality`: the share of a template's energy within
+``radius_px`` of its peak), trained vs init, with the distribution across templates and
+the same score of reference templates (``results["templates"]``, ``mixer_templates.pdf``).
+Levels get intervals that stay in range (distances on a log scale, shares on a logit
+scale); claims are differences over seeds.
 
 Facts that hold by construction are checks, not evidence (``results["checks"]``): a
 CNN stage mixes only inside its receptive field; at initialisation the CNN's first
@@ -47,7 +54,7 @@ import numpy as np
 import torch
 
 from analyses import common
-from analyses.common import COLORS, LABELS, Check, Claim
+from analyses.common import LABELS, Check, Claim
 from analyses.verdicts import CONFIDENCE, margin_of
 
 NAME = "mixing_patterns"
@@ -63,7 +70,12 @@ METRICS = ("mean_mixing_distance_px", "locality", "translation_equivariance")
 QUERIES = ((3, 3), (1, 1), (1, 5), (5, 1), (5, 5), (0, 3))
 PANELS = 6
 TOKEN_GRID = (7, 7)          # the zoo's token models: 28 px images, 4 px patches
-RANDOM_REFERENCE_SEEDS = 8   # seeded Gaussian matrices averaged for the "random" reference
+REFERENCE_SEED = 0           # seed of the "random" reference matrix (probe.mixing.references)
+# analysis metric -> (probe.mixing.controls metric, needs the locality radius)
+CONTROL_METRICS = {"mean_mixing_distance_px": ("mean_mixing_distance", False),
+                   "locality": ("locality", True),
+                   "translation_equivariance": ("translation_equivariance", False)}
+TEMPLATE_PANELS = 8          # Mixer first-layer templates drawn per row (evenly spaced, not picked)
 # families whose token mixing is fixed by construction (FNet: the DFT), so training cannot
 # change their reach: shown per family, kept out of group effects about what is learned
 FIXED_MIXING = ("fnet",)
@@ -236,46 +248,92 @@ def panels(family: str, m, image_size: int) -> dict:
             "panels": out}
 
 
-def _reference_row(what: str, matrix: torch.Tensor, grid: Tuple[int, int], image_size: int,
-                   radius_px: float) -> dict:
+def _metric_values(m, image_size: int, radius_px: float) -> dict:
+    """The analysis metrics of one map (mean over images, heads), px distance also as a
+    fraction of the image side."""
     from probe import mixing
-    size = (image_size, image_size)
-    return {"what": what,
-            "mean_mixing_distance_px": float(mixing.mean_mixing_distance(
-                matrix, grid, unit="px", image_size=size).double().mean()),
-            "locality": float(mixing.locality(matrix, grid, radius=radius_px, unit="px",
-                                              image_size=size).double().mean()),
+    dist = float(mixing.mean_mixing_distance(m, unit="px").double().mean())
+    return {"mean_mixing_distance_px": dist,
+            "mean_mixing_distance_fraction": dist / image_size,
+            "locality": float(mixing.locality(m, radius=radius_px, unit="px").double().mean()),
             "translation_equivariance": float(
-                mixing.translation_equivariance(matrix, grid).double().mean())}
+                mixing.translation_equivariance(m).double().mean())}
 
 
 def references(image_size: int = 28, radius_px: float = 4.0,
                grid: Tuple[int, int] = TOKEN_GRID) -> Dict[str, dict]:
-    """Every metric of cheap reference matrices: uniform, DFT, random and identity mixing on
-    the token ``grid``, and a uniform 3x3 convolution on the pixel grid."""
-    from probe.models.fnet import fourier_mixing_matrix
-    t = grid[0] * grid[1]
-    g = torch.Generator().manual_seed(0)
-    randoms = torch.randn(RANDOM_REFERENCE_SEEDS, t, t, generator=g)
+    """Every metric of the reference matrices of :func:`probe.mixing.references` on the token
+    ``grid`` (uniform, random, DFT, local Gaussian sigma = 1 token, identity), keyed
+    ``"<name>_<h>x<w>"``. The metrics are scale free, so the random matrix's norm does not
+    matter here; per layer, :func:`layer_controls` scales it to the trained map's norm."""
+    from probe import mixing
     tag = f"{grid[0]}x{grid[1]}"
-    out = {
-        f"uniform_{tag}": _reference_row(f"uniform mixing over {tag} tokens",
-                                         torch.ones(t, t), grid, image_size, radius_px),
-        f"dft_{tag}": _reference_row(f"real 2-D DFT on {tag} tokens (FNet's fixed mixing)",
-                                     fourier_mixing_matrix(grid), grid, image_size, radius_px),
-        f"random_{tag}": _reference_row(f"i.i.d. Gaussian {t}x{t} matrix (mean of "
-                                        f"{RANDOM_REFERENCE_SEEDS} seeds)", randoms, grid,
-                                        image_size, radius_px),
-        f"identity_{tag}": _reference_row(f"identity on {tag} tokens (no mixing)",
-                                          torch.eye(t), grid, image_size, radius_px),
-    }
-    pos = torch.stack(torch.meshgrid(torch.arange(image_size), torch.arange(image_size),
-                                     indexing="ij"), -1).reshape(-1, 2)
-    conv = ((pos[:, None, :] - pos[None, :, :]).abs().amax(-1) <= 1).float()
-    out["conv3x3_pixels"] = _reference_row(
-        f"uniform 3x3 convolution on the {image_size}x{image_size} pixel grid (zero padded)",
-        conv, (image_size, image_size), image_size, radius_px)
+    what = {"uniform": f"uniform mixing over {tag} tokens",
+            "random": f"i.i.d. Gaussian {tag} token matrix (seed {REFERENCE_SEED})",
+            "dft": f"real 2-D DFT on {tag} tokens (FNet's fixed mixing)",
+            "local": f"local Gaussian on {tag} tokens, sigma = 1 token, rows sum to 1",
+            "identity": f"identity on {tag} tokens (no mixing)"}
+    refs = mixing.references(grid, image_size=(image_size, image_size), seed=REFERENCE_SEED)
+    return {f"{name}_{tag}": {"what": what[name], **_metric_values(m, image_size, radius_px)}
+            for name, m in refs.items()}
+
+
+def layer_controls(trained_maps, init_maps, radius_px: float) -> List[dict]:
+    """Per layer, every metric of the reference matrices on that layer's own grid
+    (:func:`probe.mixing.controls`: uniform, random at the trained map's norm, DFT, local;
+    ``None`` where a reference does not exist, e.g. the DFT of a strided CNN stage), the
+    distance also as a fraction of the image side, and the controls' own trained/init values
+    (which equal :func:`layer_metrics`'s)."""
+    from probe import mixing
+    rows: List[dict] = [{} for _ in trained_maps]
+    for metric, (name, radial) in CONTROL_METRICS.items():
+        table = mixing.controls(trained_maps, init_maps, metric=name,
+                                radius=radius_px if radial else None, unit="px",
+                                seed=REFERENCE_SEED)
+        for row, ctrl in zip(rows, table):
+            row[metric] = {key: ctrl[key] for key in ("trained", "init", *mixing.CONTROLS)}
+            if "side" in ctrl:
+                row["side_px"] = ctrl["side"]
+                row["mean_mixing_distance_fraction"] = {
+                    key: ctrl[f"{key}_fraction"] for key in ("trained", "init", *mixing.CONTROLS)}
+    return rows
+
+
+def template_scores(m, radius_px: float) -> dict:
+    """Mixer's first-layer token templates (``native["fc1"]``, Fig. 5 of the paper): each one's
+    locality (share of its energy within ``radius_px`` of its peak) and their distribution."""
+    from probe import mixing
+    score = mixing.template_locality(m, radius_px, templates="fc1", unit="px")
+    return {"locality": [round(float(v), 6) for v in score],
+            "distribution": mixing.distribution(score)}
+
+
+def template_references(m, radius_px: float) -> dict:
+    """The template-locality score of reference templates on ``m``'s grid: the rows of the
+    uniform, DFT and local matrices (centred on their own token) and of the random matrix,
+    centred like Mixer's templates on their own peak (peak-centring alone raises a random
+    template's score above the uniform row's)."""
+    from probe import mixing
+    refs = mixing.references(like=m, seed=REFERENCE_SEED)
+    out = {}
+    for name in ("uniform", "dft", "local"):
+        if name in refs:
+            out[name] = float(mixing.template_locality(refs[name], radius_px).double().mean())
+    h, w = m.in_grid
+    rand = refs["random"].matrix[0, 0].reshape(-1, h, w)
+    score = mixing.template_locality(rand, radius_px, templates="fc1", unit="px",
+                                     image_size=m.image_size)
+    out["random_peak_centred"] = float(score.double().mean())
+    out["random_peak_centred_distribution"] = mixing.distribution(score)
     return out
+
+
+def _template_panels(m) -> List[dict]:
+    """``TEMPLATE_PANELS`` evenly spaced first-layer templates ``[h][w]`` (not selected)."""
+    units = m.native["fc1"].double()
+    k = units.shape[0]
+    picks = [round(i * (k - 1) / (TEMPLATE_PANELS - 1)) for i in range(TEMPLATE_PANELS)]
+    return [{"unit": u, "values": _round(units[u])} for u in picks]
 
 
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
@@ -285,27 +343,45 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     from probe import mixing, zoo
     x, _ = common.test_set(scale["images"])
     image_size = int(x.shape[-1])
+    radius = scale["radius_px"]
     trained = converged.models(scale["families"], scale["seeds"], quick=scale["quick"],
                                progress=progress)
     measured: Dict[str, Dict[str, list]] = {f: {w: [] for w in WEIGHTS} for f in scale["families"]}
     maps_out: Dict[str, dict] = {}
+    templates: Dict[str, object] = {"radius_px": radius, "power": 2,
+                                    "trained": [], "init": [], "panels": {}}
     bar = tqdm(trained, desc="mixing patterns", unit="model", disable=not progress)
     for model, row in bar:
         fam, seed = row["family"], row["seed"]
         bar.set_postfix(model=fam, seed=seed)
-        for which in WEIGHTS:
-            net = model if which == "trained" else zoo.build(fam, seed=seed).eval()
-            maps = mixing.extract(net, x)
-            record = {"seed": seed, "layers": layer_metrics(maps, image_size, scale["radius_px"],
-                                                            net)}
+        start = zoo.build(fam, seed=seed).eval()
+        maps = {"trained": mixing.extract(model, x), "init": mixing.extract(start, x)}
+        ctrl = layer_controls(maps["trained"], maps["init"], radius)
+        for which, net in (("trained", model), ("init", start)):
+            layers = layer_metrics(maps[which], image_size, radius, net)
+            for lay, c in zip(layers, ctrl):
+                lay["mean_mixing_distance_fraction"] = lay["mean_mixing_distance_px"] / c["side_px"]
+                if which == "trained":
+                    lay["controls"] = c
+            record = {"seed": seed, "layers": layers}
             if which == "trained":
                 record["test_accuracy"] = row["test_accuracy"]
                 if seed == scale["seeds"][0]:
-                    maps_out[fam] = panels(fam, maps[0], image_size)
+                    maps_out[fam] = panels(fam, maps[which][0], image_size)
             measured[fam][which].append(record)
-    return {"models": [row for _, row in trained], "image_size": image_size,
-            "radius_px": scale["radius_px"], "mixing": measured, "maps": maps_out,
-            "references": references(image_size, scale["radius_px"])}
+            first = maps[which][0]
+            if isinstance(first.native, dict) and "fc1" in first.native and fam == "mixer":
+                templates[which].append({"seed": seed, **template_scores(first, radius)})
+                if seed == scale["seeds"][0]:
+                    templates["panels"][which] = _template_panels(first)
+                    templates["grid"] = list(first.in_grid)
+                    templates["references"] = template_references(maps["trained"][0], radius)
+    out = {"models": [row for _, row in trained], "image_size": image_size,
+           "radius_px": radius, "mixing": measured, "maps": maps_out,
+           "references": references(image_size, radius)}
+    if templates["trained"]:
+        out["templates"] = templates
+    return out
 
 
 # ----------------------------------------------------------------------------- values
@@ -334,8 +410,60 @@ def _minus(a: Sequence[float], b: Sequence[float]) -> List[float]:
 
 
 def _ref(results: dict, metric: str) -> Dict[str, float]:
-    """``{reference: its value of metric}`` (uniform, DFT, random, identity, 3x3 conv)."""
+    """``{reference: its value of metric}`` on the 7x7 token grid (uniform, random, DFT,
+    local, identity)."""
     return {name: ref[metric] for name, ref in results["references"].items()}
+
+
+CONTROLS_TEXT = ("the same seed at initialisation and reference matrices on each layer's own "
+                 "grid (uniform, Gaussian random at the trained map's norm, the DFT, a local "
+                 "Gaussian of sigma = 1 token)")
+
+
+def layer_references(results: dict, family: str, metric: str, depth: int) -> Dict[str, object]:
+    """``{reference: value}`` of ``metric`` at layer ``depth`` of ``family``: the references of
+    :func:`layer_controls` (mean over seeds; ``None`` where one does not exist on the grid)."""
+    recs = sorted(results["mixing"][family]["trained"], key=lambda r: r["seed"])
+    ctrl = [r["layers"][depth]["controls"][metric] for r in recs]
+    out: Dict[str, object] = {}
+    for key in ctrl[0]:
+        if key in ("trained", "init"):
+            continue
+        vals = [c[key] for c in ctrl]
+        out[key] = None if any(v is None for v in vals) else float(np.mean(vals))
+    return out
+
+
+def _trained_minus_reference(results: dict, family: str, metric: str, depth: int,
+                             reference: str, confidence: float) -> dict:
+    """Interval over seeds of the trained value minus the layer's ``reference`` value."""
+    recs = sorted(results["mixing"][family]["trained"], key=lambda r: r["seed"])
+    diffs = [r["layers"][depth][metric] - r["layers"][depth]["controls"][metric][reference]
+             for r in recs]
+    return interval(common.mean_ci(diffs, confidence=confidence))
+
+
+def template_summary(results: dict, confidence: float) -> Optional[dict]:
+    """Mixer's first-layer template locality: the distribution across templates (all seeds
+    pooled) trained and at init, the per-seed median change with its interval, and the
+    reference templates' scores; ``None`` without Mixer templates."""
+    tpl = results.get("templates")
+    if not tpl or not tpl.get("trained"):
+        return None
+    pooled = {w: [v for r in tpl[w] for v in r["locality"]] for w in WEIGHTS}
+    medians = {w: {r["seed"]: float(np.median(r["locality"])) for r in tpl[w]} for w in WEIGHTS}
+    seeds = sorted(set(medians["trained"]) & set(medians["init"]))
+    change = [medians["trained"][s] - medians["init"][s] for s in seeds]
+    out = {"radius_px": tpl["radius_px"], "score": "share of a template's energy (|w|^2) within "
+           "radius_px of its peak",
+           "distribution": {w: {k: float(v) for k, v in zip(
+               ("q05", "q25", "q50", "q75", "q95"),
+               np.quantile(pooled[w], [0.05, 0.25, 0.5, 0.75, 0.95]))} for w in WEIGHTS},
+           "median_per_seed": {w: [medians[w][s] for s in seeds] for w in WEIGHTS},
+           "references": tpl.get("references", {})}
+    if len(change) >= 2:
+        out["median_change"] = interval(common.mean_ci(change, confidence=confidence))
+    return out
 
 
 def _confidence(key: str) -> float:
@@ -361,6 +489,7 @@ def _mixer_local(results: dict) -> Claim:
                        values(results, f, "init", "locality")) for f in tokens}
     est, lo, hi = common.mean_ci(gains["mixer"], confidence=conf)
     n = len(gains["mixer"])
+    depth = len(results["mixing"]["mixer"]["trained"][0]["layers"])
 
     def change(metric: str, depth: Optional[int] = None) -> dict:
         return interval(common.mean_ci(_minus(values(results, "mixer", "trained", metric, depth),
@@ -376,7 +505,9 @@ def _mixer_local(results: dict) -> Claim:
             "'MLP, conv and attention are nearly equivalent' argument",
         experiment=f"effective token mixing (channel-averaged Jacobian of the token MLP, "
                    f"{results['settings']['images']} Fashion-MNIST test images) of the converged "
-                   f"full-data Mixer vs the same network at its initialisation, {n} seeds",
+                   f"full-data Mixer, {n} seeds, beside {CONTROLS_TEXT}; its first-layer "
+                   f"templates (Fig. 5) scored one by one against uniform, DFT, local and "
+                   f"peak-centred random templates (mixer_templates.pdf)",
         figure="mixing_distance_by_depth.pdf",
         effect=f"share of the mixing mass within {radius:g} px (one token), mean over the "
                f"token-mixing layers, trained minus the same seed's initialisation: > 0 means "
@@ -386,8 +517,15 @@ def _mixer_local(results: dict) -> Claim:
         per_family=common.family_effects(gains, confidence=conf),
         reference={"locality": {"mixer": _levels(results, ["mixer"], "locality", None,
                                                  conf)["mixer"],
-                                **_ref(results, "locality")}},
+                                **_ref(results, "locality")},
+                   "locality_by_layer": [layer_references(results, "mixer", "locality", d)
+                                         for d in range(depth)],
+                   "first_layer_templates": template_summary(results, conf)},
         details={"locality_change_first_layer": change("locality", 0),
+                 "first_layer_minus_local_reference": _trained_minus_reference(
+                     results, "mixer", "locality", 0, "local", conf),
+                 "first_layer_minus_uniform_reference": _trained_minus_reference(
+                     results, "mixer", "locality", 0, "uniform", conf),
                  "translation_equivariance_change": change("translation_equivariance"),
                  "mean_mixing_distance_px_change": change("mean_mixing_distance_px"),
                  "translation_equivariance": {
@@ -402,9 +540,30 @@ def _mixer_local(results: dict) -> Claim:
                                        for w in WEIGHTS}})
 
 
-def _reach_details(results: dict, families: Sequence[str], conf: float) -> dict:
+def _reach_controls(results: dict, families: Sequence[str], depth: int, conf: float) -> dict:
+    """At layer ``depth`` of each family and of the CNN: the trained and init distances in
+    pixels and as a fraction of the image side, the layer's reference matrices (pixels and
+    fraction), and trained minus the uniform and the local reference (intervals over seeds)."""
+    dist, frac = "mean_mixing_distance_px", "mean_mixing_distance_fraction"
+    fams = [*families, "cnn"]
+    return {
+        "depth": depth,
+        "px": {f: {**_levels(results, [f], dist, depth, conf)[f],
+                   "references": layer_references(results, f, dist, depth)} for f in fams},
+        "fraction_of_image_side": {
+            f: {**_levels(results, [f], frac, depth, conf)[f],
+                "references": layer_references(results, f, frac, depth)} for f in fams},
+        "trained_minus_uniform_px": {
+            f: _trained_minus_reference(results, f, dist, depth, "uniform", conf) for f in fams},
+        "trained_minus_local_px": {
+            f: _trained_minus_reference(results, f, dist, depth, "local", conf) for f in fams},
+    }
+
+
+def _reach_details(results: dict, families: Sequence[str], conf: float, depth: int) -> dict:
     """First-layer distances beside their initialisation, the init gap to the CNN (a check)
-    and how much of the gap training changed, per family."""
+    and how much of the gap training changed, per family; the claim's layer (``depth``) beside
+    its initialisation and reference matrices (:func:`_reach_controls`)."""
     dist = "mean_mixing_distance_px"
     cnn = {w: values(results, "cnn", w, dist, 0) for w in WEIGHTS}
     gap = {w: {f: _minus(values(results, f, w, dist, 0), cnn[w]) for f in families}
@@ -422,6 +581,7 @@ def _reach_details(results: dict, families: Sequence[str], conf: float) -> dict:
             f: interval(common.diff_ci(values(results, f, "trained", dist, -1),
                                        values(results, "cnn", "trained", dist, -1),
                                        confidence=conf)) for f in families},
+        "controls": _reach_controls(results, families, depth, conf),
     }
 
 
@@ -444,10 +604,12 @@ def _cnn_reach(results: dict) -> Claim:
               "less far than token mixers'",
         who="MLP-Mixer, gMLP and ViT authors (Tolstikhin et al., Liu et al., Dosovitskiy et "
             "al. 2021) motivating global token mixing against local convolutions",
-        experiment=f"mean mixing distance in pixels of the last token-mixing layer of the "
-                   f"converged {', '.join(LABELS[f] for f in tokens)} vs the converged CNN's "
-                   f"last stage (whose receptive field spans the image), {n} seeds; the first "
-                   f"stage reaches less far by construction (a check, not evidence)",
+        experiment=f"mean mixing distance (pixels and fraction of the {results['image_size']}"
+                   f"-px image side) of the last token-mixing layer of the converged "
+                   f"{', '.join(LABELS[f] for f in tokens)} vs the converged CNN's last stage "
+                   f"(whose receptive field spans the image), {n} seeds, each beside "
+                   f"{CONTROLS_TEXT}; the first stage reaches less far by construction (a "
+                   f"check, not evidence)",
         figure="mixing_distance_by_depth.pdf",
         effect=f"last-layer mean mixing distance (pixels) of the trained token model minus the "
                f"trained CNN's last stage, per seed; group: mean over the token models whose "
@@ -455,7 +617,7 @@ def _cnn_reach(results: dict) -> Claim:
                f"is shown per family only), interval over seeds: > 0 means the CNN reaches "
                f"less far",
         estimate=est, low=lo, high=hi, per_family=per_family,
-        reference=_reach_details(results, tokens, conf),
+        reference=_reach_details(results, tokens, conf, -1),
         details={"group": learned, "fixed_mixing": [f for f in tokens if f in FIXED_MIXING]})
 
 
@@ -475,15 +637,17 @@ def _attention_reach(results: dict) -> Claim:
         claim="Attention captures long-range dependencies in one step, convolution only locally",
         who="Dosovitskiy et al. 2021 (ViT: some heads attend globally already in the lowest "
             "layers, Fig. 7) and the attention side of the MLP debate",
-        experiment=f"mean attention distance in pixels of the converged ViT's first layer vs the "
-                   f"converged CNN's first stage, {n} seeds; at initialisation ViT's near-uniform "
-                   f"attention reaches farther by construction (a check)",
+        experiment=f"mean attention distance (pixels and fraction of the "
+                   f"{results['image_size']}-px image side) of the converged ViT's first layer "
+                   f"vs the converged CNN's first stage, {n} seeds, each beside {CONTROLS_TEXT}; "
+                   f"at initialisation ViT's near-uniform attention reaches farther by "
+                   f"construction (a check)",
         figure="mixing_distance_by_depth.pdf",
         effect="ViT first-layer mean mixing distance (pixels, mean over heads) minus the CNN's "
                "first stage, trained models, interval over seeds: > 0 means attention reaches "
                "farther in one step",
         estimate=est, low=lo, high=hi, per_family=per_family,
-        reference=_reach_details(results, ["vit"], conf),
+        reference=_reach_details(results, ["vit"], conf, 0),
         details={"vit_first_layer_px_per_head": per_head,
                  "vit_trained_minus_init_px": interval(common.mean_ci(
                      _minus(values(results, "vit", "trained", dist, 0),
@@ -561,103 +725,10 @@ def checks(results: dict) -> List[Check]:
 # ----------------------------------------------------------------------------- figures
 
 
-def _plot_maps(results: dict, paths: common.Paths) -> Path:
-    import matplotlib.pyplot as plt
-    maps = results["maps"]
-    size = results["image_size"]
-    fams = [f for f in results["mixing"] if f in maps]
-    ncol = max(len(maps[f]["panels"]) for f in fams)
-    fig, axes = plt.subplots(len(fams), ncol, figsize=(1.35 * ncol + 1.3, 1.45 * len(fams) + 0.6),
-                             squeeze=False)
-    for r, fam in enumerate(fams):
-        info = maps[fam]
-        hi, wi = info["input_grid"]
-        for c in range(ncol):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            if c >= len(info["panels"]):
-                ax.axis("off")
-                continue
-            p = info["panels"][c]
-            v = np.asarray(p["values"], dtype=float)
-            lim = float(np.abs(v).max()) or 1.0
-            ax.imshow(v, cmap="RdBu_r", vmin=-lim, vmax=lim, extent=(0, size, size, 0),
-                      interpolation="nearest")
-            if p["query_px"] is not None:
-                ax.plot(p["query_px"][1], p["query_px"][0], marker="+", color="k", ms=5, mew=0.8,
-                        alpha=0.8)
-            ax.set_title(p["title"], fontsize=6.5)
-            if c == 0:
-                ax.set_ylabel(f"{LABELS[fam]}\n{info['kind']}\n{hi}x{wi} grid, "
-                              f"{info['px_per_unit']:g} px/cell", fontsize=7, color=COLORS[fam])
-    fig.suptitle(f"First token-mixing layer of each family (trained, seed "
-                 f"{results['settings']['seeds'][0]}), drawn on the {size}x{size} pixel image; "
-                 f"+ = query token; blue < 0 < red, own scale per panel", fontsize=8)
-    fig.tight_layout()
-    return common.savefig(fig, paths, "mixing_patterns")
-
-
-def _band(ax, xs, arr: np.ndarray, metric: str, color: str, ls: str, label: Optional[str]) -> None:
-    stats = [metric_ci(metric, arr[:, i]) for i in range(arr.shape[1])]
-    ax.plot(xs, [s["value"] for s in stats], ls, marker="o", ms=3, color=color, label=label)
-    ax.fill_between(xs, [s["ci_low"] for s in stats], [s["ci_high"] for s in stats], color=color,
-                    alpha=0.15, lw=0)
-
-
-# reference -> (label, line style) drawn on every panel of the depth figure
-REFERENCE_LINES = {"uniform_7x7": ("uniform 7x7", ":"), "dft_7x7": ("DFT (FNet)", "-."),
-                   "random_7x7": ("random 7x7", (0, (1, 3))), "conv3x3_pixels": ("3x3 conv", "--")}
-
-
-def _plot_depth(results: dict, paths: common.Paths) -> Path:
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    fams = list(results["mixing"])
-    radius = results["radius_px"]
-    titles = {"mean_mixing_distance_px": "Mean mixing distance",
-              "locality": f"Locality (mass within {radius:g} px)",
-              "translation_equivariance": "Translation equivariance"}
-    ylabels = {"mean_mixing_distance_px": "mean mixing distance (pixels)",
-               "locality": f"share of |mixing| within {radius:g} px",
-               "translation_equivariance": "share explained by relative offset"}
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    for ax, metric in zip(axes, METRICS):
-        for fam in fams:
-            for which, ls in (("trained", "-"), ("init", "--")):
-                arr = by_depth(results, fam, which, metric)
-                _band(ax, np.arange(arr.shape[1]), arr, metric, COLORS[fam], ls,
-                      LABELS[fam] if which == "trained" else None)
-        for key, (_, ls) in REFERENCE_LINES.items():
-            if key in results["references"]:
-                ax.axhline(results["references"][key][metric], color="k", lw=0.8, ls=ls,
-                           alpha=0.7)
-        ax.set_xlabel("token-mixing layer (CNN: stage), 0 = first")
-        ax.set_ylabel(ylabels[metric])
-        ax.set_title(titles[metric])
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    axes[0].set_ylim(bottom=0)
-    for ax in axes[1:]:
-        ax.set_ylim(-0.02, 1.02)
-    handles, labels = axes[0].get_legend_handles_labels()
-    handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--")]
-    labels += ["trained (converged)", "same seed at initialisation"]
-    for key, (text, ls) in REFERENCE_LINES.items():
-        if key in results["references"]:
-            handles.append(Line2D([], [], color="k", lw=0.8, ls=ls, alpha=0.7))
-            labels.append(f"reference: {text}")
-    fig.legend(handles, labels, loc="center right", fontsize=7)
-    n = len(results["mixing"][fams[0]]["trained"])
-    fig.suptitle(f"Token mixing by depth: mean and 95% interval over {n} seeds (trained solid, "
-                 f"same networks at initialisation dashed; black: reference matrices)",
-                 fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.85, 1))
-    return common.savefig(fig, paths, "mixing_distance_by_depth")
-
-
 def plot(results: dict, paths: common.Paths) -> List[Path]:
-    return [_plot_maps(results, paths), _plot_depth(results, paths)]
+    """The figures (analyses/mixing_figures.py)."""
+    from analyses.mixing_figures import plot as draw
+    return draw(results, paths)
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,8 @@
 """analyses.mixing_patterns: the quick run's results (converged models, claims, checks), pixel
-units, initialisation and reference values, in-range intervals, the four verdicts of each claim
-on constructed results, per-family effects and the by-construction checks, --plot-only."""
+units and fractions of the image side, initialisation and per-layer reference values
+(probe.mixing.controls), Mixer's first-layer templates, in-range intervals, the four verdicts of
+each claim on constructed results, per-family effects and the by-construction checks,
+--plot-only."""
 import json
 import math
 
@@ -15,6 +17,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 CLAIMS = {"mixer_mixing_is_local", "cnn_reaches_less_far", "attention_reaches_far"}
 CHECKS = {"cnn_mixing_within_receptive_field", "cnn_first_stage_reaches_less_far_at_init",
           "fnet_mixing_is_fixed_dft"}
+FIGURES = ("mixing_patterns.pdf", "mixing_distance_by_depth.pdf", "mixer_templates.pdf")
+CONTROLS = ("uniform", "random", "dft", "local")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +31,7 @@ def quick(tmp_path_factory, one_thread, quick_analysis):
 
 def test_quick_run_writes_models_claims_checks(quick):
     out, _, res = quick
-    for name in ("mixing_patterns.pdf", "mixing_distance_by_depth.pdf"):
+    for name in FIGURES:
         assert (out / name).stat().st_size > 1000
     assert res["analysis"] == "mixing_patterns" and res["scale"] == "quick"
     fams, seeds = res["settings"]["families"], res["settings"]["seeds"]
@@ -47,6 +51,8 @@ def test_quick_run_writes_models_claims_checks(quick):
     assert set(claims) == CLAIMS
     for c in claims.values():
         assert c["verdict"] in VERDICTS
+        for control in ("initialisation", "uniform", "random", "DFT", "local Gaussian"):
+            assert control in c["experiment"], (c["id"], control)
         assert c["ci_low"] <= c["effect"] <= c["ci_high"]
         assert set(c["sensitivity"]) == {"half", "double"}
         for fe in c["per_family"].values():
@@ -92,7 +98,8 @@ def test_distances_are_in_pixels(quick):
     assert {lay["px_per_unit"] for lay in res["mixing"]["vit"]["trained"][0]["layers"]} == {4.0}
     # Fourier mixing is fixed: training changes nothing, and it is the DFT reference
     fnet = res["mixing"]["fnet"]
-    assert fnet["trained"][0]["layers"] == fnet["init"][0]["layers"]
+    assert [{k: v for k, v in lay.items() if k != "controls"}       # controls: trained only
+            for lay in fnet["trained"][0]["layers"]] == fnet["init"][0]["layers"]
     assert fnet["trained"][0]["layers"][0]["mean_mixing_distance_px"] == pytest.approx(
         res["references"]["dft_7x7"]["mean_mixing_distance_px"], abs=1e-5)
     # the CNN's first stage reaches a few pixels, token mixers across the 28-px image
@@ -120,26 +127,96 @@ def test_init_is_the_same_seed_build(quick):
 
 
 def test_reference_matrices():
-    """Uniform mixing and a 3x3 conv, computed here with numpy from the token positions."""
+    """The 7x7 references are probe.mixing.references' matrices; uniform and local Gaussian
+    checked against numpy closed forms on the token positions (4-px cells)."""
+    from probe import mixing
     ref = mp.references(28, 4.0)
+    assert set(ref) == {f"{n}_7x7" for n in ("uniform", "random", "dft", "local", "identity")}
     yy, xx = np.meshgrid(np.arange(7) * 4.0, np.arange(7) * 4.0, indexing="ij")
     pos = np.stack([yy.ravel(), xx.ravel()], 1)
     d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
     assert ref["uniform_7x7"]["mean_mixing_distance_px"] == pytest.approx(d.mean(), rel=1e-5)
+    assert ref["uniform_7x7"]["mean_mixing_distance_fraction"] == pytest.approx(d.mean() / 28,
+                                                                               rel=1e-5)
     assert ref["uniform_7x7"]["locality"] == pytest.approx((d <= 4.0 + 1e-9).mean(), rel=1e-5)
     assert ref["uniform_7x7"]["translation_equivariance"] == pytest.approx(1.0)
+    local = np.exp(-(d / 4.0) ** 2 / 2)                    # sigma = 1 token = 4 px
+    local /= local.sum(1, keepdims=True)
+    assert ref["local_7x7"]["mean_mixing_distance_px"] == pytest.approx(
+        (local * d).sum() / local.sum(), rel=1e-5)
+    assert ref["local_7x7"]["locality"] == pytest.approx(
+        (local * (d <= 4.0 + 1e-9)).sum() / local.sum(), rel=1e-5)
     assert ref["identity_7x7"]["mean_mixing_distance_px"] == 0.0
     assert ref["identity_7x7"]["locality"] == 1.0
     assert ref["dft_7x7"]["translation_equivariance"] < 0.2
     assert ref["random_7x7"]["translation_equivariance"] < 0.2
-    # 3x3 conv on 28x28 pixels, zero padded: border pixels have fewer neighbours
-    yy, xx = np.meshgrid(np.arange(28.0), np.arange(28.0), indexing="ij")
-    pos = np.stack([yy.ravel(), xx.ravel()], 1)
-    diff = pos[:, None] - pos[None]
-    near = np.abs(diff).max(-1) <= 1
-    dist = np.linalg.norm(diff, axis=-1)
-    assert ref["conv3x3_pixels"]["mean_mixing_distance_px"] == pytest.approx(
-        (dist * near).sum() / near.sum(), rel=1e-5)
+    lib = mixing.references((7, 7), image_size=(28, 28), seed=mp.REFERENCE_SEED)
+    for name in ("random", "dft"):
+        assert ref[f"{name}_7x7"]["mean_mixing_distance_px"] == pytest.approx(
+            float(mixing.mean_mixing_distance(lib[name], unit="px").mean()), rel=1e-6)
+
+
+def test_layer_controls_on_every_layer(quick):
+    """Every trained layer carries its controls (probe.mixing.controls on its own grid): the
+    references, trained and init values equal to the layer's own metrics, fractions of the side."""
+    _, _, res = quick
+    for per in res["mixing"].values():
+        for rec, rec0 in zip(per["trained"], per["init"]):
+            for lay, lay0 in zip(rec["layers"], rec0["layers"]):
+                ctrl = lay["controls"]
+                assert ctrl["side_px"] == pytest.approx(28.0)
+                for metric in mp.METRICS:
+                    assert ctrl[metric]["trained"] == pytest.approx(lay[metric], rel=1e-5,
+                                                                    abs=1e-7)
+                    assert ctrl[metric]["init"] == pytest.approx(lay0[metric], rel=1e-5,
+                                                                 abs=1e-7)
+                    assert set(CONTROLS) <= set(ctrl[metric])
+                for w, row in (("trained", lay), ("init", lay0)):
+                    assert row["mean_mixing_distance_fraction"] == pytest.approx(
+                        row["mean_mixing_distance_px"] / 28)
+                    assert ctrl["mean_mixing_distance_fraction"][w] == pytest.approx(
+                        row["mean_mixing_distance_fraction"], rel=1e-5, abs=1e-7)
+                strided = lay["input_grid"] != lay.get("grid", lay["input_grid"])
+                assert (ctrl["locality"]["dft"] is None) == strided
+                # a local Gaussian is more local and reaches less far than uniform mixing
+                assert ctrl["locality"]["local"] > ctrl["locality"]["uniform"]
+                assert ctrl["mean_mixing_distance_px"]["local"] < \
+                    ctrl["mean_mixing_distance_px"]["uniform"]
+    fnet = res["mixing"]["fnet"]["trained"][0]["layers"][0]["controls"]
+    assert fnet["mean_mixing_distance_px"]["trained"] == pytest.approx(
+        fnet["mean_mixing_distance_px"]["dft"], abs=1e-5)
+    cnn = res["mixing"]["cnn"]["trained"][0]["layers"]
+    assert cnn[0]["controls"]["locality"]["dft"] is None         # 28x28 -> 14x14: no DFT
+
+
+def test_mixer_first_layer_templates(quick):
+    """Per-template locality of Mixer's fc1 templates, trained and at the same-seed init, equals
+    probe.mixing.template_locality; their distribution and reference templates are kept."""
+    from probe import mixing, zoo
+    _, _, res = quick
+    tpl = res["templates"]
+    seeds = res["settings"]["seeds"]
+    assert [r["seed"] for r in tpl["trained"]] == seeds == [r["seed"] for r in tpl["init"]]
+    x, _ = mp.common.test_set(res["settings"]["images"])
+    first = mixing.extract(zoo.build("mixer", seed=seeds[0]).eval(), x)[0]
+    want = mixing.template_locality(first, tpl["radius_px"], templates="fc1")
+    assert tpl["init"][0]["locality"] == pytest.approx(want.tolist(), abs=1e-5)
+    assert len(tpl["trained"][0]["locality"]) == first.native["fc1"].shape[0]
+    for which in mp.WEIGHTS:
+        for rec in tpl[which]:
+            assert all(0.0 <= v <= 1.0 + 1e-6 for v in rec["locality"])
+            dist = rec["distribution"]
+            assert dist["n"] == len(rec["locality"])
+            assert dist["q05"] <= dist["q50"] <= dist["q95"]
+            assert dist["q50"] == pytest.approx(np.median(rec["locality"]), abs=1e-5)
+        assert len(tpl["panels"][which]) == mp.TEMPLATE_PANELS
+    refs = tpl["references"]
+    assert refs["local"] > refs["random_peak_centred"] > refs["uniform"]
+    local = {c["id"]: c for c in res["claims"]}["mixer_mixing_is_local"]
+    summary = local["reference"]["first_layer_templates"]
+    assert summary["median_per_seed"]["init"][0] == pytest.approx(np.median(want.numpy()),
+                                                                  abs=1e-5)
+    assert "median_change" in summary
 
 
 def test_level_intervals_stay_in_range():
@@ -156,33 +233,67 @@ def test_level_intervals_stay_in_range():
 
 def test_plot_only_redraws(quick):
     out, args, _ = quick
-    for name in ("mixing_patterns.pdf", "mixing_distance_by_depth.pdf"):
+    for name in FIGURES:
         (out / name).unlink()
     assert mp.main(args + ["--plot-only"]) == 0
-    assert (out / "mixing_patterns.pdf").stat().st_size > 1000
-    assert (out / "mixing_distance_by_depth.pdf").stat().st_size > 1000
+    for name in FIGURES:
+        assert (out / name).stat().st_size > 1000
 
 
 # ----------------------------------------------------------------------------- constructed results
 
 REFS = {"uniform_7x7": {"mean_mixing_distance_px": 14.44, "locality": 0.09,
                         "translation_equivariance": 1.0},
+        "random_7x7": {"mean_mixing_distance_px": 14.35, "locality": 0.091,
+                       "translation_equivariance": 0.07},
         "dft_7x7": {"mean_mixing_distance_px": 14.56, "locality": 0.095,
-                    "translation_equivariance": 0.076}}
+                    "translation_equivariance": 0.076},
+        "local_7x7": {"mean_mixing_distance_px": 4.35, "locality": 0.62,
+                      "translation_equivariance": 0.95}}
+PIXEL_REFS = {"uniform": {"mean_mixing_distance_px": 14.58, "locality": 0.06,
+                          "translation_equivariance": 1.0},
+              "random": {"mean_mixing_distance_px": 14.58, "locality": 0.06,
+                         "translation_equivariance": 0.02},
+              "dft": {"mean_mixing_distance_px": None, "locality": None,
+                      "translation_equivariance": None},
+              "local": {"mean_mixing_distance_px": 1.23, "locality": 1.0,
+                        "translation_equivariance": 0.99}}
 
 
 SHORTCUT_PX = math.sqrt(0.5)   # the CNN's first stage at init: a 1x1 stride-2 shortcut
 
 
 def _layer(name, dist_px, loc=0.1, equi=0.1, px=4.0, **extra):
+    """A layer's metrics with its controls: the 7x7 token references (``px = 4``) or those of
+    the CNN's pixel-grid stage (no DFT on a strided grid); trained = init = the layer's values."""
+    refs = ({k[:-4]: v for k, v in REFS.items()} if px == 4.0 else PIXEL_REFS)
+    values = {"mean_mixing_distance_px": dist_px, "locality": loc,
+              "translation_equivariance": equi}
+    controls = {m: {"trained": v, "init": v, **{r: refs[r][m] for r in refs}}
+                for m, v in values.items()}
+    controls["mean_mixing_distance_fraction"] = {
+        k: None if v is None else v / 28 for k, v in controls["mean_mixing_distance_px"].items()}
+    controls["side_px"] = 28.0
     return {"layer": name, "mean_mixing_distance_px": dist_px,
             "mean_mixing_distance_units": dist_px / px,
+            "mean_mixing_distance_fraction": dist_px / 28,
             "mean_mixing_distance_px_per_head": [dist_px],
-            "locality": loc, "translation_equivariance": equi, "px_per_unit": px, **extra}
+            "locality": loc, "translation_equivariance": equi, "px_per_unit": px,
+            "controls": controls, **extra}
+
+
+def _templates(gain=0.0):
+    """Mixer first-layer template scores: 3 seeds, 8 templates each; trained = init + gain."""
+    base = [0.1, 0.12, 0.14, 0.16, 0.18, 0.2, 0.22, 0.3]
+    recs = {w: [{"seed": s, "locality": [v + (gain if w == "trained" else 0.0) + 0.001 * s
+                                         for v in base]} for s in range(3)] for w in mp.WEIGHTS}
+    return {"radius_px": 4.0, "power": 2, **recs, "panels": {}, "grid": [7, 7],
+            "references": {"uniform": 0.09, "dft": 0.097, "local": 0.83,
+                           "random_peak_centred": 0.19}}
 
 
 def _synthetic(first_px=None, *, mixer_gain=0.0, loc_spread=0.01, px_spread=0.05,
-               cnn_init_px=SHORTCUT_PX, beyond=0.0):
+               cnn_init_px=SHORTCUT_PX, beyond=0.0, template_gain=0.0):
     """3 seeds of every family. Trained first-layer distances ``first_px[family]`` (CNN 2 px,
     token models 14 px +- px_spread over seeds by default); Mixer's locality = init + mixer_gain
     (+- loc_spread); token models at init 14.4 px, the CNN's first stage ``cnn_init_px``."""
@@ -210,7 +321,7 @@ def _synthetic(first_px=None, *, mixer_gain=0.0, loc_spread=0.01, px_spread=0.05
             mixing[fam]["trained"].append({"seed": s, "layers": tr})
             mixing[fam]["init"].append({"seed": s, "layers": it})
     return {"settings": {"images": 4, "seeds": [0, 1, 2]}, "radius_px": 4.0, "mixing": mixing,
-            "references": REFS}
+            "references": REFS, "image_size": 28, "templates": _templates(template_gain)}
 
 
 def _claim(res, key):
@@ -228,6 +339,25 @@ def test_mixer_locality_verdicts(gain, spread, expected):
     assert c.reference["locality"]["uniform_7x7"] == REFS["uniform_7x7"]["locality"]
     assert c.per_family["mixer"]["effect"] == pytest.approx(gain)
     assert c.per_family["fnet"]["effect"] == 0.0               # fixed DFT: nothing learned
+    assert c.reference["locality"]["local_7x7"] == REFS["local_7x7"]["locality"]
+    assert [lay["local"] for lay in c.reference["locality_by_layer"]] == [0.62] * 4
+    # trained first-layer locality against the layer's local and uniform references
+    assert c.details["first_layer_minus_local_reference"]["value"] == pytest.approx(
+        0.4 + gain - 0.62)
+    assert c.details["first_layer_minus_uniform_reference"]["value"] == pytest.approx(
+        0.4 + gain - 0.09)
+
+
+def test_template_summary_on_constructed_results():
+    res = _synthetic(template_gain=0.2)
+    c = _claim(res, "mixer_mixing_is_local")
+    tpl = c.reference["first_layer_templates"]
+    assert tpl["median_change"]["value"] == pytest.approx(0.2)
+    assert tpl["distribution"]["trained"]["q50"] == pytest.approx(
+        tpl["distribution"]["init"]["q50"] + 0.2, abs=0.002)
+    assert tpl["references"]["local"] == 0.83
+    del res["templates"]                                    # no Mixer templates: no summary
+    assert _claim(res, "mixer_mixing_is_local").reference["first_layer_templates"] is None
 
 
 @pytest.mark.parametrize("token_px, cnn_px, spread, expected", [(14.0, 2.0, 0.05, "supported"),
@@ -251,6 +381,15 @@ def test_attention_reach_verdicts(vit_px, cnn_px, spread, expected):
     assert c.verdict == expected
     assert c.estimate == pytest.approx(vit_px - cnn_px)
     assert set(c.per_family) == {"vit"}
+    ctrl = c.reference["controls"]
+    assert ctrl["depth"] == 0
+    # ViT's first layer against uniform mixing on its own grid, the CNN's against its own
+    assert ctrl["trained_minus_uniform_px"]["vit"]["value"] == pytest.approx(vit_px - 14.44,
+                                                                            abs=0.05)
+    assert ctrl["trained_minus_uniform_px"]["cnn"]["value"] == pytest.approx(cnn_px - 14.58)
+    assert ctrl["px"]["cnn"]["references"]["dft"] is None
+    assert ctrl["fraction_of_image_side"]["vit"]["trained"]["value"] == pytest.approx(
+        c.reference["first_layer_px"]["vit"]["trained"]["value"] / 28)
     assert c.details["vit_trained_minus_init_px"]["value"] == pytest.approx(vit_px - 14.4)
 
 
