@@ -250,6 +250,33 @@ def test_glass_blur_sequential_copy_equals_pointer_doubling():
         assert torch.equal(sequential, chains) and not torch.equal(sequential, x), shape
 
 
+@pytest.mark.parametrize("name, kernel", [("motion_blur", "motion_blur"), ("snow", "motion_blur"),
+                                          ("zoom_blur", "zoom_sum"), ("shot_noise", "shot_lookup"),
+                                          ("impulse_noise", "impulse")])
+def test_compiled_kernels_equal_the_torch_paths(name, kernel, monkeypatch):
+    """The numba kernels (motion blur, zoom blur's zoom sum, shot noise's uint8-level lookup,
+    impulse noise) give the generic torch path's output from the same draws, on uint8-level
+    and other batches, RGB and gray, float32 and float64, several threads."""
+    from probe.corruptions import _numba
+    pytest.importorskip("numba")
+    g = torch.Generator().manual_seed(0)
+    batches = [_tensor(_photos(224, count=3)), torch.rand(2, 1, 28, 28, generator=g),
+               torch.rand(2, 3, 37, 53, generator=g, dtype=torch.float64),
+               torch.randint(0, 256, (2, 3, 40, 30), generator=g).double() / 255]
+    assert _numba.kernel(kernel) is not None
+    for x in batches:
+        for severity in (1, 3, 5):
+            for preset in ("auto", "imagenet"):
+                fast = corrupt(x, name, severity, generator=torch.Generator().manual_seed(severity),
+                               preset=preset)
+                with monkeypatch.context() as m:
+                    m.setattr(_numba, "kernel", lambda kernel_name: None)
+                    generic = corrupt(x, name, severity, generator=torch.Generator().manual_seed(severity),
+                                      preset=preset)
+                tolerance = 1e-12 if x.dtype == torch.float64 else 1e-6
+                assert torch.allclose(fast, generic, rtol=0, atol=tolerance), (name, x.shape, severity, preset)
+
+
 def test_pixelate_opencv_upscale_is_pillows_nearest():
     """Pixelate's CPU upscale by OpenCV is used only where it picks Pillow's pixels."""
     from probe.corruptions import digital

@@ -73,7 +73,12 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   to the reference's spatial filtering up to float rounding; motion blur (per-image angle) is the reference's sum of
   edge-replicated shifted copies, taken as slices of the padded batch; zoom
   blur is a sum of bilinear resizes (``align_corners=True``, scipy's
-  ``zoom(order=1)``) done on the whole batch as one channels-last image;
+  ``zoom(order=1)``) done on the whole batch as one channels-last image.
+  On CPU, with numba (a pinned requirement), motion blur (also snow's), zoom
+  blur's sum of resizes, shot noise's uint8-level lookup and impulse noise are
+  compiled kernels (:mod:`._numba`), one pass per image, row block or cache-sized
+  piece on torch's threads, with the generic path's arithmetic (the same draws;
+  outputs equal up to float rounding);
   elastic warps use ``grid_sample`` with the reference's border rules;
   spatter's Canny, distance transform and histogram equalisation are batched
   re-implementations of OpenCV's (Sobel and squared distances in exact integer

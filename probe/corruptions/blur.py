@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._filters import convolve2d, for_each_index, gaussian, motion_blur_at, separable
+from . import _numba
+from ._filters import _compiled_cpu, convolve2d, for_each_index, gaussian, motion_blur_at, separable
 from ._registry import register_corruption
 from ._rng import Device, Rng
 
@@ -198,9 +199,54 @@ def motion_blur(x: torch.Tensor, c: Tuple[float, float], s: float, rng: Rng,
     return motion_blur_at(x, radius, sigma, angle)
 
 
+def _zoom_axis(n: int, factors: Sequence[float], dtype: np.dtype) -> Tuple[np.ndarray, ...]:
+    """One axis of zoom blur's clipped zooms as torch's bilinear resize (``align_corners``)
+    computes it: for each factor and output sample, the two source samples (indices into
+    the whole axis) and their weights ``[F, n]``, in torch's arithmetic (``dtype``)."""
+    index0, index1, weight0, weight1 = [], [], [], []
+    out = np.arange(n, dtype=dtype)
+    for factor in factors:
+        crop = int(math.ceil(n / factor))
+        start, size = (n - crop) // 2, max(int(round(crop * factor)), n)
+        ratio = dtype.type(crop - 1) / dtype.type(size - 1) if size > 1 else dtype.type(0)
+        real = ratio * out  # the first n of the resize's size outputs
+        i0 = real.astype(np.int64)
+        lam1 = np.clip(real - i0.astype(dtype), 0, 1).astype(dtype)
+        index0.append(start + i0)
+        index1.append(start + i0 + (i0 < crop - 1))
+        weight0.append((dtype.type(1) - lam1).astype(dtype))
+        weight1.append(lam1)
+    return tuple(np.ascontiguousarray(np.stack(a)) for a in (index0, index1, weight0, weight1))
+
+
+def _zoom_blur_compiled(x: torch.Tensor, factors: Sequence[float]) -> Optional[torch.Tensor]:
+    """Zoom blur of a CPU batch by a compiled kernel (output rows in blocks on torch's threads),
+    or ``None`` without numba. The same bilinear samples as the generic path."""
+    compiled = _numba.kernel("zoom_sum") if _compiled_cpu(x) else None
+    if compiled is None:
+        return None
+    b, ch, h, w = x.shape
+    dtype = np.dtype(np.float32 if x.dtype == torch.float32 else np.float64)
+    rows = _zoom_axis(h, factors, dtype)
+    cols = _zoom_axis(w, factors, dtype)
+    src = x.reshape(b * ch, h * w).t().contiguous().view(h, w, b * ch).numpy()  # channels last
+    out = torch.empty(x.shape, dtype=x.dtype)
+    out_np = out.view(b * ch, h, w).numpy()
+    blocks = min(h, 4 * torch.get_num_threads())
+    scale = dtype.type(1 / (len(factors) + 1))
+
+    def block(i: int) -> None:
+        compiled(src, out_np, i * h // blocks, (i + 1) * h // blocks, *rows, *cols, scale)
+    for_each_index(block, blocks)
+    return out
+
+
 @register_corruption("zoom_blur")
 def zoom_blur(x: torch.Tensor, c: Sequence[float], s: float, rng: Rng, table: str) -> torch.Tensor:
     """Mean of the image and its clipped zooms by each factor of ``c``."""
+    out = _zoom_blur_compiled(x, c)
+    if out is not None:
+        return out
     b, ch, h, w = x.shape
     # all images and channels as the channels of one channels-last image: torch's bilinear
     # resize then runs vectorised over B * C values per pixel (several times faster)

@@ -14,6 +14,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from . import _numba
+from ._filters import _compiled_cpu, for_each_index
 from ._registry import register_corruption
 from ._rng import Rng, threshold16
 
@@ -109,23 +111,47 @@ def _shot_noise_levels(x: torch.Tensor, c: float, rng: Rng) -> Optional[torch.Te
     """
     flat = x.reshape(-1)
     pieces = [(start, min(start + _PIECE, flat.numel())) for start in range(0, flat.numel(), _PIECE)]
-    for start, stop in pieces:  # cache-sized pieces: no batch-sized temporaries
-        scaled = flat[start:stop] * 255
-        if float(scaled.sub_(torch.round(scaled)).abs_().amax()) > _LEVEL_TOLERANCE:
+    levels, lookup_kernel = _numba.kernel("uint8_levels"), _numba.kernel("shot_lookup")
+    compiled = _compiled_cpu(x) and levels is not None and lookup_kernel is not None
+    if compiled:  # one pass per piece, pieces on torch's threads
+        flat_np = flat.numpy()
+        ok = np.ones(len(pieces), dtype=bool)
+
+        def check(i: int) -> None:
+            start, stop = pieces[i]
+            ok[i] = levels(flat_np[start:stop], _LEVEL_TOLERANCE)
+        for_each_index(check, len(pieces))
+        if not ok.all():
             return None  # not uint8 levels: nothing drawn
+    else:
+        for start, stop in pieces:  # cache-sized pieces: no batch-sized temporaries
+            scaled = flat[start:stop] * 255
+            if float(scaled.sub_(torch.round(scaled)).abs_().amax()) > _LEVEL_TOLERANCE:
+                return None  # not uint8 levels: nothing drawn
     cap = int(math.ceil(c))
     lookup, cdf = _level_tables(float(c), str(x.device))
     half = 1 << (_GUIDE_BITS - 1)
     bits = rng.bits16(flat.shape)
     count = torch.empty(flat.shape, dtype=torch.int8, device=x.device)
-    index = torch.empty(min(flat.numel(), _PIECE), dtype=torch.int32, device=x.device)
-    for start, stop in pieces:
-        piece = index[:stop - start]
-        piece.copy_(torch.round(flat[start:stop] * 255).mul_(1 << _GUIDE_BITS).add_(half))  # exact
-        piece += bits[start:stop] >> (16 - _GUIDE_BITS)  # -half .. half - 1
-        torch.index_select(lookup, 0, piece, out=count[start:stop])
+    if compiled:  # the lookup and the generic path's product count * (1 / c), in one pass
+        out = torch.empty(flat.shape, dtype=x.dtype)
+        bits_np, lookup_np, count_np, out_np = bits.numpy(), lookup.numpy(), count.numpy(), out.numpy()
+        scale = out_np.dtype.type(1.0 / c)
+
+        def look_up(i: int) -> None:
+            start, stop = pieces[i]
+            lookup_kernel(flat_np[start:stop], bits_np[start:stop], lookup_np, count_np[start:stop],
+                          out_np[start:stop], 16 - _GUIDE_BITS, half, scale)
+        for_each_index(look_up, len(pieces))
+    else:
+        index = torch.empty(min(flat.numel(), _PIECE), dtype=torch.int32, device=x.device)
+        for start, stop in pieces:
+            piece = index[:stop - start]
+            piece.copy_(torch.round(flat[start:stop] * 255).mul_(1 << _GUIDE_BITS).add_(half))  # exact
+            piece += bits[start:stop] >> (16 - _GUIDE_BITS)  # -half .. half - 1
+            torch.index_select(lookup, 0, piece, out=count[start:stop])
+        out = count.to(x.dtype).mul_(1.0 / c)  # the generic path's product
     inside = _flat_nonzero(count < 0)
-    out = count.to(x.dtype).mul_(1.0 / c)  # the generic path's product
     if inside.numel():
         row = torch.round(flat.index_select(0, inside) * 255).long()
         interval = (bits.index_select(0, inside) >> (16 - _GUIDE_BITS)).long() + half
@@ -162,7 +188,15 @@ def impulse_noise(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> 
     """Each value flips with probability ``c``, to salt or pepper with probability 1/2
     (skimage's ``random_noise(mode="s&p")``)."""
     u = rng.bits16(x.shape)
-    return torch.where(u < threshold16(c), (u < threshold16(c / 2)).to(x.dtype), x)
+    compiled = _numba.kernel("impulse") if _compiled_cpu(x) else None
+    if compiled is None:
+        return torch.where(u < threshold16(c), (u < threshold16(c / 2)).to(x.dtype), x)
+    out = torch.empty(x.shape, dtype=x.dtype)  # one pass per piece, pieces on torch's threads
+    arrays = (x.reshape(-1).numpy(), u.reshape(-1).numpy(), out.view(-1).numpy())
+    pieces = range(0, x.numel(), _PIECE)
+    for_each_index(lambda i: compiled(*(a[pieces[i]:pieces[i] + _PIECE] for a in arrays),
+                                      threshold16(c), threshold16(c / 2)), len(pieces))
+    return out
 
 
 @register_corruption("speckle_noise")
