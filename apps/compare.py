@@ -28,8 +28,8 @@ if str(ROOT) not in sys.path:            # fallback when probe is not pip-instal
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
-from probe import (attribution, claims, corruptions, data, perturbations, plots,  # noqa: E402
-                   plots_robustness, results, robustness, zoo)
+from probe import (attribution, claims, corruptions, data, mixing, perturbations,  # noqa: E402
+                   plots, plots_robustness, results, robustness, zoo)
 from probe.perturbations import InputAnalysis, Perturbation  # noqa: E402
 
 DATASET = "fashion-mnist"
@@ -361,6 +361,20 @@ def section_models(names: List[str], loaded: Dict[str, object], res: Dict[str, I
                                 figures, f"mixing_{name}_layer{depth}_clean")
 
 
+@st.cache_data(show_spinner="mixing at initialisation...", max_entries=32)
+def init_distances(name: str, key: tuple, _x: torch.Tensor) -> List[float]:
+    """Mean mixing distance per layer of ``name`` at its seed-0 random init, same input."""
+    model = zoo.load(name, weights="random", seed=0)
+    return [s["mean_mixing_distance"] for s in mixing.summarize(mixing.extract(model, _x))]
+
+
+def reference_distances(m) -> Dict[str, float]:
+    """Mean mixing distance of uniform and local reference mixing on ``m``'s token grid."""
+    refs = mixing.references(like=m, names=("uniform", "local"))
+    return {f"{k} mixing ({m.grid[0]}x{m.grid[1]} tokens)":
+            float(mixing.mean_mixing_distance(v).mean()) for k, v in refs.items()}
+
+
 def section_depth(names: List[str], res: Dict[str, InputAnalysis], keys: Dict[str, tuple],
                   mix: Dict[str, object], figures: Dict[str, Callable]) -> List[dict]:
     """Mean mixing distance vs depth for all models, and the per-layer metrics table."""
@@ -370,9 +384,17 @@ def section_depth(names: List[str], res: Dict[str, InputAnalysis], keys: Dict[st
     left, right = st.columns([2, 3], gap="medium")
     with left:
         series = {n: [s["mean_mixing_distance"] for s in res[n].summary] for n in names}
-        show_figure(("depth", tuple(keys[n] for n in names)),
+        overlay = st.toggle("overlay initialisation and reference mixing", key="controls",
+                            help="dashed: each model at its seed-0 random initialisation, same "
+                                 "input; grey: uniform and local (Gaussian, sigma = 1 token) "
+                                 "mixing on the first model's token grid")
+        dashed = hlines = None
+        if overlay:
+            dashed = {n: init_distances(n, keys[n], res[n].x) for n in names}
+            hlines = reference_distances(res[names[0]].maps[0])
+        show_figure(("depth", overlay, tuple(keys[n] for n in names)),
                     partial(plots.plot_by_depth, series, ylabel="mean mixing distance (tokens)",
-                            title="mean mixing distance vs depth"),
+                            title="mean mixing distance vs depth", dashed=dashed, hlines=hlines),
                     figures, "mixing_distance_vs_depth")
     with right:
         st.markdown(results.rows_to_markdown(results.display_rows(rows), digits=2))

@@ -137,16 +137,31 @@ def plot_maps_over_image(image: torch.Tensor, maps, *, query: Optional[int] = No
 
 
 def plot_by_depth(series: Dict[str, Sequence[float]], *, ylabel: str, title: str = "",
-                  path: Optional[PathLike] = None) -> Figure:
-    """One line per model of a per-layer quantity against relative depth (0 = first, 1 = last)."""
+                  path: Optional[PathLike] = None,
+                  dashed: Optional[Dict[str, Sequence[float]]] = None,
+                  hlines: Optional[Dict[str, float]] = None) -> Figure:
+    """One line per model of a per-layer quantity against relative depth (0 = first, 1 = last).
+
+    ``dashed`` adds a dashed line per model in its colour (e.g. the same model at
+    initialisation, labelled ``"<name> (init)"``); ``hlines`` adds grey horizontal reference
+    lines (e.g. uniform or local mixing), labelled by their keys.
+    """
     if not series:
         raise ValueError("nothing to plot")
     fig = new_figure(4.2, 3.0)
     ax = fig.subplots()
-    for name, values in series.items():
+
+    def xs_of(values):
         n = len(values)
-        xs = [i / (n - 1) if n > 1 else 0.0 for i in range(n)]
-        ax.plot(xs, list(values), marker="o", label=name)
+        return [i / (n - 1) if n > 1 else 0.0 for i in range(n)]
+
+    for name, values in series.items():
+        (line,) = ax.plot(xs_of(values), list(values), marker="o", label=name)
+        if dashed and name in dashed:
+            ax.plot(xs_of(dashed[name]), list(dashed[name]), ls="--", marker=".",
+                    color=line.get_color(), alpha=0.8, label=f"{name} (init)")
+    for i, (label, value) in enumerate((hlines or {}).items()):
+        ax.axhline(value, color="0.45", lw=0.9, ls=(":", "-.", (0, (5, 2)), "-")[i % 4], label=label)
     ax.set_xlabel("relative depth")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

@@ -254,6 +254,31 @@ def test_app_claims_tab_shows_the_committed_verdicts(app_env):
     assert len(at.get("image")) == 9                      # the forest plot, beside the default 8
 
 
+def test_depth_plot_overlays_init_and_references():
+    fig = plots.plot_by_depth({"mixer": [3.0, 3.2], "cnn": [0.5, 1.0, 2.0]}, ylabel="d",
+                              dashed={"mixer": [3.5, 3.6]}, hlines={"uniform": 3.6, "local": 1.1})
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["mixer", "mixer (init)", "cnn", "uniform", "local"]
+    assert ax.get_lines()[1].get_linestyle() == "--"
+    assert ax.get_lines()[1].get_color() == ax.get_lines()[0].get_color()
+    assert list(ax.get_lines()[3].get_ydata()) == [3.6, 3.6]
+
+
+def test_app_overlays_initialisation_and_references(app_env):
+    at = _app().run()
+    _no_exception(at)
+    n_images = len(at.get("image"))
+    at.toggle(key="controls").set_value(True).run()
+    _no_exception(at)
+    assert len(at.get("image")) == n_images               # the depth figure redrawn, not added
+    from apps import compare
+    from probe import mixing
+    maps = mixing.extract(zoo.load("mixer"), torch.rand(1, 1, 28, 28))
+    refs = compare.reference_distances(maps[0])
+    assert refs["uniform mixing (7x7 tokens)"] > refs["local mixing (7x7 tokens)"] > 0
+
+
 def test_app_default_render(app_env):
     at = _app().run()
     _no_exception(at)
