@@ -201,7 +201,9 @@ def test_shot_noise_on_uint8_levels_matches_poisson_pmf(c):
     levels = torch.tensor([0, 1, 40, 128, 255])
     x = (levels.float() / 255).repeat_interleave(n).view(1, 1, len(levels), n)
     rng = corruptions.Rng(torch.Generator().manual_seed(c), "cpu", torch.float32)
-    scaled = noise._shot_noise_levels(x, c, rng) * c
+    out = torch.empty_like(x)
+    assert noise._shot_noise_levels(x, c, rng, out)
+    scaled = out * c
     k = scaled.round()
     assert torch.allclose(scaled, k, rtol=0, atol=1e-4) and k.min() >= 0 and k.max() <= c
     for row, q in zip(k[0, 0].long(), levels.tolist()):
@@ -210,7 +212,9 @@ def test_shot_noise_on_uint8_levels_matches_poisson_pmf(c):
         pmf = [stats.poisson.pmf(i, rate) for i in range(c)] + [stats.poisson.sf(c - 1, rate)]
         tol = 4.5 * np.sqrt(np.maximum(pmf, 1 / n) / n)
         assert np.all(np.abs(freq.numpy() - np.array(pmf)) <= tol), (c, q)
-    assert noise._shot_noise_levels(x + 0.1 / 255, c, rng) is None  # not uint8 levels
+    state = rng.g.get_state()
+    assert not noise._shot_noise_levels(x + 0.1 / 255, c, rng, out)  # not uint8 levels
+    assert torch.equal(rng.g.get_state(), state)  # and nothing drawn
 
 
 def test_opencv_filters_equal_the_torch_paths():
@@ -252,11 +256,13 @@ def test_glass_blur_sequential_copy_equals_pointer_doubling():
 
 @pytest.mark.parametrize("name, kernel", [("motion_blur", "motion_blur"), ("snow", "motion_blur"),
                                           ("zoom_blur", "zoom_sum"), ("shot_noise", "shot_lookup"),
-                                          ("impulse_noise", "impulse")])
+                                          ("impulse_noise", "impulse"),
+                                          ("elastic_transform", "elastic_sample")])
 def test_compiled_kernels_equal_the_torch_paths(name, kernel, monkeypatch):
     """The numba kernels (motion blur, zoom blur's zoom sum, shot noise's uint8-level lookup,
-    impulse noise) give the generic torch path's output from the same draws, on uint8-level
-    and other batches, RGB and gray, float32 and float64, several threads."""
+    impulse noise, the elastic warp's sampling) give the generic torch path's output from the
+    same draws, on uint8-level and other batches, RGB and gray, float32 and float64, several
+    threads."""
     from probe.corruptions import _numba
     pytest.importorskip("numba")
     g = torch.Generator().manual_seed(0)

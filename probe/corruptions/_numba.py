@@ -96,28 +96,23 @@ def _zoom_sum(numba):  # pragma: no cover (compiled)
 # The element-wise kernels below take whole (sliced) 1-D arrays and loop from 0 with
 # branch-free bodies and same-width integer constants, which LLVM vectorises.
 
-def _uint8_levels(numba):  # pragma: no cover (compiled)
+def _shot_lookup(numba):  # pragma: no cover (compiled)
     @numba.njit(nogil=True, cache=True)
-    def uint8_levels(flat, tolerance):
-        # whether 255 flat[i] is within tolerance of an integer for every i
+    def shot_lookup(flat, bits, lookup, count, out, shift, half, scale, tolerance):
+        # count[i] = lookup[rint(255 flat[i]) 2 half + half + (bits[i] >> shift)],
+        # out[i] = min(count[i] scale, 1); returns how many 255 flat[i] are further than
+        # tolerance from an integer (the batch is not uint8 levels unless that is 0)
+        width, offset, right = np.int32(2 * half), np.int32(half), np.int32(shift)
+        one = out.dtype.type(1)
         bad = 0
         for i in range(flat.shape[0]):
             v = flat[i] * 255
-            bad += abs(v - np.rint(v)) > tolerance
-        return bad == 0
-    return uint8_levels
-
-
-def _shot_lookup(numba):  # pragma: no cover (compiled)
-    @numba.njit(nogil=True, cache=True)
-    def shot_lookup(flat, bits, lookup, count, out, shift, half, scale):
-        # count[i] = lookup[rint(255 flat[i]) 2 half + half + (bits[i] >> shift)], out[i] = count[i] scale
-        width, offset, right = np.int32(2 * half), np.int32(half), np.int32(shift)
-        for i in range(flat.shape[0]):
-            level = np.int32(np.rint(flat[i] * 255))
-            k = lookup[level * width + offset + (np.int32(bits[i]) >> right)]
+            r = np.rint(v)
+            bad += abs(v - r) > tolerance
+            k = lookup[np.int32(r) * width + offset + (np.int32(bits[i]) >> right)]
             count[i] = k
-            out[i] = k * scale
+            out[i] = min(k * scale, one)
+        return bad
     return shot_lookup
 
 
@@ -136,8 +131,63 @@ def _impulse(numba):  # pragma: no cover (compiled)
     return impulse
 
 
-_BUILDERS = {"motion_blur": _motion_blur, "zoom_sum": _zoom_sum, "uint8_levels": _uint8_levels,
-             "shot_lookup": _shot_lookup, "impulse": _impulse}
+def _elastic_sample(numba):  # pragma: no cover (compiled)
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
+    def elastic_sample(x, field, out, image, w, base_x, base_y, scale_x, scale_y):
+        # x, out [B, C, H * W], field [B, 2, H * W]: out = grid_sample(x, base + field * scale,
+        # bilinear, reflection, align_corners=False) with torch's CPU arithmetic (fused
+        # multiply-adds where its kernels have them): grid value g -> (g + 1) w / 2 - 1 / 2,
+        # reflected about -1/2 and w - 1/2, clipped to [0, w - 1]; a corner past the last row or
+        # column has weight 0 (read at the edge instead). Unsigned offsets: no wraparound test.
+        channels, h = x.shape[1], x.shape[2] // w
+        one, half = x.dtype.type(1), x.dtype.type(0.5)
+        zero, lo = x.dtype.type(0), x.dtype.type(-0.5)
+        half_w, half_h = x.dtype.type(w / 2), x.dtype.type(h / 2)
+        span_w, span_h = x.dtype.type(2 * w), x.dtype.type(2 * h)
+        last_w, last_h = x.dtype.type(w - 1), x.dtype.type(h - 1)
+        weights = np.empty((4, w), dtype=x.dtype)
+        offsets = np.empty((4, w), dtype=np.uint64)
+        w_nw, w_ne, w_sw, w_se = weights[0], weights[1], weights[2], weights[3]
+        o_nw, o_ne, o_sw, o_se = offsets[0], offsets[1], offsets[2], offsets[3]
+        width, top = np.uint64(w), np.uint64(w * (h - 1))
+        for y in range(h):
+            f0, f1, gy0 = field[image, 0, y * w:(y + 1) * w], field[image, 1, y * w:(y + 1) * w], base_y[y]
+            for i in range(w):
+                cx = (base_x[i] + f0[i] * scale_x + one) * half_w - half
+                cy = (gy0 + f1[i] * scale_y + one) * half_h - half
+                ax = abs(cx - lo)
+                ax = ax - np.trunc(ax / span_w) * span_w
+                cx = min(max(min(ax, span_w - ax) + lo, zero), last_w)
+                ay = abs(cy - lo)
+                ay = ay - np.trunc(ay / span_h) * span_h
+                cy = min(max(min(ay, span_h - ay) + lo, zero), last_h)
+                fx, fy = np.floor(cx), np.floor(cy)
+                we = cx - fx
+                ea = one - we
+                no = cy - fy
+                so = one - no
+                w_nw[i] = so * ea
+                w_ne[i] = so * we
+                w_sw[i] = no * ea
+                w_se[i] = no * we
+                col, row = np.uint64(fx), np.uint64(fy) * width
+                east = min(col + np.uint64(1), width - np.uint64(1))
+                south = min(row + width, top)
+                o_nw[i] = row + col
+                o_ne[i] = row + east
+                o_sw[i] = south + col
+                o_se[i] = south + east
+            for c in range(channels):
+                plane, o = x[image, c], out[image, c, y * w:(y + 1) * w]
+                for i in range(w):
+                    # torch's ((nw + fma ne) + fma sw) + fma se, written for LLVM to fuse that way
+                    o[i] = (plane[o_ne[i]] * w_ne[i] + plane[o_nw[i]] * w_nw[i]
+                            + plane[o_sw[i]] * w_sw[i] + plane[o_se[i]] * w_se[i])
+    return elastic_sample
+
+
+_BUILDERS = {"motion_blur": _motion_blur, "zoom_sum": _zoom_sum, "shot_lookup": _shot_lookup, "impulse": _impulse,
+             "elastic_sample": _elastic_sample}
 
 
 @functools.lru_cache(maxsize=None)

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._filters import (as_rgb_then_mean, box_resize, for_each_index, gaussian_kernel1d, opencv,
-                       sample_bilinear, separable)
+from . import _numba
+from ._filters import (_compiled_cpu, as_rgb_then_mean, box_resize, for_each_index, gaussian_kernel1d,
+                       opencv, sample_bilinear, separable)
 from ._registry import register_corruption
 from ._rng import Rng
 
@@ -161,11 +162,20 @@ def _elastic_imagenet(x: torch.Tensor, alpha: float, rng: Rng) -> torch.Tensor:
     field = rng.uniform((b, 2, h, w), -max_d, max_d)
     field = separable(field, kh, kw, "symmetric")
     # grid_sample coordinates of (row + alpha * dy, col + alpha * dx), scipy's "reflect"
-    # borders (see sample_bilinear), written in one pass
+    # borders (see sample_bilinear), written in one pass; on CPU with numba a compiled kernel
+    # samples from the field directly with grid_sample's arithmetic (the same output)
     gx = (2 * torch.arange(w, device=x.device, dtype=x.dtype) + 1) / w - 1
     gy = (2 * torch.arange(h, device=x.device, dtype=x.dtype) + 1) / h - 1
-    base = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)
     scale = torch.tensor([2 * alpha / w, 2 * alpha / h], device=x.device, dtype=x.dtype)
+    compiled = _numba.kernel("elastic_sample") if _compiled_cpu(x) else None
+    if compiled is not None:  # grid_sample's arithmetic read straight from the field, image by image
+        out = torch.empty(x.shape, dtype=x.dtype)
+        arrays = (x.reshape(b, -1, h * w).numpy(), field.reshape(b, 2, h * w).numpy(),
+                  out.view(b, -1, h * w).numpy())
+        sx, sy = scale.numpy()
+        for_each_index(lambda i: compiled(*arrays, i, w, gx.numpy(), gy.numpy(), sx, sy), b)
+        return out
+    base = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)
     grid = torch.addcmul(base, field.permute(0, 2, 3, 1), scale)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 

@@ -99,50 +99,48 @@ def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(mask)[:, 0]
 
 
-def _shot_noise_levels(x: torch.Tensor, c: float, rng: Rng) -> Optional[torch.Tensor]:
-    """``min(Poisson(x c), ceil(c)) / c`` for a batch of uint8 levels ``x = q / 255``, or ``None``
-    when ``x`` holds other values.
+def _shot_noise_levels(x: torch.Tensor, c: float, rng: Rng, out: torch.Tensor) -> bool:
+    """``min(Poisson(x c), ceil(c)) / c``, clipped at 1, written into ``out`` for a batch of uint8
+    levels ``x = q / 255``; ``False`` (nothing drawn, ``out`` undefined) when ``x`` holds other
+    values.
 
     The CDF is inverted at a uniform ``u`` through a table per level: the top bits of a 16-bit
     draw give ``u``'s interval, which fixes the count unless a CDF value falls inside it;
     there (a few percent of the values) the rest of ``u`` is drawn (float64) and the count
     stepped up from the interval's start while the CDF stays below ``u``. Exactly the capped
     Poisson distribution of the levels' rates (up to float64 rounding).
-    """
-    flat = x.reshape(-1)
-    pieces = [(start, min(start + _PIECE, flat.numel())) for start in range(0, flat.numel(), _PIECE)]
-    levels, lookup_kernel = _numba.kernel("uint8_levels"), _numba.kernel("shot_lookup")
-    compiled = _compiled_cpu(x) and levels is not None and lookup_kernel is not None
-    if compiled:  # one pass per piece, pieces on torch's threads
-        flat_np = flat.numpy()
-        ok = np.ones(len(pieces), dtype=bool)
 
-        def check(i: int) -> None:
-            start, stop = pieces[i]
-            ok[i] = levels(flat_np[start:stop], _LEVEL_TOLERANCE)
-        for_each_index(check, len(pieces))
-        if not ok.all():
-            return None  # not uint8 levels: nothing drawn
-    else:
+    With numba on CPU the level check, the lookup and the product ``count * (1 / c)`` are one
+    pass per piece (pieces on torch's threads); when the check fails, the generator is put
+    back to its state before the draw, so nothing is drawn.
+    """
+    flat, flat_out = x.reshape(-1), out.view(-1)
+    pieces = [(start, min(start + _PIECE, flat.numel())) for start in range(0, flat.numel(), _PIECE)]
+    lookup_kernel = _numba.kernel("shot_lookup") if _compiled_cpu(x) else None
+    if lookup_kernel is None:
         for start, stop in pieces:  # cache-sized pieces: no batch-sized temporaries
             scaled = flat[start:stop] * 255
             if float(scaled.sub_(torch.round(scaled)).abs_().amax()) > _LEVEL_TOLERANCE:
-                return None  # not uint8 levels: nothing drawn
+                return False  # not uint8 levels: nothing drawn
     cap = int(math.ceil(c))
     lookup, cdf = _level_tables(float(c), str(x.device))
     half = 1 << (_GUIDE_BITS - 1)
+    state = rng.g.get_state() if lookup_kernel is not None else None
     bits = rng.bits16(flat.shape)
     count = torch.empty(flat.shape, dtype=torch.int8, device=x.device)
-    if compiled:  # the lookup and the generic path's product count * (1 / c), in one pass
-        out = torch.empty(flat.shape, dtype=x.dtype)
-        bits_np, lookup_np, count_np, out_np = bits.numpy(), lookup.numpy(), count.numpy(), out.numpy()
-        scale = out_np.dtype.type(1.0 / c)
+    if lookup_kernel is not None:
+        arrays = (flat.numpy(), bits.numpy(), lookup.numpy(), count.numpy(), flat_out.numpy())
+        scale = arrays[-1].dtype.type(1.0 / c)
+        bad = np.zeros(len(pieces), dtype=np.int64)
 
         def look_up(i: int) -> None:
             start, stop = pieces[i]
-            lookup_kernel(flat_np[start:stop], bits_np[start:stop], lookup_np, count_np[start:stop],
-                          out_np[start:stop], 16 - _GUIDE_BITS, half, scale)
+            piece = [a if a is arrays[2] else a[start:stop] for a in arrays]
+            bad[i] = lookup_kernel(*piece, 16 - _GUIDE_BITS, half, scale, _LEVEL_TOLERANCE)
         for_each_index(look_up, len(pieces))
+        if bad.any():
+            rng.g.set_state(state)  # not uint8 levels: as if nothing was drawn
+            return False
     else:
         index = torch.empty(min(flat.numel(), _PIECE), dtype=torch.int32, device=x.device)
         for start, stop in pieces:
@@ -150,7 +148,7 @@ def _shot_noise_levels(x: torch.Tensor, c: float, rng: Rng) -> Optional[torch.Te
             piece.copy_(torch.round(flat[start:stop] * 255).mul_(1 << _GUIDE_BITS).add_(half))  # exact
             piece += bits[start:stop] >> (16 - _GUIDE_BITS)  # -half .. half - 1
             torch.index_select(lookup, 0, piece, out=count[start:stop])
-        out = count.to(x.dtype).mul_(1.0 / c)  # the generic path's product
+        torch.mul(count.to(x.dtype), 1.0 / c, out=flat_out).clamp_(max=1)  # the generic path's product
     inside = _flat_nonzero(count < 0)
     if inside.numel():
         row = torch.round(flat.index_select(0, inside) * 255).long()
@@ -167,20 +165,21 @@ def _shot_noise_levels(x: torch.Tensor, c: float, rng: Rng) -> Optional[torch.Te
         if rest.numel():  # an interval holding many CDF values (a low tail): count them all
             rows = cdf.view(256, cap).index_select(0, row.index_select(0, rest))
             k[rest] = (rows < u.index_select(0, rest)[:, None]).sum(dim=1)
-        out[inside] = k.to(x.dtype).mul_(1.0 / c)
-    return out.view(x.shape)
+        flat_out[inside] = k.to(x.dtype).mul_(1.0 / c).clamp_(max=1)
+    return True
 
 
-@register_corruption("shot_noise")
-def shot_noise(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> torch.Tensor:
-    """``Poisson(x c) / c`` per value."""
+@register_corruption("shot_noise", fills_output=True)
+def shot_noise(x: torch.Tensor, c: float, s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
+    """``Poisson(x c) / c`` per value, clipped at 1, written into ``out``."""
     cap = int(math.ceil(c))
     if cap <= 64:  # the output is clipped at 1, i.e. counts >= c: only P(k < cap) matters
-        out = _shot_noise_levels(x, c, rng)
-        if out is not None:
-            return out
-        return _poisson_capped(x * c, rng.uniform(x.shape, 0, 1), cap).mul_(1.0 / c)
-    return rng.poisson(x * c).mul_(1.0 / c)
+        if _shot_noise_levels(x, c, rng, out):
+            return
+        noisy = _poisson_capped(x * c, rng.uniform(x.shape, 0, 1), cap).mul_(1.0 / c)
+    else:
+        noisy = rng.poisson(x * c).mul_(1.0 / c)
+    torch.clamp(noisy, 0, 1, out=out)
 
 
 @register_corruption("impulse_noise")
