@@ -52,8 +52,8 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   through OpenCV (in memory, one image per task on ``torch.get_num_threads()``
   threads): the same codec output as the reference's Pillow round trip, byte for
   byte (JFIF YCbCr, 4:2:0, islow DCT, fancy upsampling). A CUDA batch is coded on
-  CPU and moved back. JPEG, pixelate and shot noise write straight into the output
-  (registered with ``fills_output=True``: no clamp or copy pass); pixelate's NEAREST upscale is
+  CPU and moved back. JPEG, pixelate, shot noise and fog write straight into the
+  output (registered with ``fills_output=True``: no clamp or copy pass); pixelate's NEAREST upscale is
   OpenCV's ``INTER_NEAREST_EXACT`` on CPU planes where that picks Pillow's pixels.
 - Glass blur: the reference's pixel loop is a sequential *copy*
   ``x[h, w] = x[h + dy, w + dx]`` in descending raster order (its tuple "swap"
@@ -76,7 +76,8 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   ``zoom(order=1)``) done on the whole batch as one channels-last image.
   On CPU, with numba (a pinned requirement), motion blur (also snow's), zoom
   blur's sum of resizes, shot noise's uint8-level check and lookup, impulse noise
-  and the ImageNet elastic warp's bilinear sampling are compiled kernels
+  the ImageNet elastic warp's bilinear sampling, fog's plasma fractal and blend and
+  snow's final blend are compiled kernels
   (:mod:`._numba`), one pass per image, row block or cache-sized piece on torch's
   threads, with the generic path's arithmetic (the same draws; outputs equal up to
   float rounding);

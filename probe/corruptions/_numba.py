@@ -186,8 +186,115 @@ def _elastic_sample(numba):  # pragma: no cover (compiled)
     return elastic_sample
 
 
+def _plasma(numba):  # pragma: no cover (compiled)
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
+    def plasma(m, noise, image):
+        # m [B, N, N]: the diamond-square map of weather._plasma_fractal for one image, from
+        # its transformed draws noise[image] (per level: the square, then the two diamond
+        # stages, k x k values each, k = N / step); each new value is noise + total / 4 as
+        # torch's add_(total, alpha=0.25) (one fused multiply-add), totals summed in its order;
+        # then shifted to minimum 0 and divided by the maximum (at least 1e-12)
+        n = m.shape[1]
+        a, draws = m[image], noise[image]
+        quarter = m.dtype.type(0.25)
+        a[:, :] = 0
+        offset, step = 0, n
+        while step >= 2:
+            half, k = step // 2, n // step
+            for i in range(k):
+                r, r1 = i * step, ((i + 1) % k) * step
+                for j in range(k):
+                    q, q1 = j * step, (j + 1) * step if j + 1 < k else 0
+                    total = (a[r, q] + a[r1, q]) + (a[r, q1] + a[r1, q1])
+                    a[r + half, q + half] = draws[offset + i * k + j] + total * quarter
+            offset += k * k
+            for i in range(k):
+                r, r0 = i * step, ((i - 1) % k) * step
+                for j in range(k):
+                    q, q1 = j * step, (j + 1) * step if j + 1 < k else 0
+                    total = ((a[r + half, q + half] + a[r, q]) + a[r0 + half, q + half]) + a[r, q1]
+                    a[r, q + half] = draws[offset + i * k + j] + total * quarter
+            offset += k * k
+            for i in range(k):
+                r, r1 = i * step, ((i + 1) % k) * step
+                for j in range(k):
+                    q, q0 = j * step, (j - 1) * step if j > 0 else (k - 1) * step
+                    total = ((a[r + half, q + half] + a[r, q]) + a[r + half, q0 + half]) + a[r1, q]
+                    a[r + half, q] = draws[offset + i * k + j] + total * quarter
+            offset += k * k
+            step //= 2
+        low = a.min()
+        for i in range(n):
+            row = a[i]
+            for j in range(n):
+                row[j] = row[j] - low
+        high = max(a.max(), m.dtype.type(1e-12))
+        for i in range(n):
+            row = a[i]
+            for j in range(n):
+                row[j] = row[j] / high
+    return plasma
+
+
+def _fma(numba):
+    """``fma(a, b, c) = a b + c`` rounded once (LLVM's ``llvm.fma``): the kernels below are
+    compiled without contraction and fuse exactly where torch's kernels do."""
+    @numba.extending.intrinsic
+    def fma(typingctx, a, b, c):  # pragma: no cover (compiled)
+        def codegen(context, builder, signature, args):
+            return builder.fma(*args)
+        return a(a, a, a), codegen
+    return fma
+
+
+def _fog_blend(numba):  # pragma: no cover (compiled)
+    fma = _fma(numba)
+
+    @numba.njit(nogil=True, cache=True)
+    def fog_blend(x, plasma, out, image, gain, weight):
+        # out = clamp(addcmul(x gain, plasma, weight), 0, 1) for one image: torch's addcmul
+        # is one fused multiply-add on the rounded product x gain
+        channels, h, w = x.shape[1], x.shape[2], x.shape[3]
+        zero, one = x.dtype.type(0), x.dtype.type(1)
+        g, s = gain[image], weight[image]
+        for c in range(channels):
+            for y in range(h):
+                src, p, o = x[image, c, y], plasma[image, y, :w], out[image, c, y]
+                for i in range(w):
+                    o[i] = src[i] * g
+                for i in range(w):
+                    o[i] = min(max(fma(p[i], s, o[i]), zero), one)
+    return fog_blend
+
+
+def _snow_blend(numba):  # pragma: no cover (compiled)
+    fma = _fma(numba)
+
+    @numba.njit(nogil=True, cache=True)
+    def snow_blend(x, layer, out, image, keep, mix):
+        # RGB x: out = clamp(fma(x, mix, max(x, 1.5 gray + 0.5) keep) + layer, 0, 1) for one
+        # image, gray = (0.299 r + 0.587 g) + 0.114 b, every product rounded as torch's ops
+        h = x.shape[2]
+        zero, one = x.dtype.type(0), x.dtype.type(1)
+        red, green, blue = x.dtype.type(0.299), x.dtype.type(0.587), x.dtype.type(0.114)
+        gain, bias = x.dtype.type(1.5), x.dtype.type(0.5)
+        k, m = x.dtype.type(keep), x.dtype.type(mix)
+        bright = np.empty(x.shape[3], dtype=x.dtype)
+        for y in range(h):
+            r, g, b, flakes = x[image, 0, y], x[image, 1, y], x[image, 2, y], layer[image, 0, y]
+            for i in range(bright.shape[0]):
+                bright[i] = ((red * r[i] + green * g[i]) + blue * b[i]) * gain + bias
+            for c in range(3):
+                src, o = x[image, c, y], out[image, c, y]
+                for i in range(bright.shape[0]):
+                    v = fma(src[i], m, max(src[i], bright[i]) * k) + flakes[i]
+                    o[i] = min(max(v, zero), one)
+    return snow_blend
+
+
 _BUILDERS = {"motion_blur": _motion_blur, "zoom_sum": _zoom_sum, "shot_lookup": _shot_lookup, "impulse": _impulse,
-             "elastic_sample": _elastic_sample}
+             "elastic_sample": _elastic_sample, "plasma": _plasma,
+             "fog_blend": _fog_blend, "snow_blend": _snow_blend}
 
 
 @functools.lru_cache(maxsize=None)

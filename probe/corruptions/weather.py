@@ -14,13 +14,14 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ._filters import (as_rgb_then_mean, clipped_zoom, gaussian, gray, motion_blur_at, pad,
-                       separable)
+from . import _numba
+from ._filters import (_compiled_cpu, as_rgb_then_mean, clipped_zoom, for_each_index, gaussian, gray,
+                       motion_blur_at, pad, separable)
 from ._registry import register_corruption
 from ._rng import Rng
 
@@ -32,8 +33,34 @@ FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.j
 _INSTALL = "pip install imagecorruptions-imaug==1.1.5 (pinned in requirements.txt)"
 
 
+def _plasma_fractal_compiled(batch: int, mapsize: int, wibbledecay: float,
+                             rng: Rng) -> Optional[torch.Tensor]:
+    """:func:`_plasma_fractal` by the compiled kernel, image by image from the same draws
+    (drawn first, level by level), or ``None`` where it does not apply."""
+    plasma = _numba.kernel("plasma")
+    cpu = torch.device(rng.device).type == "cpu"
+    if plasma is None or not cpu or rng.dtype not in (torch.float32, torch.float64):
+        return None
+    draws, step, wibble = [], mapsize, 100.0
+    while step >= 2:
+        k = mapsize // step
+        for _ in range(3):
+            noise = rng.uniform((batch, k, k), 0, 1).mul_(2 * wibble * wibble).sub_(wibble * wibble)
+            draws.append(noise.view(batch, k * k))
+        step //= 2
+        wibble /= wibbledecay
+    noise = torch.cat(draws, dim=1).numpy()
+    m = torch.empty(batch, mapsize, mapsize, dtype=rng.dtype)
+    out = m.numpy()
+    for_each_index(lambda i: plasma(out, noise, i), batch)
+    return m
+
+
 def _plasma_fractal(batch: int, mapsize: int, wibbledecay: float, rng: Rng) -> torch.Tensor:
     """Diamond-square height maps ``[B, N, N]`` in [0, 1] (the reference's ``plasma_fractal``)."""
+    compiled = _plasma_fractal_compiled(batch, mapsize, wibbledecay, rng)
+    if compiled is not None:
+        return compiled
     m = torch.zeros(batch, mapsize, mapsize, device=rng.device, dtype=rng.dtype)
     step, wibble = mapsize, 100.0
 
@@ -62,15 +89,21 @@ def _plasma_fractal(batch: int, mapsize: int, wibbledecay: float, rng: Rng) -> t
     return m.div_(m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12))
 
 
-@register_corruption("fog")
-def fog(x: torch.Tensor, c: Tuple[float, float], s: float, rng: Rng, table: str) -> torch.Tensor:
+@register_corruption("fog", fills_output=True)
+def fog(x: torch.Tensor, c: Tuple[float, float], s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
     """A plasma fractal (decay ``c[1]``) of strength ``c[0]`` added, then renormalised."""
     b, _, h, w = x.shape
     size = 1 << max(0, (max(h, w) - 1).bit_length())
     max_val = x.amax(dim=(1, 2, 3), keepdim=True)
-    plasma = _plasma_fractal(b, size, c[1], rng)[:, None, :h, :w]
+    plasma = _plasma_fractal(b, size, c[1], rng)
     gain = max_val / (max_val + c[0])
-    return torch.addcmul(x * gain, plasma, gain * c[0])
+    weight = gain * c[0]
+    blend = _numba.kernel("fog_blend") if _compiled_cpu(x) and plasma.device.type == "cpu" else None
+    if blend is None:
+        torch.clamp(torch.addcmul(x * gain, plasma[:, None, :h, :w], weight), 0, 1, out=out)
+        return
+    args = (x.numpy(), plasma.numpy(), out.numpy(), 0, gain.view(-1).numpy(), weight.view(-1).numpy())
+    for_each_index(lambda i: blend(*args[:3], i, *args[4:]), b)
 
 
 def _read_texture(path: str) -> torch.Tensor:
@@ -174,8 +207,14 @@ def snow(x: torch.Tensor, c: Tuple[float, ...], s: float, rng: Rng, table: str) 
     layer = torch.round(layer * 255) / 255
     layer = layer[..., :h, :w]
     layer = layer + torch.flip(layer, dims=(-2, -1))
-    out = torch.maximum(x, (gray(x) * 1.5).add_(0.5))
-    return out.mul_(1 - c[6]).add_(x, alpha=c[6]).add_(layer)
+    blend = _numba.kernel("snow_blend") if _compiled_cpu(x) and x.shape[1] == 3 else None
+    if blend is None:
+        out = torch.maximum(x, (gray(x) * 1.5).add_(0.5))
+        return out.mul_(1 - c[6]).add_(x, alpha=c[6]).add_(layer)
+    out = torch.empty_like(x)
+    arrays = (x.numpy(), layer.contiguous().numpy(), out.numpy())
+    for_each_index(lambda i: blend(*arrays, i, 1 - c[6], c[6]), b)
+    return out
 
 
 def _equalize_hist(v: torch.Tensor) -> torch.Tensor:
