@@ -59,6 +59,7 @@ analyses-data: setup data
 analyses-mixing: setup data
 	$(BIN)/python -m analyses.mixing_patterns
 	$(BIN)/python -m analyses.input_dependence
+	$(BIN)/python -m analyses.synthesizer_ladder
 	$(BIN)/python -m analyses.equivalences
 
 analyses-robustness: setup data
@@ -80,13 +81,19 @@ analyses: analyses-data analyses-mixing analyses-robustness analyses-interpretab
 # `kill <pid>` (or Ctrl-C) and rerun the same target to continue.
 CELL_WORKERS ?= 2
 CELL_THREADS ?= 1
-.PHONY: cells-sweep cells-full cells-data-efficiency cells-precision
+.PHONY: cells-sweep cells-full cells-data-efficiency cells-precision cells-synthetic
 cells-sweep: setup data
 	$(BIN)/python -m analyses.cells run --plan sweep --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
 
 cells-full: setup data
 	$(BIN)/python -m analyses.cells run --plan full --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
-	$(BIN)/python -m analyses.cells run --plan full --family synth --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+
+# The Synthesizer ladder's rungs (b)-(f) (probe/models/synth_ladder.py; rung (a) is the Mixer of
+# cells-full), full data, 3 seeds, at Mixer's swept learning rate (analyses.synthesizer_ladder)
+LADDER_RUNGS := token_linear token_softmax synth_random synth_dense dot_attention
+.PHONY: cells-ladder
+cells-ladder: setup data
+	$(BIN)/python -m analyses.cells run --plan full --family $(LADDER_RUNGS) --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
 
 cells-data-efficiency: setup data
 	$(BIN)/python -m analyses.cells run --plan data-efficiency --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
@@ -95,12 +102,17 @@ cells-data-efficiency: setup data
 cells-precision: setup data
 	$(BIN)/python -m analyses.cells run --plan precision-check --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
 
+# every family on the synthetic dataset (class evidence in a known square), 10k images, 3 seeds,
+# at the Fashion-MNIST sweep's learning rates: the localisation of analyses.interpretability_comparison
+cells-synthetic: setup data
+	$(BIN)/python -m analyses.cells run --plan synthetic --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+
 # Every training cell the analyses need, in priority order, in the background (resumes whatever
 # is unfinished; safe to start again after an interruption): log in runs/cells_all.log.
 .PHONY: cells-background
 cells-background: setup data
 	mkdir -p runs
-	nohup sh -c 'OMP_WAIT_POLICY=PASSIVE $(MAKE) cells-sweep cells-full cells-precision cells-data-efficiency' \
+	nohup sh -c 'OMP_WAIT_POLICY=PASSIVE $(MAKE) cells-sweep cells-full cells-ladder cells-precision cells-data-efficiency cells-synthetic' \
 		> runs/cells_all.log 2>&1 &
 	@echo "training in the background: tail -f runs/cells_all.log; python -m analyses.cells status --plan full"
 

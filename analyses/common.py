@@ -33,25 +33,35 @@ QUICK = ROOT / "runs" / "analyses_quick"
 MODEL_CACHE = ROOT / "runs" / "analyses" / "models"
 DATA_ROOT: Optional[str] = None   # --data-root of the running analysis (None: $PROBE_DATA, system)
 
-# Family facts come from the zoo's registry (probe/zoo.py); the one analysis-only variant,
-# the Synthesizer-Random Mixer (probe/models/synthesizer.py), adds its own label and colour.
+# Family facts come from the zoo's registry (probe/zoo.py); the analysis-only variants add
+# their own labels and colours: the Synthesizer ladder (probe/models/synth_ladder.py: Mixer's
+# body with one token-mixing change per rung, rung (a) being the zoo Mixer) and the earlier
+# single-change-too-many variant ``synth`` (probe/models/synthesizer.py: softmax(R) with
+# N(0, 0.02) logits, one head, no value projection), kept so its cells and results still load.
 FAMILIES = tuple(zoo.names())
 MLP_FAMILIES = tuple(n for n, f in zoo.families().items() if f.group == "mlp")
-VARIANTS = ("synth",)   # trained by the analyses only (not shipped in the zoo)
-LABELS = {**{n: f.label for n, f in zoo.families().items()}, "synth": "Synth-Random"}
-COLORS = {**{n: f.color for n, f in zoo.families().items()}, "synth": "#ff7f0e"}
+LADDER = ("mixer", "token_linear", "token_softmax", "synth_random", "synth_dense", "dot_attention")
+VARIANTS = ("synth",) + LADDER[1:]   # trained by the analyses only (not shipped in the zoo)
+LABELS = {**{n: f.label for n, f in zoo.families().items()}, "synth": "softmax(R) N(0,.02)",
+          "token_linear": "linear R", "token_softmax": "softmax(R)",
+          "synth_random": "Synth-Random", "synth_dense": "Synth-Dense",
+          "dot_attention": "dot attention"}
+COLORS = {**{n: f.color for n, f in zoo.families().items()}, "synth": "#ff7f0e",
+          "token_linear": "#8c564b", "token_softmax": "#e377c2", "synth_random": "#ff7f0e",
+          "synth_dense": "#bcbd22", "dot_attention": "#9edae5"}
 
 # ----------------------------------------------------------------------------- models
 
 
 def build(name: str, *, seed: int = 0) -> zoo.ProbeModel:
-    """A seeded random model: a zoo family or an analysis variant (``synth``)."""
+    """A seeded random model: a zoo family or an analysis variant (:data:`VARIANTS`)."""
     if name in VARIANTS:
         from probe.data import FASHION_MNIST_CLASSES
+        from probe.models.synth_ladder import ladder_mixer
         from probe.models.synthesizer import synthesizer_mixer
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = synthesizer_mixer(10, 1, 28)
+            net = synthesizer_mixer(10, 1, 28) if name == "synth" else ladder_mixer(name, 10, 1, 28)
         return zoo.ProbeModel(net, name=name, family=name, input_size=(1, 28, 28),
                               classes=FASHION_MNIST_CLASSES, mean=zoo.FASHION_MNIST_MEAN,
                               std=zoo.FASHION_MNIST_STD)

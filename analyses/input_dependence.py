@@ -1,11 +1,12 @@
-"""Is Mixer's token mixing a fixed attention matrix, and does generated attention adapt better?
+"""Is Mixer's token mixing a fixed, input-independent attention matrix?
 
 Measures how much each family's token-mixing matrices vary across input images
 (``probe.mixing.input_dependence``: the share of the maps' energy not explained by one
 input-independent map; 0 = one fixed matrix) where the dependence lives, layer by layer, on
 the converged full-data models of every zoo family (``analyses.converged``, 3 seeds) and on
-a Synthesizer-Random variant (``synth``: the zoo Mixer with each token-mixing MLP replaced by
-a trainable ``softmax(R)`` matrix, ``probe/models/synthesizer.py``):
+Synthesizer-Random (``synth_random``, rung (d) of the Synthesizer ladder: the zoo Mixer with
+each token-mixing MLP replaced by per-head ``softmax(R_h)`` over a value projection,
+``probe/models/synth_ladder.py``), the exact-zero reference:
 
 - Mixer: every channel's own token Jacobian ``W2 diag(GELU'(h_c)) W1``
   (``extract(..., per_channel=True)``), not only their channel average, which hides most
@@ -15,17 +16,17 @@ a trainable ``softmax(R)`` matrix, ``probe/models/synthesizer.py``):
   omission;
 - ViT: per head and per layer (attention has no per-channel token mixing);
 - the CNN: each stage's (channel-averaged) Jacobian per image;
-- Synthesizer-Random, ResMLP and FNet: one fixed matrix, the zero-dependence reference
-  (exactly 0: a check).
+- Synthesizer-Random (per head), ResMLP and FNet: one fixed matrix, the zero-dependence
+  reference (exactly 0: a check).
 
 Each layer reports the distribution over its units (channels, heads or the one map:
 median and quantiles, ``mixing.distribution``) trained and at the same-seed random
 initialisation. The claim ``mixer_mixing_is_fixed`` uses the per-unit MEDIAN (for Mixer:
 the median channel), mean over layers; the channel-averaged value stands beside it.
-``synth`` is trained as a cell of the SAME recipe (``python -m analyses.cells run --plan
-full --family synth``) at Mixer's swept learning rate, since it is Mixer's body; it is
-compared with Mixer (fixed mixing without softmax) and with ViT (attention generated from
-the input).
+``synth_random`` is trained as a cell of the SAME recipe (``make cells-ladder``) at Mixer's
+swept learning rate, since it is Mixer's body. Whether Mixer performs like
+Synthesizer-Random, and whether generated attention adapts better, is tested on the whole
+ladder by :mod:`analyses.synthesizer_ladder`.
 
 Input dependence is non-negative and spans decades (about 1e-1 for attention, exactly 0
 for a map that does not depend on the input), so its interval is a t interval on the
@@ -34,10 +35,8 @@ is input-independent up to float round-off) are raised to it before the logarith
 family whose every seed is below it is reported as 0 with a zero-width interval. Both
 rules are written into the claim's details.
 
-Claims: ``mixer_mixing_is_fixed`` (equivalence: Mixer's per-channel input dependence within
-the margin of 0), ``mixer_is_synthesizer_random`` (equivalence: Mixer and
-Synthesizer-Random accuracy alike), ``generated_attention_adapts_better`` (direction: ViT
-more accurate than Synthesizer-Random). Check: ``synthesizer_random_input_dependence_is_zero``.
+Claim: ``mixer_mixing_is_fixed`` (equivalence: Mixer's per-channel input dependence within
+the margin of 0). Check: ``synthesizer_random_input_dependence_is_zero``.
 
     python -m analyses.input_dependence            # full scale (see --help)
     python -m analyses.input_dependence --quick    # seconds, into runs/analyses_quick/
@@ -57,11 +56,11 @@ from analyses.verdicts import margin_of
 from probe import zoo
 
 NAME = "input_dependence"
-VARIANT = "synth"
+VARIANT = "synth_random"     # Synthesizer-Random as published (the ladder's rung (d))
 MODELS = list(common.FAMILIES) + [VARIANT]
 FLOOR = 1e-6     # input dependence below this is float round-off of an input-independent map
 SCALES = {
-    # the converged full-data models (3 seeds) of every family, plus synth trained the same way
+    # the converged full-data models (3 seeds) of every family, plus synth_random trained the same way
     "full": {"quick": False, "families": list(common.FAMILIES), "variants": [VARIANT],
              "seeds": [0, 1, 2], "n_images": 64},
     "quick": {"quick": True, "families": ["mixer", "resmlp", "gmlp", "vit", "cnn"],
@@ -106,11 +105,12 @@ def _centre_row(m, image: int = 0, head: int = 0) -> List[List[float]]:
 
 def unit_values(m) -> Tuple[str, torch.Tensor]:
     """``(unit, values)``: the input dependence of each unit of a map: each channel's token
-    Jacobian (maps extracted with ``per_channel``: Mixer, gated gMLP), each head (attention),
-    or the one map (conv stages: per-image Jacobians; static maps: exactly 0)."""
+    Jacobian (maps extracted with ``per_channel``: Mixer, gated gMLP), each head (attention,
+    static maps with heads: exactly 0), or the one map (conv stages: per-image Jacobians;
+    static maps: exactly 0)."""
     from probe import mixing
     if m.channels is not None or m.static:
-        unit = "channel" if m.channels is not None else "map"
+        unit = "channel" if m.channels is not None else ("head" if m.heads > 1 else "map")
         return unit, mixing.input_dependence(m, per_channel=True)
     return ("head" if m.kind == "attention" else "map"), mixing.input_dependence(m)
 
@@ -220,16 +220,6 @@ def level(values: Sequence[float], *, confidence: float, floor: float = FLOOR) -
     return out
 
 
-def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> Tuple[List[int], List[float]]:
-    seeds = sorted(set(a) & set(b))
-    return seeds, [a[s] - b[s] for s in seeds]
-
-
-def _interval(values: Sequence[float], confidence: float) -> dict:
-    m, lo, hi = common.mean_ci(values, confidence=confidence)
-    return {"effect": m, "ci_low": lo, "ci_high": hi, "n": len(values)}
-
-
 def _depths(results: Mapping, name: str) -> List[int]:
     return sorted({l["depth"] for r in results["rows"] if r["name"] == name for l in r["layers"]})
 
@@ -272,20 +262,16 @@ def claims(results: Mapping) -> List[Claim]:
     names = [n for n in MODELS if any(r["name"] == n for r in results["rows"])]
     for need in ("mixer", "vit", VARIANT):
         if need not in names:
-            raise ValueError(f"the results hold no {need!r} rows; the claims compare Mixer, ViT "
-                             f"and Synthesizer-Random")
+            raise ValueError(f"the results hold no {need!r} rows; the claim compares Mixer with "
+                             f"ViT and Synthesizer-Random ({VARIANT})")
     floor = float(results.get("floor", FLOOR))
     n_seeds = len({r["seed"] for r in results["rows"]})
     conf_fixed = common.CONFIDENCE[margin_of("mixer_mixing_is_fixed")["test"]]
-    conf_syn = common.CONFIDENCE[margin_of("mixer_is_synthesizer_random")["test"]]
-    conf_gen = common.CONFIDENCE[margin_of("generated_attention_adapts_better")["test"]]
 
     dep = {n: per_seed(results, n, "median") for n in names}
     dep0 = {n: per_seed(results, n, "init_median") for n in names}
     avg = {n: per_seed(results, n, "input_dependence") for n in names}
     avg0 = {n: per_seed(results, n, "init_input_dependence") for n in names}
-    acc = {n: per_seed(results, n, "test_accuracy") for n in names}
-    acc0 = {n: per_seed(results, n, "init_accuracy") for n in names}
 
     def levels_of(per: Mapping[str, Mapping[int, float]]) -> Dict[str, dict]:
         return {n: level(list(per[n].values()), confidence=conf_fixed, floor=floor)
@@ -311,17 +297,6 @@ def claims(results: Mapping) -> List[Claim]:
         "vit_per_head_per_layer": {w: _vit_heads(results, key) for w, key in
                                    (("trained", "per_head"), ("init", "init_per_head"))},
     }
-    acc_levels = {n: _interval(list(acc[n].values()), 0.95) for n in names}
-    init_accuracy = {n: _interval(list(acc0[n].values()), 0.95) for n in names}
-    acc_ref = {"test_accuracy": acc_levels, "init_accuracy": init_accuracy,
-               "init_accuracy_n": results.get("init_accuracy_n"), "chance": 0.1}
-    seeds_ms, mix_vs_syn = _paired(acc["mixer"], acc[VARIANT])
-    seeds_vs, vit_vs_syn = _paired(acc["vit"], acc[VARIANT])
-    _, vit_vs_mix = _paired(acc["vit"], acc["mixer"])
-    if not mix_vs_syn or not vit_vs_syn:
-        raise ValueError(f"no seed has both a Mixer/ViT and a {VARIANT} model")
-    e2, l2, h2 = common.mean_ci(mix_vs_syn, confidence=conf_syn)
-    e3, l3, h3 = common.mean_ci(vit_vs_syn, confidence=conf_gen)
     trained_on = "the converged full-data models (one recipe)"
     n_images = results.get("settings", {}).get("n_images", "?")
     return [
@@ -353,40 +328,6 @@ def claims(results: Mapping) -> List[Claim]:
                                   "initialisation: the same at the same-seed random init; "
                                   "channel_average: the channel-averaged map's value"},
               details=detail_dep),
-        Claim(key="mixer_is_synthesizer_random",
-              claim="Mixer's token mixing is Synthesizer-Random without the softmax: the two "
-                    "perform alike",
-              who="Debate commentary comparing MLP-Mixer with Tay et al.'s Synthesizer (2021)",
-              experiment=f"test accuracy of Mixer and the same body with softmax(R) token mixing "
-                         f"(Synthesizer-Random), both trained under the one recipe at Mixer's "
-                         f"swept learning rate, {trained_on}, seeds {seeds_ms}; controls: each "
-                         f"model's same-seed initialisation accuracy and chance (0.1); "
-                         f"Synthesizer-Random's input dependence is exactly 0 (a check)",
-              figure="input_dependence.pdf",
-              effect="Mixer test accuracy minus Synthesizer-Random test accuracy, paired by seed "
-                     "(90% interval)",
-              estimate=e2, low=l2, high=h2, reference=acc_ref,
-              details={"per_seed_effect": mix_vs_syn, "seeds": seeds_ms,
-                       "synth_learning_rate": "Mixer's swept learning rate (Synthesizer-Random "
-                                              "is Mixer's body; no sweep of its own)",
-                       "input_dependence": {n: levels[n] for n in ("mixer", VARIANT)}}),
-        Claim(key="generated_attention_adapts_better",
-              claim="Attention generated from the input adapts better than fixed (random "
-                    "synthesizer) attention",
-              who="Vaswani et al.'s dot-product attention vs Tay et al. (Synthesizer, 2021), "
-                  "revisited in the MLP debate",
-              experiment=f"test accuracy of ViT (input-generated attention) vs Synthesizer-Random "
-                         f"(a learned fixed attention matrix), {trained_on}, seeds {seeds_vs}; "
-                         f"controls: each model's same-seed initialisation accuracy and chance "
-                         f"(0.1), and both models' input dependence (ViT per head and layer; "
-                         f"Synthesizer-Random exactly 0, a check)",
-              figure="input_dependence.pdf",
-              effect="ViT test accuracy minus Synthesizer-Random test accuracy, paired by seed "
-                     "(95% interval)",
-              estimate=e3, low=l3, high=h3, reference=acc_ref,
-              details={"per_seed_effect": vit_vs_syn, "seeds": seeds_vs,
-                       "vit_minus_mixer": _interval(vit_vs_mix, conf_gen),
-                       "input_dependence": {n: levels[n] for n in ("vit", VARIANT)}}),
     ]
 
 
@@ -404,9 +345,9 @@ def checks(results: dict) -> List[Check]:
         return []
     worst, error = max(values, key=lambda e: abs(e[1]))
     return [Check(key="synthesizer_random_input_dependence_is_zero",
-                  what="Synthesizer-Random's softmax(R) is one input-independent matrix: its input "
-                       "dependence is exactly 0 in every layer, trained and at initialisation, "
-                       "channel-averaged and per channel (the zero-dependence reference of "
+                  what="Synthesizer-Random's softmax(R_h) is one input-independent matrix per "
+                       "head: its input dependence is exactly 0 in every layer, trained and at "
+                       "initialisation, averaged and per unit (the zero-dependence reference of "
                        "mixer_mixing_is_fixed)",
                   max_abs_error=abs(error), tolerance=ZERO_TOLERANCE,
                   details={"worst": worst, "n_values": len(values)})]
@@ -491,14 +432,8 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
     ax2.set_xticks(range(len(names)), [LABELS[n] for n in names], rotation=30, fontsize=8)
     ax2.set_ylim(0, 1)
     ax2.set_ylabel("test accuracy (mean, 95% CI over seeds)")
-    title = "Fixed vs generated mixing: accuracy"
-    for key, short in (("mixer_is_synthesizer_random", "Mixer = Synth"),
-                       ("generated_attention_adapts_better", "ViT > Synth")):
-        if key in claims_by_id:
-            c = claims_by_id[key]
-            title += f"\n{short}: {c['effect']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] " \
-                     f"({c['verdict']})"
-    ax2.set_title(title, fontsize=8)
+    ax2.set_title("Test accuracy beside the input dependence\n(the accuracy claims: "
+                  "synthesizer_ladder.pdf)", fontsize=8)
     ax2.legend(fontsize=7, loc="upper left")
 
     ax3 = fig.add_subplot(gs[1, :4])

@@ -20,13 +20,14 @@ from typing import List, Optional, Sequence, Tuple
 
 from analyses import common
 
-ANALYSES = ("data_efficiency", "mixing_patterns", "input_dependence", "equivalences",
-            "robustness_comparison", "interpretability_comparison", "cost_accuracy",
-            "precision_check")
+ANALYSES = ("data_efficiency", "mixing_patterns", "input_dependence", "synthesizer_ladder",
+            "equivalences", "robustness_comparison", "interpretability_comparison",
+            "cost_accuracy", "precision_check")
 TITLES = {
     "data_efficiency": "Data efficiency",
     "mixing_patterns": "Mixing patterns",
-    "input_dependence": "Input dependence and Synthesizer-Random",
+    "input_dependence": "Input dependence",
+    "synthesizer_ladder": "The Synthesizer ladder (Mixer to attention, one change at a time)",
     "equivalences": "Equivalences",
     "robustness_comparison": "Robustness",
     "interpretability_comparison": "Interpretability",

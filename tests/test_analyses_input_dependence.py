@@ -1,8 +1,9 @@
 """Tests of analyses.input_dependence: the quick run end to end (models / claims / checks rows,
-the Synthesizer-Random cells at Mixer's learning rate, the initialisation beside every value,
-per-channel distributions, gMLP's gate, ViT per head, figure, --plot-only), the log-scale level
-of a non-negative quantity, the exact-zero check, and the verdicts of the three claims on
-hand-made results."""
+the Synthesizer-Random cells (the ladder's rung (d)) at Mixer's learning rate, the
+initialisation beside every value, per-channel distributions, gMLP's gate, ViT per head,
+figure, --plot-only), the log-scale level of a non-negative quantity, the exact-zero check,
+and the verdicts of its claim on hand-made results. The accuracy claims comparing Mixer,
+Synthesizer-Random and attention are tested in test_analyses_synthesizer_ladder.py."""
 import math
 
 import numpy as np
@@ -14,7 +15,8 @@ from analyses.verdicts import margin_of
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore::FutureWarning")]
 
-CLAIM_IDS = ["mixer_mixing_is_fixed", "mixer_is_synthesizer_random", "generated_attention_adapts_better"]
+CLAIM_IDS = ["mixer_mixing_is_fixed"]
+SYNTH = idep.VARIANT      # Synthesizer-Random as published (synth_random), the zero reference
 MODEL_KEYS = {"family", "n_train", "seed", "steps", "lr", "val_accuracy", "test_accuracy", "weights",
               "recipe_hash"}
 CLAIM_KEYS = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "margin", "per_family",
@@ -23,7 +25,8 @@ CLAIM_KEYS = {"id", "claim", "verdict", "effect", "ci_low", "ci_high", "margin",
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory, quick_analysis):
-    """One quick run (the quick recipe's cells, synth's trained on the spot) shared by the tests."""
+    """One quick run (the quick recipe's cells, synth_random's trained on the spot) shared by the
+    tests."""
     out = tmp_path_factory.mktemp("input_dependence")
     _, code, results = quick_analysis(idep, out)
     return code, out, results
@@ -41,13 +44,14 @@ def test_quick_input_dependence(quick):
     # Synthesizer-Random: a cell of the same recipe at Mixer's (swept) learning rate
     by = {(m["family"], m["seed"]): m for m in results["models"]}
     for s in scale["seeds"]:
-        synth, mixer = by["synth", s], by["mixer", s]
+        synth, mixer = by[SYNTH, s], by["mixer", s]
         assert (synth["lr"], synth["recipe_hash"], synth["steps"], synth["n_train"]) == \
             (mixer["lr"], mixer["recipe_hash"], mixer["steps"], mixer["n_train"])
-        assert synth["weights"].endswith(f"synth_n{synth['n_train']}_s{s}.safetensors")
+        assert synth["weights"].endswith(f"{SYNTH}_n{synth['n_train']}_s{s}.safetensors")
     rows = {(r["name"], r["seed"]): r for r in results["rows"]}
     for s in scale["seeds"]:
-        for layer in rows["synth", s]["layers"] + rows["resmlp", s]["layers"]:
+        assert all(l["unit"] == "head" and len(l["values"]) > 1 for l in rows[SYNTH, s]["layers"])
+        for layer in rows[SYNTH, s]["layers"] + rows["resmlp", s]["layers"]:
             for pre in ("", "init_"):       # fixed matrices: exactly 0, averaged and per unit
                 assert layer[pre + "input_dependence"] == 0.0 and layer[pre + "median"] == 0.0
                 assert set(layer[pre + "values"]) == {0.0}
@@ -88,7 +92,7 @@ def test_quick_input_dependence(quick):
     medians = [rows["mixer", s]["median"] for s in scale["seeds"]]
     assert fixed["effect"] == pytest.approx(float(np.exp(np.mean(np.log(medians)))), rel=1e-6)
     assert fixed["per_family"]["resmlp"]["effect"] == 0.0 and "note" in fixed["per_family"]["resmlp"]
-    assert fixed["per_family"]["synth"]["effect"] == 0.0
+    assert fixed["per_family"][SYNTH]["effect"] == 0.0
     assert fixed["per_family"]["vit"]["ci_low"] > 0 and fixed["per_family"]["gmlp"]["ci_low"] > 0
     assert set(fixed["reference"]["initialisation"]) == set(names)
     assert fixed["reference"]["channel_average"]["mixer"]["effect"] < fixed["effect"]
@@ -134,66 +138,61 @@ def _layer(median, average, unit="channel", n=4):
             "values": values, "init_values": [v / 2 for v in values]}
 
 
-def _results(dep_mixer, acc, average=None):
+def _results(dep_mixer, average=None):
     """Hand-made results: Mixer's per-seed per-channel median input dependence (its channel
-    average ``average`` or 1/300 of it), ViT 0.3, the rest 0; accuracies."""
+    average ``average`` or 1/300 of it), ViT 0.3, the rest 0."""
     rows = []
     for name in idep.MODELS:
         for s in range(3):
             dep = dep_mixer[s] if name == "mixer" else (0.3 if name == "vit" else 0.0)
             avg = (average[s] if average else dep / 300) if name == "mixer" else dep
-            rows.append({"name": name, "seed": s, "test_accuracy": acc.get(name, [0.85] * 3)[s],
+            rows.append({"name": name, "seed": s, "test_accuracy": 0.85,
                          "init_accuracy": 0.1,
                          "layers": [_layer(dep, avg, "head" if name == "vit" else "channel")]})
     return {"rows": rows, "examples": {}}
 
 
-def _verdicts(results):
-    return tuple(c.verdict for c in idep.claims(results))
+def _verdict(dep_mixer):
+    (fixed,) = idep.claims(_results(dep_mixer))
+    return fixed.verdict
 
 
-def test_claims_supported():
-    acc = {"mixer": [0.85, 0.86, 0.85], "synth": [0.85, 0.86, 0.852], "vit": [0.89, 0.90, 0.89]}
-    fixed, syn, gen = idep.claims(_results([0.01, 0.012, 0.011], acc))
-    assert (fixed.verdict, syn.verdict, gen.verdict) == ("supported",) * 3
-    assert (fixed.test, syn.test, gen.test) == ("equivalence", "equivalence", "direction")
-    assert fixed.confidence == 0.9 and gen.confidence == 0.95
+def test_claim_supported():
+    (fixed,) = idep.claims(_results([0.01, 0.012, 0.011]))
+    assert fixed.verdict == "supported" and fixed.test == "equivalence" and fixed.confidence == 0.9
     assert fixed.estimate == pytest.approx((0.01 * 0.012 * 0.011) ** (1 / 3))     # geometric mean
     assert fixed.reference["initialisation"]["mixer"]["effect"] == pytest.approx(fixed.estimate / 2)
-    assert fixed.per_family["synth"]["effect"] == 0.0 and fixed.per_family["vit"]["effect"] == \
+    assert fixed.per_family[SYNTH]["effect"] == 0.0 and fixed.per_family["vit"]["effect"] == \
         pytest.approx(0.3)
 
 
-def test_claims_opposite():
-    acc = {"mixer": [0.85, 0.86, 0.85], "synth": [0.80, 0.81, 0.80], "vit": [0.78, 0.785, 0.78]}
-    assert _verdicts(_results([0.3, 0.32, 0.31], acc)) == ("opposite",) * 3
+def test_claim_opposite_and_inconclusive():
+    assert _verdict([0.3, 0.32, 0.31]) == "opposite"
+    assert _verdict([0.01, 0.09, 0.05]) == "inconclusive"
 
 
-def test_claims_inconclusive():
-    acc = {"mixer": [0.85, 0.86, 0.85], "synth": [0.80, 0.86, 0.90], "vit": [0.80, 0.90, 0.85]}
-    assert _verdicts(_results([0.01, 0.09, 0.05], acc)) == ("inconclusive",) * 3
-
-
-def test_generated_attention_negligible_and_exact_zero_mixing_is_fixed():
-    acc = {"synth": [0.85, 0.86, 0.85], "vit": [0.852, 0.861, 0.853]}
-    fixed, _, gen = idep.claims(_results([0.0, 0.0, 0.0], acc))
-    assert gen.verdict == "negligible"
+def test_exact_zero_mixing_is_fixed():
+    (fixed,) = idep.claims(_results([0.0, 0.0, 0.0]))
     assert (fixed.estimate, fixed.low, fixed.high) == (0.0, 0.0, 0.0) and fixed.verdict == "supported"
     assert "note" in fixed.per_family["mixer"] and "floor_rule" in fixed.details
 
 
+def test_accuracy_claims_moved_to_the_ladder():
+    assert [c.key for c in idep.claims(_results([0.01] * 3))] == CLAIM_IDS
+
+
 def test_claims_need_mixer_vit_and_synth():
-    r = _results([0.01] * 3, {})
-    r["rows"] = [row for row in r["rows"] if row["name"] != "synth"]
-    with pytest.raises(ValueError, match="synth"):
+    r = _results([0.01] * 3)
+    r["rows"] = [row for row in r["rows"] if row["name"] != SYNTH]
+    with pytest.raises(ValueError, match=SYNTH):
         idep.claims(r)
-    assert math.isfinite(idep.claims(_results([0.01] * 3, {}))[0].estimate)
+    assert math.isfinite(idep.claims(_results([0.01] * 3))[0].estimate)
 
 
 def test_fixed_claim_uses_the_per_channel_median_not_the_channel_average():
     """Channels that each vary by ~30% across images average to a nearly fixed map (0.001):
     the claim reads the median channel, so it is opposite, not supported."""
-    res = _results([0.3, 0.31, 0.29], {}, average=[0.001, 0.0011, 0.0009])
+    res = _results([0.3, 0.31, 0.29], average=[0.001, 0.0011, 0.0009])
     fixed = idep.claims(res)[0]
     assert fixed.verdict == "opposite"
     assert fixed.estimate == pytest.approx((0.3 * 0.31 * 0.29) ** (1 / 3))
@@ -207,10 +206,10 @@ def test_fixed_claim_uses_the_per_channel_median_not_the_channel_average():
 
 
 def test_zero_check_on_constructed_results():
-    res = _results([0.01] * 3, {})
+    res = _results([0.01] * 3)
     (zero,) = idep.checks(res)
     assert zero.key == "synthesizer_random_input_dependence_is_zero" and zero.holds
-    synth = next(r for r in res["rows"] if r["name"] == "synth")
+    synth = next(r for r in res["rows"] if r["name"] == SYNTH)
     synth["layers"][0]["init_values"][2] = 1e-7      # one channel of one init map varies
     (zero,) = idep.checks(res)
     assert not zero.holds and zero.max_abs_error == pytest.approx(1e-7)
@@ -238,9 +237,10 @@ def test_gmlp_gate_makes_its_mixing_input_dependent(images):
 
 
 def test_fixed_matrices_read_exactly_zero(images):
-    """Synthesizer-Random (softmax(R)) and ResMLP's linear token mixing: exactly 0, per unit too;
-    Mixer's channels vary although their average barely does."""
-    for name in ("synth", "resmlp"):
+    """Synthesizer-Random (per-head softmax(R_h)), the earlier single-head softmax(R) variant and
+    ResMLP's linear token mixing: exactly 0, per unit too; Mixer's channels vary although their
+    average barely does."""
+    for name in (SYNTH, "synth", "resmlp"):
         _, layers = idep.layer_dependence(common.build(name, seed=0).eval(), images)
         for l in layers:
             assert l["input_dependence"] == 0.0 and l["median"] == 0.0

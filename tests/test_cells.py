@@ -345,3 +345,47 @@ def test_precision_check_pairs_bf16_and_fp32_cells_of_one_family(tmp_path, tiny)
     report = cells.run_cells(cells_[:2], store=store, progress=False, echo=lambda s: None)
     assert report.failed == {} and store.is_done(fp32) and store.is_done(bf16)
     assert store.card(fp32)["recipe"]["training"]["precision"]["train_autocast"] is None
+
+
+def test_synthetic_plan_changes_only_the_data_and_uses_the_swept_lrs(tmp_path):
+    recipe, store = committed_recipe(), _store(tmp_path)
+    lrs = {f: [1e-3, 2e-3, 4e-3][i % 3] for i, f in enumerate(zoo.names())}
+    _fake_sweep(store, recipe, lrs)
+    plan = cells.plan("synthetic", recipe=recipe, store=store)
+    spec = recipe.plans["synthetic"]
+    assert [(c.family, c.seed) for c in plan] == [(f, s) for s in spec["seeds"] for f in zoo.names()]
+    assert len(plan) == 6 * 3 and all(c.lr == lrs[c.family] for c in plan)
+    synthetic = plan[0].recipe
+    assert all(c.recipe == synthetic for c in plan) and synthetic.hash != recipe.hash
+    # only training.data's dataset, pool_n and test_n differ from the committed recipe
+    changed = {k for k, v in synthetic.training["data"].items() if recipe.training["data"][k] != v}
+    assert changed == {"dataset", "pool_n", "test_n"} and synthetic.training["data"]["dataset"] == "synthetic"
+    assert {k: v for k, v in synthetic.training.items() if k != "data"} == \
+        {k: v for k, v in recipe.training.items() if k != "data"}
+    assert all(c.n_train == spec["n_train"] < synthetic.full_n == spec["pool_n"] for c in plan)
+    assert all(not c.is_full and c.steps == recipe.steps(spec["n_train"]) for c in plan)
+    # committed with their weights (the interpretability analysis needs them), named by key
+    assert store.card_path(plan[0]) == tmp_path / "models" / "synthetic" / f"{plan[0].key}.json"
+    assert store.weights_path(plan[0]) == store.card_path(plan[0]).with_suffix(".safetensors")
+    assert committed_recipe().hash == recipe.hash          # plans.synthetic is not hashed
+
+
+def test_synthetic_plan_trains_a_cell_on_synthetic_images(tmp_path, tiny):
+    recipe = tiny.variant({"training": {"data": {"dataset": "fashion-mnist"}},
+                           "plans": {"synthetic": {"pool_n": 160, "test_n": 64, "n_train": 96,
+                                                   "seeds": [0, 1]}}})
+    store = _store(tmp_path)
+    _fake_sweep(store, recipe, {f: 2e-3 for f in zoo.names()})
+    plan = cells.plan("synthetic", recipe=recipe, store=store, families=["cnn"])
+    assert [(c.family, c.n_train, c.seed) for c in plan] == [("cnn", 96, 0), ("cnn", 96, 1)]
+    card = cells.train_cell(plan[0], store=store, threads=1)
+    assert card["recipe"]["training"]["data"]["dataset"] == "synthetic" and card["test_n"] == 64
+    assert card["recipe_hash"] == plan[0].recipe.hash != recipe.hash and card["steps"] == 12
+    assert card["command"].startswith("python -m analyses.cells run --plan synthetic --family cnn")
+    assert store.weights_path(plan[0]).parent == tmp_path / "models" / "synthetic"  # committed
+    model = zoo.load("cnn", weights=store.weights_path(plan[0]))
+    sub = data.load("synthetic", "test", n=card["test_subset"]["n"], seed=card["test_subset"]["seed"])
+    assert cells.accuracy(model, *data.as_tensors(sub)) == pytest.approx(
+        card["test_subset"]["accuracy"], abs=5e-5)
+    with pytest.raises(ValueError, match="plans.synthetic.n_train"):
+        recipe.variant({"plans": {"synthetic": {"n_train": 161}}})

@@ -1,9 +1,10 @@
-"""Command line: ``python -m analyses.cells {run,status} --plan sweep|full|data-efficiency``.
+"""Command line: ``python -m analyses.cells {run,status} --plan PLAN`` (:data:`.plan.PLANS`).
 
     python -m analyses.cells run --plan sweep --workers 2 --threads 1
     python -m analyses.cells status --plan full
     python -m analyses.cells run --plan sweep --family cnn --quick     # seconds, runs/cells_quick/
-    python -m analyses.cells run --plan full --family synth    # Synthesizer-Random, Mixer's lr
+    python -m analyses.cells run --plan full --family synth_random  # a ladder rung, Mixer's lr
+    python -m analyses.cells run --plan synthetic   # every family on the synthetic dataset
 
 ``run`` trains the plan's unfinished cells and resumes stopped ones; stop it with
 Ctrl-C or ``kill <pid>`` at any time and run the same command to continue.
@@ -54,6 +55,12 @@ def _cells(args: argparse.Namespace, recipe: Recipe, store: Store) -> List[Cell]
     return cells
 
 
+def _hashes(recipe: Recipe, cells: Sequence[Cell]) -> str:
+    """The recipe's hash, and those of the variants some cells train under (synthetic data, fp32)."""
+    others = sorted({c.recipe.hash for c in cells} - {recipe.hash})
+    return recipe.hash + (f"; cells under variant(s) {', '.join(others)}" if others else "")
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -65,10 +72,10 @@ def _run(args: argparse.Namespace) -> int:
     recipe, store = _recipe_and_store(args)
     cells = _cells(args, recipe, store)
     check_writable(store.runs)
-    if any(c.is_full for c in cells):
+    if any(c.commits_weights for c in cells):
         check_writable(store.models)
     pending = [c for c in cells if not store.is_done(c)]
-    print(f"plan {args.plan}: {len(cells)} cells (recipe {recipe.hash}), {len(cells) - len(pending)} "
+    print(f"plan {args.plan}: {len(cells)} cells (recipe {_hashes(recipe, cells)}), {len(cells) - len(pending)} "
           f"done, {len(pending)} to train with {args.workers} worker(s) x {args.threads} thread(s); "
           f"logs in {store.runs}/<cell>/log.txt", flush=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -107,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     recipe, store = _recipe_and_store(args)
     cells = _cells(args, recipe, store)
-    print(f"plan {args.plan}, recipe {recipe.hash} ({recipe.source}); runs in {store.runs}, "
+    print(f"plan {args.plan}, recipe {_hashes(recipe, cells)} ({recipe.source}); runs in {store.runs}, "
           f"full-data models in {store.models}")
     print(f"{'family':8s} {'n':>6s} {'seed':>4s} {'lr':>7s}  {'state':8s} {'step':>11s} "
           f"{'val':>6s} {'test':>6s} {'time':>9s}")
@@ -139,13 +146,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        ("status", "table of the plan's cells: done / running / stopped / pending")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--plan", required=True, choices=PLANS,
-                       help="sweep (lr per family), full (every family on all data, 3 seeds) or "
-                            "data-efficiency (1k/3k/10k images)")
+                       help="sweep (lr per family), full (every family on all data, 3 seeds), "
+                            "data-efficiency (1k/3k/10k images), precision-check (the CNN in "
+                            "bf16 and fp32) or synthetic (every family on the synthetic "
+                            "dataset, 10k images, 3 seeds: localisation)")
         p.add_argument("--family", nargs="+", action="extend", choices=cell_families(), metavar="F",
                        help=f"only these families (default the zoo's: {', '.join(zoo.names())}); "
-                            f"the analysis variant synth (Synthesizer-Random, Mixer's body) trains "
-                            f"only when named, at Mixer's swept learning rate, in the full and "
-                            f"data-efficiency plans")
+                            f"the analysis variants (Mixer's body with other token mixing: synth "
+                            f"and the Synthesizer ladder token_linear, token_softmax, synth_random, "
+                            f"synth_dense, dot_attention) train only when named, at Mixer's swept "
+                            f"learning rate, in the full and data-efficiency plans")
         p.add_argument("--seed", nargs="+", action="extend", type=int, metavar="S",
                        help="only these seeds")
         p.add_argument("--n", nargs="+", action="extend", type=int, metavar="N",

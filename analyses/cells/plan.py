@@ -10,6 +10,11 @@
 - ``data-efficiency``: every family at each size of ``plans.data-efficiency.sizes`` with
   its seeds, seed-major, at the chosen learning rate. (The full-data point of the
   data-efficiency curve is the ``full`` plan.)
+- ``synthetic``: every family on ``plans.synthetic.n_train`` images of the ``synthetic``
+  dataset (class evidence in a known square; issue 16's localisation), seeds
+  ``plans.synthetic.seeds``, seed-major, at the learning rate the (Fashion-MNIST) sweep chose:
+  the committed recipe with only ``training.data`` ``dataset``, ``pool_n`` and ``test_n``
+  changed (:func:`synthetic_recipe`, its own hash; cards beside the others).
 
 The sweep's choice (:func:`select_lr`: best final validation accuracy, ties to the
 smaller lr) is written to ``<models>/lr_sweep.json`` (committed beside the full-data
@@ -17,9 +22,9 @@ weights) so that the full and data-efficiency cells can be keyed without the swe
 run folders.
 
 Plans hold the zoo families unless ``families`` names others: an analysis variant
-(``synth``, :data:`.training.VARIANT_LR_FAMILY`) joins the ``full`` and
-``data-efficiency`` plans only when named (``--family synth``), trains under the same
-recipe at its body's family's swept learning rate (Mixer's for ``synth``) and has no
+(``synth`` and the Synthesizer ladder's rungs, :data:`.training.VARIANT_LR_FAMILY`) joins
+the ``full`` and ``data-efficiency`` plans only when named (``--family synth_random``), trains
+under the same recipe at its body's family's swept learning rate (Mixer's for all) and has no
 sweep of its own.
 """
 from __future__ import annotations
@@ -33,10 +38,10 @@ from probe.results import atomic_write_json, read_json
 from .recipe import Recipe, committed_recipe
 from .training import Cell, Store, cell_families, default_store, is_locked, lr_family
 
-__all__ = ["PLANS", "plan", "select_lr", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep",
+__all__ = ["PLANS", "plan", "select_lr", "synthetic_recipe", "synthetic_cells", "precision_cells", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep",
            "CellStatus", "cell_status"]
 
-PLANS = ("sweep", "full", "data-efficiency", "precision-check")
+PLANS = ("sweep", "full", "data-efficiency", "precision-check", "synthetic")
 
 
 def select_lr(val_accuracy: Mapping[float, float]) -> float:
@@ -169,15 +174,15 @@ def chosen_lrs(*, recipe: Recipe, store: Store, families: Sequence[str]) -> Dict
 def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] = None,
          families: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None
          ) -> List[Cell]:
-    """The ordered cells of plan ``name`` (``sweep``, ``full`` or ``data-efficiency``).
+    """The ordered cells of plan ``name`` (one of :data:`PLANS`).
 
     Args:
         name: the plan.
         recipe: default the committed recipe.
         store: where the sweep's results are read (default :func:`default_store`).
         families: these families only (default every zoo family); an analysis variant
-            (``synth``) is trained only when named here, at its body's family's swept
-            learning rate, and has no ``sweep`` cells.
+            (``synth``, the ladder's rungs) is trained only when named here, at its body's
+            family's swept learning rate, and has no ``sweep`` cells.
         seeds: keep these seeds only (default every seed of the plan).
 
     Raises:
@@ -209,6 +214,8 @@ def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] =
         if name == "precision-check":
             cells = precision_cells(recipe, lrs)
             cells = [c for c in cells if c.family in fams]
+        elif name == "synthetic":
+            cells = synthetic_cells(recipe, lrs, families=fams)
         else:
             cells = [Cell(f, n, s, lrs[f], recipe) for s, n in jobs for f in fams]
     if seeds is not None:
@@ -225,6 +232,35 @@ def precision_cells(recipe: Recipe, lrs: Mapping[str, float]) -> List[Cell]:
     other = recipe.variant({"training": spec["training_overrides"]})
     fam, n = spec["family"], int(spec["n_train"])
     return [Cell(fam, n, int(s), lrs[fam], r) for s in spec["seeds"] for r in (recipe, other)]
+
+
+def synthetic_recipe(recipe: Recipe) -> Recipe:
+    """``recipe`` with only its training data changed to ``plans.synthetic``: the ``synthetic``
+    dataset, its ``pool_n`` generated training images (+ ``val_n`` validation) and ``test_n``
+    test images. Everything else (steps, optimiser, schedule, augmentation, precision) is the
+    recipe's; the hash differs because the data do."""
+    if "synthetic" not in recipe.plans:
+        raise ValueError(f"recipe {recipe.hash} has no plans.synthetic; add one laid out like "
+                         f"analyses/recipe.json's")
+    spec = recipe.plans["synthetic"]
+    return recipe.variant({"training": {"data": {"dataset": "synthetic", "pool_n": int(spec["pool_n"]),
+                                                 "test_n": int(spec["test_n"])}}})
+
+
+def synthetic_cells(recipe: Recipe, lrs: Mapping[str, float], *,
+                    families: Optional[Sequence[str]] = None,
+                    seeds: Optional[Sequence[int]] = None) -> List[Cell]:
+    """The ``synthetic`` plan: ``families`` (default every family of ``lrs``) on
+    ``plans.synthetic.n_train`` images of :func:`synthetic_recipe`, each at its ``lrs`` entry
+    (the sweep's choice), for ``seeds`` (default ``plans.synthetic.seeds``), seed-major."""
+    data_recipe = synthetic_recipe(recipe)
+    n = int(recipe.plans["synthetic"]["n_train"])
+    fams = list(lrs) if families is None else list(families)
+    missing = [f for f in fams if f not in lrs]
+    if missing:
+        raise ValueError(f"no learning rate for {', '.join(missing)}")
+    seeds = recipe.plans["synthetic"]["seeds"] if seeds is None else seeds
+    return [Cell(f, n, int(s), lrs[f], data_recipe) for s in seeds for f in fams]
 
 
 @dataclass

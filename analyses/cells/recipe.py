@@ -42,7 +42,8 @@ QUICK_OVERRIDES: Dict[str, Any] = {
                  "steps": {"min_steps": 20, "epochs": 1}, "eval_every": 10},
     "lr_sweep": {"n_train": 512},
     "plans": {"full": {"seeds": [0]},
-              "data-efficiency": {"sizes": {"128": [0, 1], "256": [0, 1], "512": [0]}}},
+              "data-efficiency": {"sizes": {"128": [0, 1], "256": [0, 1], "512": [0]}},
+              "synthetic": {"pool_n": 1024, "test_n": 256, "n_train": 512, "seeds": [0]}},
     "checkpoint_every": 10,
 }
 
@@ -225,6 +226,17 @@ class Recipe:
         if any(not str(n).isdigit() or int(n) <= 0 for n in sizes):
             raise ValueError(f"{self.source}: plans.data-efficiency.sizes keys must be positive "
                              f"integers (as strings), got {list(sizes)}")
+        if "synthetic" in self.plans:
+            for path in ("plans.synthetic.pool_n", "plans.synthetic.test_n",
+                         "plans.synthetic.n_train"):
+                self._positive(path)
+            spec = self.plans["synthetic"]
+            if spec["n_train"] > spec["pool_n"]:
+                raise ValueError(f"{self.source}: plans.synthetic.n_train ({spec['n_train']}) must "
+                                 f"be at most plans.synthetic.pool_n ({spec['pool_n']})")
+            if any(isinstance(s, bool) or not isinstance(s, int) or s < 0
+                   for s in self._need("plans.synthetic.seeds")):
+                raise ValueError(f"{self.source}: plans.synthetic.seeds must be integers >= 0")
 
 
 def load_recipe(path: Union[str, Path]) -> Recipe:

@@ -24,13 +24,15 @@ A finished cell has fp16 safetensors weights and a JSON card beside them
 and learning rate, is what "finished" means.
 
 Besides the zoo families, a cell can train an analysis variant of
-``analyses.common.VARIANTS`` (today ``synth``, the Synthesizer-Random Mixer of
-``probe/models/synthesizer.py``, built by ``analyses.common.build``). A variant
-trains under the SAME recipe (same hash, data, steps, schedule, precision) at
-the learning rate its body's family chose in the sweep (:data:`VARIANT_LR_FAMILY`:
-``synth`` is Mixer's body with its token-mixing MLPs swapped, so it uses Mixer's
-swept learning rate and has no sweep of its own). Its cells are keyed like any
-other (``synth_n55000_s0_lr<Mixer's lr>_<hash>``); no zoo family's key changes.
+``analyses.common.VARIANTS``, built by ``analyses.common.build``: the rungs of the
+Synthesizer ladder (``token_linear``, ``token_softmax``, ``synth_random``, ``synth_dense``,
+``dot_attention``: ``probe/models/synth_ladder.py``) and the earlier ``synth``
+(``probe/models/synthesizer.py``). A variant trains under the SAME recipe (same hash,
+data, steps, schedule, precision) at the learning rate its body's family chose in the
+sweep (:data:`VARIANT_LR_FAMILY`: every variant is Mixer's body with its token-mixing
+MLPs swapped, so each uses Mixer's swept learning rate and has no sweep of its own). Its
+cells are keyed like any other (``synth_random_n55000_s0_lr<Mixer's lr>_<hash>``); no zoo
+family's key changes.
 """
 from __future__ import annotations
 
@@ -66,7 +68,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_FORMAT = 1
 
 # The zoo family whose swept learning rate an analysis variant trains at: its body's family.
-VARIANT_LR_FAMILY: Dict[str, str] = {"synth": "mixer"}
+# Every variant is Mixer's body (only the token mixing differs), so all train at Mixer's lr.
+VARIANT_LR_FAMILY: Dict[str, str] = {"synth": "mixer", "token_linear": "mixer",
+                                     "token_softmax": "mixer", "synth_random": "mixer",
+                                     "synth_dense": "mixer", "dot_attention": "mixer"}
 
 
 # ----------------------------------------------------------------------------- models
@@ -82,7 +87,8 @@ def _variants() -> Tuple[str, ...]:
 
 
 def cell_families() -> List[str]:
-    """What a cell can train: the zoo families, then the analysis variants (``synth``)."""
+    """What a cell can train: the zoo families, then the analysis variants (``synth`` and the
+    Synthesizer ladder's rungs)."""
     return list(zoo.names()) + [v for v in _variants() if v not in zoo.names()]
 
 
@@ -158,6 +164,19 @@ class Cell:
         """Trained on the whole training pool (these weights are committed)."""
         return self.n_train == self.recipe.full_n
 
+    @property
+    def in_synthetic_plan(self) -> bool:
+        """A cell of the recipe's ``plans.synthetic`` (its data section and size)."""
+        spec, d = self.recipe.plans.get("synthetic"), self.recipe.training["data"]
+        return spec is not None and d["dataset"] == "synthetic" and self.n_train == spec["n_train"] \
+            and [d["pool_n"], d["test_n"]] == [spec["pool_n"], spec["test_n"]]
+
+    @property
+    def commits_weights(self) -> bool:
+        """Its weights are committed under the store's models folder: full-data cells, and the
+        ``synthetic`` plan's cells, whose weights an analysis needs (attributions)."""
+        return self.is_full or self.in_synthetic_plan
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Cell) and self.key == other.key
 
@@ -177,9 +196,11 @@ class Store:
         runs: one folder per cell key: ``checkpoint.pt``, ``progress.json``, ``log.txt``,
             ``lock`` and, for cells that are not full-data, ``model.safetensors``.
         models: full-data weights and cards, ``<family>_n<n>_s<seed>.safetensors`` / ``.json``;
-            the cards of every other finished cell, ``cells/<key>.json`` (committed, so a
-            finished sweep or data-efficiency cell is never retrained; their weights stay
-            under ``runs``); and the learning-rate sweep's choice, ``lr_sweep.json``.
+            the weights and cards of the ``synthetic``-dataset cells (an analysis needs their
+            weights), ``synthetic/<key>.safetensors`` / ``.json``; the cards of every other
+            finished cell, ``cells/<key>.json`` (committed, so a finished sweep or
+            data-efficiency cell is never retrained; their weights stay under ``runs``); and
+            the learning-rate sweep's choice, ``lr_sweep.json``.
     """
 
     runs: Path
@@ -189,12 +210,14 @@ class Store:
         return Path(self.runs) / cell.key
 
     def weights_path(self, cell: Cell) -> Path:
+        if cell.in_synthetic_plan:       # their own folder, named by key (another recipe hash)
+            return Path(self.models) / "synthetic" / f"{cell.key}.safetensors"
         if cell.is_full:
             return Path(self.models) / f"{cell.family}_n{cell.n_train}_s{cell.seed}.safetensors"
         return self.cell_dir(cell) / "model.safetensors"
 
     def card_path(self, cell: Cell) -> Path:
-        if cell.is_full:
+        if cell.commits_weights:
             return self.weights_path(cell).with_suffix(".json")
         return Path(self.models) / "cells" / f"{cell.key}.json"
 
@@ -217,7 +240,7 @@ class Store:
     def card(self, cell: Cell) -> Optional[dict]:
         """The finished cell's card, or ``None`` (missing, other recipe or lr, or no weights)."""
         card = read_json(self.card_path(cell))
-        if not isinstance(card, dict) or (cell.is_full and not self.weights_path(cell).is_file()):
+        if not isinstance(card, dict) or (cell.commits_weights and not self.weights_path(cell).is_file()):
             return None
         if card.get("recipe_hash") != cell.recipe.hash or card.get("lr") != cell.lr \
                 or card.get("seed") != cell.seed or card.get("n_train") != cell.n_train:
@@ -434,7 +457,9 @@ def _relative(path: Path) -> str:
 def default_command(cell: Cell, threads: int) -> str:
     """The command line that (re)trains ``cell`` with the committed recipe."""
     sweep = cell.recipe.lr_sweep
-    if cell.is_full:
+    if cell.in_synthetic_plan:
+        plan = "synthetic"                      # a cell of plan.synthetic_cells
+    elif cell.is_full:
         plan = "full"
     elif cell.family in zoo.names() and cell.n_train == sweep["n_train"] and cell.seed == sweep["seed"]:
         plan = "sweep"

@@ -22,6 +22,13 @@ Each token-mixing layer is summarised as a matrix ``[B, H, T_out, T_in]``
 - ``conv``           ResNet stages (He et al. 2016): the effective Jacobian mixing of
   the stage on its spatial grid (``T_out`` may be smaller than ``T_in`` with stride).
 
+Modules that describe their own token mixing (the Synthesizer ladder,
+:mod:`probe.models.synth_ladder`) are read through that description: a module acting
+on ``[B, T, C]`` with a ``token_mixing(x) -> [B or 1, H, T, T]`` method and a
+``mixing_kind`` of ``"token-linear"`` (a fixed map, read from the parameters, ``B = 1``;
+per head where the module has heads) or ``"attention"`` (probabilities computed from the
+module's captured input ``x``).
+
 Mixer's token MLP as "input-independent attention" follows the Synthesizer view
 (Tay et al. 2021, arXiv:2005.00743).
 
@@ -51,7 +58,8 @@ from .jacobian import (channel_groups, channel_jacobian, conv_effective, group_m
                        mlp_channel_jacobians, mlp_effective, uniform_shift_jacobian)
 from .maps import KINDS, STATIC_KINDS, MixingMap
 
-__all__ = ["register_extractor", "layers", "extract", "effective", "CONV_BLOCK_TYPES"]
+__all__ = ["register_extractor", "layers", "extract", "effective", "CONV_BLOCK_TYPES",
+           "describes_mixing"]
 
 Tensor = torch.Tensor
 Match = Union[type, Tuple[type, ...], Callable[[nn.Module], bool]]
@@ -165,6 +173,40 @@ def _attention(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks
                      block=info.block)
 
 
+def describes_mixing(kind: str) -> Callable[[nn.Module], bool]:
+    """Predicate: a module with ``token_mixing(x)`` and ``mixing_kind == kind`` (module docstring)."""
+    return lambda m: callable(getattr(m, "token_mixing", None)) and \
+        getattr(m, "mixing_kind", None) == kind
+
+
+def _described_map(ctx: TokenContext, info: LayerInfo, module: nn.Module, matrix: Tensor
+                   ) -> MixingMap:
+    matrix = matrix.detach().float().clone()
+    grid, prefix = ctx.grid(matrix.shape[-1])
+    bias = getattr(module, "bias", None)
+    bias = bias.detach().clone() if isinstance(bias, Tensor) and bias.shape == matrix.shape[-2:-1] \
+        else None
+    native = {"module": type(module).__name__, "num_heads": int(matrix.shape[1])}
+    if matrix.shape[0] == 1 and prefix == 0:
+        native["templates"] = matrix[0].reshape(matrix.shape[1], -1, *grid).clone()
+    return MixingMap(info.layer, info.kind, matrix, grid, prefix, native, info.depth, bias=bias,
+                     block=info.block)
+
+
+@register_extractor(describes_mixing("token-linear"), kind="token-linear", block_up=1)
+def _described_fixed(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record
+                     ) -> MixingMap:
+    return _described_map(ctx, info, module, module.token_mixing(None))
+
+
+@register_extractor(describes_mixing("attention"), kind="attention", block_up=1)
+def _described_attention(ctx: TokenContext, info: LayerInfo, module: nn.Module,
+                         rec: hooks.Record, probs: Optional[Tensor] = None) -> MixingMap:
+    if rec.input is None:
+        raise ValueError(f"no input was captured for {info.layer}")
+    return _described_map(ctx, info, module, module.token_mixing(rec.input))
+
+
 def _dft(n: int) -> Tensor:
     """Orthonormal complex DFT matrix ``[n, n]`` (float64)."""
     k = torch.arange(n, dtype=torch.float64)
@@ -262,9 +304,10 @@ def extract(model: nn.Module, x: Tensor, *, layers: Optional[Sequence[LayerRef]]
     check_input(model, x)
     found = _select(find_or_raise(model), layers)
     ctx = TokenContext(model)
-    attn = [info.layer for info, ex in found if ex.kind == "attention"]
+    attn = [info.layer for info, ex in found
+            if ex.kind == "attention" and hooks.is_attention(ctx.modules[info.layer])]
     inputs = [info.layer for info, ex in found
-              if (ex.kind not in STATIC_KINDS and ex.kind != "attention")
+              if (ex.kind not in STATIC_KINDS and info.layer not in attn)
               or (gated and ex.kind == "spatial-gating")]
     with hooks.evaluating(model), torch.no_grad():
         recs: Dict[str, hooks.Record] = {}
@@ -323,7 +366,8 @@ def effective(model: nn.Module, x: Tensor, layer: LayerRef, *,
         with hooks.capture(model, [info.layer]) as recs:
             model(x)
     z = recs[info.layer].input
-    if ex.kind in ("token-mlp", "token-linear"):          # module acts on [.., T], z [B, C, T]
+    described = callable(getattr(module, "token_mixing", None))   # acts on [B, T, C]
+    if ex.kind in ("token-mlp", "token-linear") and not described:   # on [.., T], z [B, C, T]
         b, c, t = z.shape
         jac = channel_jacobian(_rows_fn(module), z.reshape(b * c, t))
         out = jac.reshape(b, c, t, t).mean(1)

@@ -19,8 +19,9 @@ __all__ = ["LayerInfo", "Extractor", "REGISTRY", "SUPPORTED", "TokenContext", "c
            "find_layers", "find_or_raise"]
 
 SUPPORTED = ("timm MixerBlock (token-mlp), ResBlock (token-linear), SpatialGatingUnit "
-             "(spatial-gating), Attention (attention), probe FNetBlock (fourier), and conv stages "
-             "(nn.Sequential of ResNet BasicBlock/Bottleneck: conv)")
+             "(spatial-gating), Attention (attention), probe FNetBlock (fourier), conv stages "
+             "(nn.Sequential of ResNet BasicBlock/Bottleneck: conv), and modules describing "
+             "their own mixing (token_mixing(x) and mixing_kind: the Synthesizer ladder)")
 
 
 @dataclass(frozen=True)
