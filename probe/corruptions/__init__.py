@@ -52,7 +52,7 @@ How the reference's numpy/OpenCV/PIL steps are done in torch:
   through OpenCV (in memory, one image per task on ``torch.get_num_threads()``
   threads): the same codec output as the reference's Pillow round trip, byte for
   byte (JFIF YCbCr, 4:2:0, islow DCT, fancy upsampling). A CUDA batch is coded on
-  CPU and moved back. JPEG, pixelate, shot noise and fog write straight into the
+  CPU and moved back. JPEG, pixelate, Gaussian and shot noise and fog write straight into the
   output (registered with ``fills_output=True``: no clamp or copy pass); pixelate's NEAREST upscale is
   OpenCV's ``INTER_NEAREST_EXACT`` on CPU planes where that picks Pillow's pixels.
 - Glass blur: the reference's pixel loop is a sequential *copy*

@@ -28,6 +28,17 @@ class Rng:
             t.add_(mean)
         return self._to(t)
 
+    def normal_into(self, out: torch.Tensor, std: float = 1.0) -> None:
+        """Write ``N(0, std^2)`` draws into ``out`` (of the images' dtype): the same values as
+        :meth:`normal` of ``out``'s shape, drawn in place where the generator is on ``out``'s
+        device (no temporary)."""
+        if torch.device(out.device) != torch.device(self.g.device) or out.dtype != self.dtype:
+            out.copy_(self.normal(out.shape, std=std))
+            return
+        torch.randn(out.shape, generator=self.g, device=self.g.device, dtype=self.dtype, out=out)
+        if std != 1:
+            out.mul_(std)
+
     def uniform(self, shape: Sequence[int], low: float, high: float, *,
                 dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """Uniform in ``[low, high)``, of the images' dtype unless ``dtype`` is given."""

@@ -22,10 +22,12 @@ from ._rng import Rng, threshold16
 __all__ = ["gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"]
 
 
-@register_corruption("gaussian_noise")
-def gaussian_noise(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> torch.Tensor:
-    """``x + N(0, c^2)`` per value."""
-    return rng.normal(x.shape, std=c).add_(x)
+@register_corruption("gaussian_noise", fills_output=True)
+def gaussian_noise(x: torch.Tensor, c: float, s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
+    """``x + N(0, c^2)`` per value, clipped to [0, 1], written into ``out`` (the noise is
+    drawn straight into it: no temporary)."""
+    rng.normal_into(out, std=c)
+    out.add_(x).clamp_(0, 1)
 
 
 def _poisson_capped(rate: torch.Tensor, u: torch.Tensor, cap: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ import importlib.resources
 import math
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -41,17 +42,28 @@ def _plasma_fractal_compiled(batch: int, mapsize: int, wibbledecay: float,
     cpu = torch.device(rng.device).type == "cpu"
     if plasma is None or not cpu or rng.dtype not in (torch.float32, torch.float64):
         return None
-    draws, step, wibble = [], mapsize, 100.0
+    # each level's three [B, k, k] draws go straight into their columns of one [B, total]
+    # buffer (uniform_ fills a view in row-major order: the values of rng.uniform((B, k, k)))
+    numpy_dtype = np.float32 if rng.dtype == torch.float32 else np.float64
+    total = mapsize * mapsize - 1  # 3 (1 + 4 + ... + (N / 2)^2)
+    buffer = torch.from_numpy(np.empty((batch, total), dtype=numpy_dtype))  # huge pages
+    offset, step, wibble = 0, mapsize, 100.0
     while step >= 2:
         k = mapsize // step
-        for _ in range(3):
-            noise = rng.uniform((batch, k, k), 0, 1).mul_(2 * wibble * wibble).sub_(wibble * wibble)
-            draws.append(noise.view(batch, k * k))
+        level = buffer[:, offset:offset + 3 * k * k]
+        for stage in range(3):
+            part = level[:, stage * k * k:(stage + 1) * k * k]
+            if torch.device(rng.g.device).type == "cpu":
+                part.uniform_(0, 1, generator=rng.g)
+            else:  # drawn on the generator's device, then copied
+                part.copy_(rng.uniform((batch, k * k), 0, 1))
+        level.mul_(2 * wibble * wibble).sub_(wibble * wibble)
+        offset += 3 * k * k
         step //= 2
         wibble /= wibbledecay
-    noise = torch.cat(draws, dim=1).numpy()
-    m = torch.empty(batch, mapsize, mapsize, dtype=rng.dtype)
-    out = m.numpy()
+    noise = buffer.numpy()
+    out = np.empty((batch, mapsize, mapsize), dtype=numpy_dtype)
+    m = torch.from_numpy(out)
     for_each_index(lambda i: plasma(out, noise, i), batch)
     return m
 
