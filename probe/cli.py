@@ -169,3 +169,9 @@ def run_main(body: Callable[[], int]) -> int:
         print("interrupted: finished work is saved; run the same command to continue",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (e.g. `... status | head`): stop quietly, as Unix tools do
+        import os
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141

@@ -389,3 +389,14 @@ def test_synthetic_plan_trains_a_cell_on_synthetic_images(tmp_path, tiny):
         card["test_subset"]["accuracy"], abs=5e-5)
     with pytest.raises(ValueError, match="plans.synthetic.n_train"):
         recipe.variant({"plans": {"synthetic": {"n_train": 161}}})
+
+
+def test_status_piped_into_a_closed_reader_exits_quietly():
+    """`python -m analyses.cells status --plan sweep | head -1`: no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+    proc = subprocess.run(f"{sys.executable} -m analyses.cells status --plan sweep | head -1",
+                          shell=True, capture_output=True, text=True, timeout=120,
+                          cwd=str(cells.RECIPE_PATH.parents[1]))
+    assert proc.stdout.startswith("plan sweep") and proc.stdout.count("\n") == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
