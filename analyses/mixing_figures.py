@@ -9,7 +9,7 @@ import numpy as np
 
 from analyses import common
 from analyses.common import COLORS, LABELS
-from analyses.mixing_patterns import METRICS, WEIGHTS, by_depth, metric_ci
+from analyses.mixing_claims import METRICS, WEIGHTS, by_depth, metric_ci
 
 
 def _plot_maps(results: dict, paths: common.Paths) -> Path:
