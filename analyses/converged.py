@@ -118,7 +118,8 @@ def models(families: Sequence[str], seeds: Sequence[int], *, n_train: Optional[i
         missing = [c for c in cells if not store.is_done(c)]
         if missing:
             plan = "full" if missing[0].is_full else "data-efficiency"
+            fams = " ".join(dict.fromkeys(c.family for c in missing))
             raise ValueError(f"{len(missing)} model(s) not trained yet ({', '.join(c.key for c in missing[:4])}"
                              f"{', ...' if len(missing) > 4 else ''}); run `make cells-{plan}` "
-                             f"(python -m analyses.cells run --plan {plan}) first")
+                             f"(python -m analyses.cells run --plan {plan} --family {fams}) first")
     return [load(c, quick=quick, progress=progress) for c in cells]

@@ -75,24 +75,19 @@ ZERO_TOLERANCE = 0.0     # a fixed matrix's input dependence is exactly 0 (check
 # ----------------------------------------------------------------------------- models
 
 
-def _variant_models(name: str, seeds: Sequence[int], quick: bool, progress: bool
-                    ) -> List[Tuple[zoo.ProbeModel, dict]]:
-    """``(model in eval mode, model_row)`` of an analysis variant's full-data cells (quick cells
-    are trained on the spot; a missing full-scale cell is a one-line error with the command)."""
-    from analyses.cells import train_cell
-    from analyses.cells.training import load_model
-    _, store = converged.recipe_and_store(quick)
-    out = []
-    for cell in converged.cells_for([name], seeds, quick=quick):
-        card = store.card(cell)
-        if card is None:
-            if not quick:
-                raise ValueError(f"model {cell.key} is not trained yet; run `python -m analyses.cells "
-                                 f"run --plan full --family {name}` first")
-            card = train_cell(cell, store=store, progress=progress)
-        weights = store.weights_path(cell)
-        out.append((load_model(name, weights), converged.model_row(card, weights)))
-    return out
+INIT_KEYS = ("input_dependence", "per_head", "median", "distribution", "values")
+
+
+def dependence_beside_init(model, name: str, seed: int, x, keys: Sequence[str] = INIT_KEYS):
+    """``(maps, layers, init model)``: :func:`layer_dependence` of the trained ``model`` with, in
+    each layer row, ``init_<key>`` of the same-seed random initialisation for every key."""
+    maps, layers = layer_dependence(model, x)
+    init = common.build(name, seed=seed).eval()
+    _, init_layers = layer_dependence(init, x)
+    for layer, first in zip(layers, init_layers):
+        for key in keys:
+            layer[f"init_{key}"] = first[key]
+    return maps, layers, init
 
 
 def _centre_row(m, image: int = 0, head: int = 0) -> List[List[float]]:
@@ -149,21 +144,15 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
         if need not in scale["families"]:
             raise ValueError(f"input_dependence compares Mixer, ViT and {VARIANT}: include {need!r}")
     seeds = list(scale["seeds"])
-    loaded = converged.models(scale["families"], seeds, quick=quick, progress=progress)
-    for v in scale["variants"]:
-        loaded += _variant_models(v, seeds, quick, progress)
+    loaded = converged.models(list(scale["families"]) + list(scale["variants"]), seeds,
+                              quick=quick, progress=progress)
     recipe, _ = converged.recipe_and_store(quick)
     _, (sub_x, sub_y) = test_sets(recipe)
     x, _ = common.test_set(scale["n_images"])
     rows, examples, models = [], {}, []
     for model, mrow in tqdm(loaded, desc="input dependence", unit="model", disable=not progress):
         name, seed = mrow["family"], int(mrow["seed"])
-        maps, layers = layer_dependence(model, x)
-        init = common.build(name, seed=seed).eval()
-        _, init_layers = layer_dependence(init, x)
-        for layer, first in zip(layers, init_layers):
-            for key in ("input_dependence", "per_head", "median", "distribution", "values"):
-                layer[f"init_{key}"] = first[key]
+        maps, layers, init = dependence_beside_init(model, name, seed, x)
         models.append(mrow)
         rows.append({"name": name, "seed": seed, "test_accuracy": mrow["test_accuracy"],
                      "init_accuracy": round(accuracy(init, sub_x, sub_y), 4),

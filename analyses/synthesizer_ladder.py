@@ -89,7 +89,7 @@ def _models(rungs: Sequence[str], seeds: Sequence[int], quick: bool, progress: b
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     from tqdm import tqdm
     from analyses.cells import accuracy, test_sets
-    from analyses.input_dependence import layer_dependence
+    from analyses.input_dependence import dependence_beside_init
     quick = bool(scale["quick"])
     rungs = list(scale["rungs"])
     for need in ("mixer", "synth_random"):
@@ -103,12 +103,9 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     rows, models = [], []
     for model, mrow in tqdm(loaded, desc="ladder", unit="model", disable=not progress):
         name, seed = mrow["family"], int(mrow["seed"])
-        _, layers = layer_dependence(model, x)
-        init = common.build(name, seed=seed).eval()
-        _, init_layers = layer_dependence(init, x)
-        for layer, first in zip(layers, init_layers):
-            for key in ("input_dependence", "median", "values"):
-                layer[f"init_{key}"] = first[key]
+        _, layers, init = dependence_beside_init(model, name, seed, x,
+                                                 keys=("input_dependence", "median", "values"))
+        for layer in layers:
             for key in ("per_head", "distribution"):
                 layer.pop(key, None)
         models.append(mrow)
