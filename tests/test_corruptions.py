@@ -258,18 +258,20 @@ def test_glass_blur_sequential_copy_equals_pointer_doubling():
                                           ("zoom_blur", "zoom_sum"), ("shot_noise", "shot_lookup"),
                                           ("impulse_noise", "impulse"),
                                           ("elastic_transform", "elastic_sample"), ("fog", "plasma"),
-                                          ("fog", "fog_blend"), ("snow", "snow_blend")])
+                                          ("fog", "fog_blend"), ("snow", "snow_blend"),
+                                          ("brightness", "brightness"), ("pixelate", "pixelate")])
 def test_compiled_kernels_equal_the_torch_paths(name, kernel, monkeypatch):
     """The numba kernels (motion blur, zoom blur's zoom sum, shot noise's uint8-level lookup,
     impulse noise, the elastic warp's sampling, fog's plasma fractal and blend, snow's
-    blend) give the generic torch path's output from the same draws, on uint8-level and other batches, RGB and gray, float32 and float64, several
-    threads."""
+    blend, brightness, pixelate) give the generic torch path's output from the same draws, on uint8-level
+    and other batches (one with black pixels), RGB and gray, float32 and float64, several threads."""
     from probe.corruptions import _numba
     pytest.importorskip("numba")
     g = torch.Generator().manual_seed(0)
     batches = [_tensor(_photos(224, count=3)), torch.rand(2, 1, 28, 28, generator=g),
                torch.rand(2, 3, 37, 53, generator=g, dtype=torch.float64),
                torch.randint(0, 256, (2, 3, 40, 30), generator=g).double() / 255]
+    batches[-1][:, :, :7] = 0  # black pixels (brightness turns them gray)
     assert _numba.kernel(kernel) is not None
     for x in batches:
         for severity in (1, 3, 5):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Callable, Tuple
 
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 
 from . import _numba
 from ._rng import Device
+from ._threads import for_each_index  # noqa: F401  (re-exported: the corruptions import it from here)
 
 __all__ = ["opencv", "for_each_index", "pad_index", "pad", "gaussian_kernel1d", "Band", "filter_band",
            "separable", "gaussian", "fft_convolve", "convolve2d", "sample_bilinear", "gray",
@@ -41,23 +41,6 @@ def opencv(purpose: str) -> ModuleType:
         raise ModuleNotFoundError(f"{purpose} uses OpenCV (cv2), which is not installed; "
                                   f"{_OPENCV_INSTALL} installs it (opencv-python)", name="cv2") from e
     return cv2
-
-
-def for_each_index(fn: Callable[[int], None], n: int) -> None:
-    """``fn(i)`` for ``i`` in ``range(n)``, on ``torch.get_num_threads()`` threads (each one a
-    contiguous run of indices). ``fn`` must release the GIL to run in parallel, as OpenCV's
-    functions and numpy's ufuncs do."""
-    threads = max(1, min(torch.get_num_threads(), n))
-    if threads == 1:
-        for i in range(n):
-            fn(i)
-        return
-
-    def run(start: int) -> None:
-        for i in range(start, n, threads):
-            fn(i)
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(run, range(threads)))
 
 
 def _opencv_planes(x: torch.Tensor, radius_h: int, radius_w: int) -> bool:

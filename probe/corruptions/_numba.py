@@ -292,9 +292,76 @@ def _snow_blend(numba):  # pragma: no cover (compiled)
     return snow_blend
 
 
+def _brightness(numba):  # pragma: no cover (compiled)
+    @numba.njit(nogil=True, cache=True)
+    def brightness(x, out, image, c):
+        # one image: v = max over channels, v' = clamp(v + c, 0, 1); every channel times v' / v
+        # (v' where v = 0: black turns gray), clipped to [0, 1], as the torch path rounds it
+        channels, h, w = x.shape[1], x.shape[2], x.shape[3]
+        zero, one, add = x.dtype.type(0), x.dtype.type(1), x.dtype.type(c)
+        v = np.empty(w, dtype=x.dtype)
+        gain = np.empty(w, dtype=x.dtype)
+        black = np.empty(w, dtype=x.dtype)
+        for y in range(h):
+            v[:] = x[image, 0, y]
+            for ch in range(1, channels):
+                src = x[image, ch, y]
+                for i in range(w):
+                    v[i] = max(v[i], src[i])
+            for i in range(w):
+                new = min(max(v[i] + add, zero), one)
+                positive = v[i] > zero
+                gain[i] = new / v[i] if positive else zero
+                black[i] = zero if positive else new
+            for ch in range(channels):
+                src, o = x[image, ch, y], out[image, ch, y]
+                for i in range(w):
+                    o[i] = min(max(src[i] * gain[i] + black[i], zero), one)
+    return brightness
+
+
+def _pixelate(numba):  # pragma: no cover (compiled)
+    @numba.njit(nogil=True, cache=True)
+    def pixelate(x, out, image, row_first, row_count, row_weight, col_first, col_count, col_weight,
+                 ymap, xmap):
+        # one image: Pillow's BOX downsampling (output row i = row_weight[i] times the sum of
+        # input rows row_first[i] .. + row_count[i] - 1, then the same along columns), clipped
+        # to [0, 1], then NEAREST back up (out[y, x] = small[ymap[y], xmap[x]])
+        channels, h, w = x.shape[1], x.shape[2], x.shape[3]
+        hs, ws = row_first.shape[0], col_first.shape[0]
+        zero, one = x.dtype.type(0), x.dtype.type(1)
+        rows = np.empty(w, dtype=x.dtype)
+        small = np.empty((hs, ws), dtype=x.dtype)
+        for c in range(channels):
+            for i in range(hs):
+                rows[:] = x[image, c, row_first[i]]
+                for k in range(1, row_count[i]):
+                    src = x[image, c, row_first[i] + k]
+                    for j in range(w):
+                        rows[j] += src[j]
+                weight = x.dtype.type(row_weight[i])
+                for j in range(w):
+                    rows[j] *= weight
+                for j in range(ws):
+                    total = rows[col_first[j]]
+                    for k in range(1, col_count[j]):
+                        total += rows[col_first[j] + k]
+                    small[i, j] = min(max(total * x.dtype.type(col_weight[j]), zero), one)
+            for y in range(h):
+                o = out[image, c, y]
+                if y > 0 and ymap[y] == ymap[y - 1]:
+                    o[:] = out[image, c, y - 1]
+                    continue
+                src = small[ymap[y]]
+                for i in range(w):
+                    o[i] = src[xmap[i]]
+    return pixelate
+
+
 _BUILDERS = {"motion_blur": _motion_blur, "zoom_sum": _zoom_sum, "shot_lookup": _shot_lookup, "impulse": _impulse,
              "elastic_sample": _elastic_sample, "plasma": _plasma,
-             "fog_blend": _fog_blend, "snow_blend": _snow_blend}
+             "fog_blend": _fog_blend, "snow_blend": _snow_blend, "brightness": _brightness,
+             "pixelate": _pixelate}
 
 
 @functools.lru_cache(maxsize=None)

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _numba
-from ._filters import (_compiled_cpu, as_rgb_then_mean, box_resize, for_each_index, gaussian_kernel1d,
-                       opencv, sample_bilinear, separable)
+from ._filters import (_compiled_cpu, _pil_box_weights, as_rgb_then_mean, box_resize, for_each_index,
+                       gaussian_kernel1d, opencv, sample_bilinear, separable)
 from ._registry import register_corruption
 from ._rng import Rng
 
@@ -34,15 +34,21 @@ def contrast(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> torch
     return torch.add(means * (1 - c), x, alpha=c)
 
 
-@register_corruption("brightness")
-def brightness(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> torch.Tensor:
-    """HSV value plus ``c``, hue and saturation kept."""
+@register_corruption("brightness", fills_output=True)
+def brightness(x: torch.Tensor, c: float, s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
+    """HSV value plus ``c``, hue and saturation kept, written into ``out`` (on CPU one compiled
+    pass per image)."""
+    compiled = _numba.kernel("brightness") if _compiled_cpu(x) and out.is_contiguous() else None
+    if compiled is not None:
+        args = (x.numpy(), out.numpy())
+        for_each_index(lambda i: compiled(*args, i, float(c)), x.shape[0])
+        return
     # HSV value + c with hue and saturation kept == scaling RGB by v'/v (gray where v = 0)
     v = x.amax(dim=1, keepdim=True)
     v_new = (v + c).clamp_(0, 1)
     black = v <= 0
     gain = torch.where(black, torch.zeros_like(v), v_new / v.clamp_min(1e-12))
-    return torch.addcmul(v_new.masked_fill_(~black, 0), x, gain)
+    torch.clamp(torch.addcmul(v_new.masked_fill_(~black, 0), x, gain), 0, 1, out=out)
 
 
 @register_corruption("saturate")
@@ -76,11 +82,36 @@ def _opencv_nearest_is_pillows(n: int, m: int, h: int, w: int) -> bool:
     return bool(np.array_equal(ours, theirs))
 
 
+@functools.lru_cache(maxsize=64)
+def _pixelate_maps(h: int, w: int, hs: int, ws: int) -> Tuple[np.ndarray, ...]:
+    """The compiled pixelate's tables for ``h x w`` -> ``hs x ws`` -> ``h x w``: per axis the
+    BOX ranges (first input index, count, weight ``1 / count``) and the NEAREST source index of
+    every output pixel (``nearest-exact``, i.e. Pillow's ``floor((i + 0.5) in / out)``)."""
+    def ranges(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        weights = _pil_box_weights(n_in, n_out)
+        inside = weights > 0
+        first = torch.where(inside, torch.arange(n_in), n_in).amin(dim=1)
+        return first.numpy(), inside.sum(dim=1).numpy(), weights.amax(dim=1).numpy()
+
+    def nearest(n_small: int, n: int) -> np.ndarray:
+        index = torch.arange(n_small, dtype=torch.float64).view(1, 1, n_small)
+        return F.interpolate(index, size=n, mode="nearest-exact")[0, 0].long().numpy()
+    return (*ranges(h, hs), *ranges(w, ws), nearest(hs, h), nearest(ws, w))
+
+
 @register_corruption("pixelate", fills_output=True)
 def pixelate(x: torch.Tensor, c: float, s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
     """Pillow BOX downsampling by ``c``, then back up (NEAREST; BOX for CIFAR-10-C), into ``out``."""
     h, w = x.shape[-2:]
-    small = box_resize(x, max(1, int(h * c)), max(1, int(w * c))).clamp_(0, 1)
+    hs, ws = max(1, int(h * c)), max(1, int(w * c))
+    compiled = (_numba.kernel("pixelate") if table != "cifar" and _compiled_cpu(x) and out.is_contiguous()
+                else None)
+    if compiled is not None:  # one compiled pass per image, on torch's threads
+        args = (x.numpy(), out.numpy())
+        maps = _pixelate_maps(h, w, hs, ws)
+        for_each_index(lambda i: compiled(*args, i, *maps), x.shape[0])
+        return
+    small = box_resize(x, hs, ws).clamp_(0, 1)
     if table == "cifar":
         torch.clamp(box_resize(small, h, w), 0, 1, out=out)
         return
