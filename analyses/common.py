@@ -26,6 +26,8 @@ import torch
 from probe import cli, data, zoo
 from probe.results import atomic_write_json, check_writable, read_json
 
+from analyses.cells.training import PROTOCOL_FAMILIES
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "analyses" / "results"
 FIGURES = ROOT / "figures"
@@ -38,8 +40,11 @@ DATA_ROOT: Optional[str] = None   # --data-root of the running analysis (None: $
 # body with one token-mixing change per rung, rung (a) being the zoo Mixer) and the earlier
 # single-change-too-many variant ``synth`` (probe/models/synthesizer.py: softmax(R) with
 # N(0, 0.02) logits, one head, no value projection), kept so its cells and results still load.
-FAMILIES = tuple(zoo.names())
-MLP_FAMILIES = tuple(n for n, f in zoo.families().items() if f.group == "mlp")
+# The analyses' families are the protocol's (analyses.cells.training.PROTOCOL_FAMILIES: those
+# with a learning-rate sweep and converged cells), not every zoo family; a new zoo family joins
+# them once its sweep has run.
+FAMILIES = tuple(PROTOCOL_FAMILIES)
+MLP_FAMILIES = tuple(n for n in FAMILIES if zoo.families()[n].group == "mlp")
 LADDER = ("mixer", "token_linear", "token_softmax", "synth_random", "synth_dense", "dot_attention")
 VARIANTS = ("synth",) + LADDER[1:]   # trained by the analyses only (not shipped in the zoo)
 LABELS = {**{n: f.label for n, f in zoo.families().items()}, "synth": "softmax(R) N(0,.02)",

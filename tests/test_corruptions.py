@@ -588,3 +588,34 @@ def test_cnn_accuracy_same_as_reference(cnn_and_data, reference, name):
                                                       generator=g)), y))
             ref.append(_accuracy(model, back(_tensor(reference(u8, name, severity, seed=seed))), y))
     assert abs(np.mean(ours) - np.mean(ref)) <= 2.0, (name, ours, ref)
+
+
+def test_large_cpu_draws_come_in_seeded_pieces_independent_of_threads():
+    """Uniform and 16-bit draws above one piece come from numpy generators spawned from one draw
+    of the torch generator: the same values on 1 and 2 threads, fresh values on the next draw,
+    the right distribution; smaller draws are the torch generator's own."""
+    from probe.corruptions import _rng
+    n = 3 * _rng.PIECE + 1234
+
+    def draws(threads: int):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            rng = _rng.Rng(torch.Generator().manual_seed(7), "cpu", torch.float32)
+            return rng.uniform((n,), -2, 3), rng.uniform((n,), -2, 3), rng.bits16((4 * n,))
+        finally:
+            torch.set_num_threads(before)
+    one, two = draws(1), draws(2)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+    u, v, bits = two
+    assert not torch.equal(u, v)
+    assert not torch.equal(u[:_rng.PIECE], u[_rng.PIECE:2 * _rng.PIECE])  # pieces are not one stream
+    assert float(u.min()) >= -2 and float(u.max()) < 3
+    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 25 / 12) < 0.02
+    assert bits.dtype == torch.int16 and bits.shape == (4 * n,)
+    counts = torch.bincount((bits.long() + 32768) >> 12, minlength=16).double()  # top 4 bits
+    expected = bits.numel() / 16
+    assert float(((counts - expected) ** 2 / expected).sum()) < 50  # chi-square, 15 dof
+    small = _rng.Rng(torch.Generator().manual_seed(3), "cpu", torch.float32).uniform((1000,), 0, 1)
+    assert torch.equal(small, torch.rand(1000, generator=torch.Generator().manual_seed(3)))

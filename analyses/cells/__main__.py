@@ -16,14 +16,13 @@ import signal
 import sys
 from typing import List, Optional, Sequence, Tuple
 
-from probe import zoo
 from probe.cli import OneLineParser, run_main
 from probe.results import check_writable
 
 from .plan import PLANS, cell_status, plan, sweep_results, write_sweep
 from .recipe import Recipe, committed_recipe, load_recipe, quick_recipe
 from .runner import run_cells
-from .training import Cell, Store, cell_families, default_store
+from .training import PROTOCOL_FAMILIES, Cell, Store, cell_families, default_store
 
 __all__ = ["main"]
 
@@ -151,7 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             "bf16 and fp32) or synthetic (every family on the synthetic "
                             "dataset, 10k images, 3 seeds: localisation)")
         p.add_argument("--family", nargs="+", action="extend", choices=cell_families(), metavar="F",
-                       help=f"only these families (default the zoo's: {', '.join(zoo.names())}); "
+                       help=f"only these families (default the protocol's: {', '.join(PROTOCOL_FAMILIES)}); "
                             f"the analysis variants (Mixer's body with other token mixing: synth "
                             f"and the Synthesizer ladder token_linear, token_softmax, synth_random, "
                             f"synth_dense, dot_attention) train only when named, at Mixer's swept "

@@ -21,7 +21,8 @@ smaller lr) is written to ``<models>/lr_sweep.json`` (committed beside the full-
 weights) so that the full and data-efficiency cells can be keyed without the sweep's
 run folders.
 
-Plans hold the zoo families unless ``families`` names others: an analysis variant
+Plans hold the protocol's families (:data:`.training.PROTOCOL_FAMILIES`; the zoo's later
+families, e.g. ``extattn``, train only when named and once swept) unless ``families`` names others: an analysis variant
 (``synth`` and the Synthesizer ladder's rungs, :data:`.training.VARIANT_LR_FAMILY`) joins
 the ``full`` and ``data-efficiency`` plans only when named (``--family synth_random``), trains
 under the same recipe at its body's family's swept learning rate (Mixer's for all) and has no
@@ -36,7 +37,8 @@ from probe import zoo
 from probe.results import atomic_write_json, read_json
 
 from .recipe import Recipe, committed_recipe
-from .training import Cell, Store, cell_families, default_store, is_locked, lr_family
+from .training import (PROTOCOL_FAMILIES, Cell, Store, cell_families, default_store, is_locked,
+                       lr_family)
 
 __all__ = ["PLANS", "plan", "select_lr", "synthetic_recipe", "synthetic_cells", "precision_cells", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep",
            "CellStatus", "cell_status"]
@@ -56,9 +58,11 @@ def select_lr(val_accuracy: Mapping[float, float]) -> float:
 
 
 def _families(families: Optional[Sequence[str]]) -> List[str]:
-    """``families`` in registry order (zoo families, then variants); default the zoo families."""
+    """``families`` in registry order (zoo families, then variants); default the protocol's
+    families (:data:`.training.PROTOCOL_FAMILIES`, not every zoo family: a family joins the plans
+    once its sweep has run)."""
     if not families:
-        return zoo.names()
+        return list(PROTOCOL_FAMILIES)
     names = cell_families()
     bad = [f for f in families if f not in names]
     if bad:
@@ -180,9 +184,9 @@ def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] =
         name: the plan.
         recipe: default the committed recipe.
         store: where the sweep's results are read (default :func:`default_store`).
-        families: these families only (default every zoo family); an analysis variant
-            (``synth``, the ladder's rungs) is trained only when named here, at its body's
-            family's swept learning rate, and has no ``sweep`` cells.
+        families: these families only (default :data:`.training.PROTOCOL_FAMILIES`); an
+            analysis variant (``synth``, the ladder's rungs) is trained only when named here,
+            at its body's family's swept learning rate, and has no ``sweep`` cells.
         seeds: keep these seeds only (default every seed of the plan).
 
     Raises:

@@ -62,10 +62,18 @@ from .recipe import (Recipe, committed_recipe, data_split, derived_seed, test_se
 
 __all__ = ["Cell", "Store", "CellBusy", "default_store", "train_cell", "training_step", "accuracy",
            "lr_factor", "make_optimizer", "batch_indices", "is_locked", "default_command", "ROOT",
-           "VARIANT_LR_FAMILY", "cell_families", "lr_family", "build_model", "load_model"]
+           "VARIANT_LR_FAMILY", "PROTOCOL_FAMILIES", "cell_families", "lr_family", "build_model", "load_model"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_FORMAT = 1
+
+# The protocol's families: the default family list of every plan (sweep, full, data-efficiency,
+# synthetic) and of the analyses (``analyses.common.FAMILIES``), and the parametrisation of
+# tests/test_committed_models.py. The zoo holds more families (``zoo.names()``: extattn, ffn,
+# repmlp, mlp, fnet2d and synth too); a family joins this list once its learning-rate sweep has
+# run (``--plan sweep --family F``), never before, so that adding a family to the zoo changes
+# no plan. Registry order.
+PROTOCOL_FAMILIES: Tuple[str, ...] = ("mixer", "resmlp", "gmlp", "vit", "fnet", "cnn")
 
 # The zoo family whose swept learning rate an analysis variant trains at: its body's family.
 # Every variant is Mixer's body (only the token mixing differs), so all train at Mixer's lr.
@@ -461,7 +469,8 @@ def default_command(cell: Cell, threads: int) -> str:
         plan = "synthetic"                      # a cell of plan.synthetic_cells
     elif cell.is_full:
         plan = "full"
-    elif cell.family in zoo.names() and cell.n_train == sweep["n_train"] and cell.seed == sweep["seed"]:
+    elif lr_family(cell.family) == cell.family and cell.n_train == sweep["n_train"] \
+            and cell.seed == sweep["seed"]:
         plan = "sweep"
     else:
         plan = "data-efficiency"
