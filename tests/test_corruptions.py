@@ -234,6 +234,26 @@ def test_opencv_filters_equal_the_torch_paths():
         assert torch.allclose(_filters.convolve2d(x, disk, "reflect101"), fft, rtol=0, atol=1e-12)
 
 
+def test_glass_blur_fused_per_image_path_equals_the_batched_one(monkeypatch):
+    """Large CPU images take glass blur image by image (filter, cast, copy, filter, clip while
+    in cache); it gives the batched path's pixels from the same draws (float32 and float64,
+    RGB and gray, every severity)."""
+    from probe.corruptions import blur
+    pytest.importorskip("numba")
+    g = torch.Generator().manual_seed(0)
+    real = blur._glass_fused
+    for x in (_tensor(_photos(224, count=2)), torch.rand(2, 1, 160, 200, generator=g, dtype=torch.float64)):
+        for severity in (1, 3, 5):
+            calls = []
+            monkeypatch.setattr(blur, "_glass_fused", lambda *a: calls.append(real(*a)) or calls[-1])
+            fused = corrupt(x, "glass_blur", severity, generator=torch.Generator().manual_seed(severity),
+                            preset="imagenet")
+            monkeypatch.setattr(blur, "_glass_fused", lambda *a: False)
+            batched = corrupt(x, "glass_blur", severity, generator=torch.Generator().manual_seed(severity),
+                              preset="imagenet")
+            assert calls == [True] and torch.equal(fused, batched), (x.shape, severity)
+
+
 def test_glass_blur_sequential_copy_equals_pointer_doubling():
     """Glass blur's CPU numba loop (the reference's sequential copy) and the batched pointer
     doubling (CUDA, or without numba) move the same pixels from the same draws, for both

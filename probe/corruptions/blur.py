@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _numba
-from ._filters import _compiled_cpu, convolve2d, for_each_index, gaussian, motion_blur_at, separable
+from ._filters import (_compiled_cpu, _opencv_planes, convolve2d, for_each_index, gaussian, gaussian_kernel1d,
+                       motion_blur_at, opencv, separable)
 from ._registry import register_corruption
 from ._rng import Device, Rng
 
@@ -130,29 +131,68 @@ def _shuffle_sequential(x: torch.Tensor, draws: torch.Tensor, delta: int) -> boo
     return True
 
 
-@register_corruption("glass_blur")
+def _glass_fused(x: torch.Tensor, sigma: float, delta: int, draws: torch.Tensor, out: torch.Tensor) -> bool:
+    """Glass blur of a CPU batch image by image, written into ``out``: OpenCV's Gaussian filter
+    into a per-image buffer, the uint8 cast, the sequential copy (numba), the second filter
+    straight into ``out`` and the clip, all while the image is in cache, images on torch's
+    threads. The same operations as the batched path (:func:`gaussian` takes OpenCV there
+    too); ``False`` (nothing done) where that path would not use OpenCV and numba."""
+    kernel = _sequential_kernel()
+    radius = int(4.0 * float(sigma) + 0.5)
+    if (kernel is None or not out.is_contiguous() or not _compiled_cpu(x) or radius == 0 or sigma <= 1e-15
+            or not _opencv_planes(x, radius, radius)):
+        return False
+    cv2 = opencv("glass blur on CPU")
+    b, ch, h, w = x.shape
+    k = gaussian_kernel1d(sigma, 4.0, "cpu", x.dtype).numpy()
+    src, dst = x.contiguous().numpy(), out.numpy()
+    draws_np = draws.view(draws.shape[0], b, h * w).numpy()
+    n = 2 * delta
+    shifts = np.array([(d // n - delta) * w + d % n - delta for d in range(n * n)], dtype=np.int64)
+
+    def image(i: int) -> None:
+        buf = np.empty((ch, h, w), dtype=src.dtype)
+        for c in range(ch):
+            cv2.sepFilter2D(src[i, c], -1, k, k, dst=buf[c], borderType=cv2.BORDER_REPLICATE)
+        np.multiply(buf, 255, out=buf)
+        np.floor(buf, out=buf)
+        np.divide(buf, 255, out=buf)
+        kernel(buf.reshape(1, ch, h * w), draws_np[:, i:i + 1], 0, shifts, delta, w)
+        for c in range(ch):
+            cv2.sepFilter2D(buf[c], -1, k, k, dst=dst[i, c], borderType=cv2.BORDER_REPLICATE)
+        np.clip(dst[i], 0, 1, out=dst[i])
+    for_each_index(image, b)
+    return True
+
+
+@register_corruption("glass_blur", fills_output=True)
 def glass_blur(x: torch.Tensor, c: Tuple[float, int, int], s: float, rng: Rng,
-               table: str) -> torch.Tensor:
-    """Blur, locally scramble pixels, blur again (the reference's glass blur).
+               table: str, out: torch.Tensor) -> None:
+    """Blur, locally scramble pixels, blur again (the reference's glass blur), into ``out``.
 
     The reference visits pixels in descending raster order and runs
     ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on numpy views, which is a copy
     ``x[h, w] = x[h + dy, w + dx]`` (the second assignment writes back the copied
     value), so a pixel reads an already updated one whenever its partner comes
-    later in raster order. That sequential loop is run as such on CPU (numba), and
-    elsewhere (or without numba) computed exactly, batched, by pointer doubling
-    (:func:`_shuffle_chains`); both give the same pixels from the same draws.
+    later in raster order. That sequential loop is run as such on CPU (numba; large images
+    fused with the filters image by image, :func:`_glass_fused`), and elsewhere (or without
+    numba) computed exactly, batched, by pointer doubling (:func:`_shuffle_chains`); all
+    give the same pixels from the same draws.
     """
     sigma, delta, iterations = c[0] * s, max(1, int(round(c[1] * s))), c[2]
-    # the reference's uint8 cast, out of place: a sigma below half a pixel gives x itself back
-    x = torch.mul(gaussian(x, sigma), 255).floor_().div_(255)
     b, ch, h, w = x.shape
     if h - delta < delta + 1 or w - delta < delta + 1:  # no pixel visited
-        return gaussian(x, sigma)
+        # the reference's uint8 cast, out of place: a sigma below half a pixel gives x itself back
+        cast = torch.mul(gaussian(x, sigma), 255).floor_().div_(255)
+        torch.clamp(gaussian(cast, sigma), 0, 1, out=out)
+        return
     draws = _glass_draws(rng, b, h, w, 2 * delta, iterations)
+    if _glass_fused(x, sigma, delta, draws, out):
+        return
+    x = torch.mul(gaussian(x, sigma), 255).floor_().div_(255)
     if x.device.type != "cpu" or not _shuffle_sequential(x, draws, delta):
         x = _shuffle_chains(x, draws, delta)
-    return gaussian(x, sigma)
+    torch.clamp(gaussian(x, sigma), 0, 1, out=out)
 
 
 def _disk(radius: float, alias_blur: float, device: Device, dtype: torch.dtype, *,
