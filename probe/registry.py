@@ -65,6 +65,12 @@ class Family:
         timm_match: ``net -> bool``, true when a timm network (``timm:<arch>``) belongs to
             this family (its blocks are this family's token mixers); ``None``: no timm
             network does. :func:`timm_family` asks the families in registry order.
+        gradcam: whether Grad-CAM applies (some layer's output lies on the spatial grid);
+            ``False`` for the pure MLP, whose hidden units have no position.
+        reparameterize: ``net -> net``, the family's inference form made from its trained
+            (training) form in place, computing the same function (RepMLP: conv branches
+            merged into the FC weights); ``zoo.load(name, merged=True)`` applies it.
+            ``None``: the family has one form.
     """
 
     name: str
@@ -83,6 +89,8 @@ class Family:
     batch_size: int = 128
     augment: bool = False
     timm_match: Optional[Callable[[nn.Module], bool]] = None
+    gradcam: bool = True
+    reparameterize: Optional[Callable[[nn.Module], nn.Module]] = None
 
 
 _FAMILIES: Dict[str, Family] = {}
@@ -94,7 +102,9 @@ def register_family(name: str, *, description: str, paper: str, label: str, colo
                     gradcam_layer: Callable[[nn.Module], Optional[str]] = last_child("net.blocks"),
                     rollout: bool = False, weight_decay: float = 0.05, batch_size: int = 128,
                     augment: bool = False,
-                    timm_match: Optional[Callable[[nn.Module], bool]] = None):
+                    timm_match: Optional[Callable[[nn.Module], bool]] = None,
+                    gradcam: bool = True,
+                    reparameterize: Optional[Callable[[nn.Module], nn.Module]] = None):
     """Decorator that adds a builder to the zoo registry under ``name`` (see :class:`Family`)."""
     if group not in _GROUPS:
         raise ValueError(f"group must be one of {_GROUPS}, got {group!r}")
@@ -102,9 +112,12 @@ def register_family(name: str, *, description: str, paper: str, label: str, colo
     def wrap(fn: Callable[[int, int, int], nn.Module]):
         if name in _FAMILIES:
             raise ValueError(f"zoo family {name!r} is registered twice")
-        _FAMILIES[name] = Family(name, fn, description, paper, label, color, mixing_kind, group,
-                                 gradcam_layer, rollout, epochs, lr, weight_decay, batch_size,
-                                 augment, timm_match)
+        _FAMILIES[name] = Family(
+            name=name, builder=fn, description=description, paper=paper, label=label,
+            color=color, mixing_kind=mixing_kind, group=group, gradcam_layer=gradcam_layer,
+            rollout=rollout, epochs=epochs, lr=lr, weight_decay=weight_decay,
+            batch_size=batch_size, augment=augment, timm_match=timm_match, gradcam=gradcam,
+            reparameterize=reparameterize)
         return fn
 
     return wrap

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import math
 from types import ModuleType
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -231,8 +231,13 @@ def fft_convolve(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tens
     return out[..., ph:ph + h, pw:pw + w]
 
 
-def convolve2d(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
+def convolve2d(x: torch.Tensor, kernel: torch.Tensor, mode: str, *,
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Convolve ``x [B, C, H, W]`` with one centred odd kernel ``[kh, kw]``, borders by ``mode``.
+
+    With ``out`` (contiguous, ``x``'s shape and dtype) the result, clipped to [0, 1], is
+    written there (on OpenCV's path plane by plane, the clip while the plane is in cache) and
+    ``out`` is returned.
 
     Large CPU planes: OpenCV's ``filter2D`` (a correlation, so with the kernel turned by a
     half turn) plane by plane on torch's threads, with the kernel's all-zero outer rows and
@@ -243,24 +248,29 @@ def convolve2d(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor
     nonzero_rows = torch.nonzero(kernel.ne(0).any(dim=1))[:, 0]
     nonzero_cols = torch.nonzero(kernel.ne(0).any(dim=0))[:, 0]
     if nonzero_rows.numel() == 0:
-        return torch.zeros_like(x)
+        return torch.zeros_like(x) if out is None else out.zero_()
     # drop zero borders symmetrically, so the kernel stays centred
     trim_h = min(int(nonzero_rows[0]), kh - 1 - int(nonzero_rows[-1]))
     trim_w = min(int(nonzero_cols[0]), kw - 1 - int(nonzero_cols[-1]))
     kernel = kernel[trim_h:kh - trim_h, trim_w:kw - trim_w]
     kh, kw = kernel.shape
     if not _opencv_planes(x, kh // 2, kw // 2):
-        return fft_convolve(x, kernel[None], mode)
+        result = fft_convolve(x, kernel[None], mode)
+        return result if out is None else torch.clamp(result, 0, 1, out=out)
     cv2 = opencv("filtering large CPU images")
     border = getattr(cv2, _OPENCV_BORDER[mode])
     h, w = x.shape[-2:]
     src = x.reshape(-1, h, w).contiguous().numpy()
-    out = torch.empty(x.shape, dtype=x.dtype)
+    clip = out is not None
+    if out is None:
+        out = torch.empty(x.shape, dtype=x.dtype)
     dst = out.view(-1, h, w).numpy()
     k = kernel.detach().flip(0, 1).to("cpu", x.dtype).contiguous().numpy()
 
     def plane(i: int) -> None:
         cv2.filter2D(src[i], -1, k, dst=dst[i], borderType=border)
+        if clip:
+            np.clip(dst[i], 0, 1, out=dst[i])
     for_each_index(plane, src.shape[0])
     return out
 
@@ -328,7 +338,8 @@ def clipped_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
 
 
-def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -> torch.Tensor:
+def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor, *,
+                   out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The reference package's motion blur, per-image angle (degrees) ``[B]``.
 
     Sum over ``2 * radius + 1`` taps of Gaussian weights of the image shifted by
@@ -348,14 +359,23 @@ def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tens
     dx = -torch.ceil(i * torch.cos(a) - 0.5).long()
     inside = ((dy.abs() < h) & (dx.abs() < w)).long().cumprod(dim=1)
     compiled = _numba.kernel("motion_blur") if _compiled_cpu(x) else None
-    if compiled is not None:  # one pass per image on torch's threads
+    if compiled is not None and (out is None or out.is_contiguous()):  # one pass per image
         src = x.contiguous()
-        out = torch.empty_like(src)
+        clip = out is not None
+        if out is None:
+            out = torch.empty_like(src)
         src_np, out_np, taps = src.numpy(), out.numpy(), inside.sum(dim=1).numpy()
         k_np = k.to(x.dtype).numpy()
         dy_np, dx_np = dy.numpy(), dx.numpy()
-        for_each_index(lambda n: compiled(src_np, out_np, n, dy_np, dx_np, k_np, taps), b)
+
+        def image(n: int) -> None:
+            compiled(src_np, out_np, n, dy_np, dx_np, k_np, taps)
+            if clip:
+                np.clip(out_np[n], 0, 1, out=out_np[n])
+        for_each_index(image, b)
         return out
+    if out is not None:
+        return torch.clamp(motion_blur_at(x, radius, sigma, angle), 0, 1, out=out)
     py = min(int(dy.abs().max()), h - 1)
     px = min(int(dx.abs().max()), w - 1)
     xp = pad(x, py, py, px, px, "edge")

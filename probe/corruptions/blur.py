@@ -221,22 +221,22 @@ def _disk(radius: float, alias_blur: float, device: Device, dtype: torch.dtype, 
     return disk.to(dtype)
 
 
-@register_corruption("defocus_blur")
+@register_corruption("defocus_blur", fills_output=True)
 def defocus_blur(x: torch.Tensor, c: Tuple[float, float], s: float, rng: Rng,
-                 table: str) -> torch.Tensor:
-    """Convolution with an anti-aliased disk of radius ``c[0]`` (OpenCV's borders)."""
+                 table: str, out: torch.Tensor) -> None:
+    """Convolution with an anti-aliased disk of radius ``c[0]`` (OpenCV's borders), into ``out``."""
     kernel = _disk(c[0] * s, c[1] * s, x.device, x.dtype, soft=s != 1)
-    return convolve2d(x, kernel, "reflect101")
+    convolve2d(x, kernel, "reflect101", out=out)
 
 
-@register_corruption("motion_blur")
+@register_corruption("motion_blur", fills_output=True)
 def motion_blur(x: torch.Tensor, c: Tuple[float, float], s: float, rng: Rng,
-                table: str) -> torch.Tensor:
+                table: str, out: torch.Tensor) -> None:
     """The reference's motion blur (radius ``c[0]``, sigma ``c[1]``), angle uniform in
-    [-45, 45] degrees per image."""
+    [-45, 45] degrees per image, into ``out``."""
     radius, sigma = max(1, int(round(c[0] * s))), c[1] * s
     angle = rng.uniform((x.shape[0],), -45, 45)
-    return motion_blur_at(x, radius, sigma, angle)
+    motion_blur_at(x, radius, sigma, angle, out=out)
 
 
 def _zoom_axis(n: int, factors: Sequence[float], dtype: np.dtype) -> Tuple[np.ndarray, ...]:

@@ -6,11 +6,20 @@ are ``softmax(R)`` row by row. Placed where MLP-Mixer has its token-mixing MLP,
 it isolates the claim "Mixer's token mixing is Synthesizer-Random without the
 softmax": both are input-independent, one is a normalised attention matrix,
 the other a (non-linear) MLP over tokens.
+
+Registered as the zoo family ``synth``: the analyses trained it first as a variant (issue
+16's Synthesizer ladder, :mod:`probe.models.synth_ladder`, has the per-head form with values,
+``synth_random``); its seeded initialisation is the same either way. One head, no value
+projection, logits ``N(0, 0.02)``. :mod:`probe.mixing` extracts it through timm's
+``MixerBlock`` (kind ``token-mlp``): the channel-mean Jacobian of ``softmax(R) x`` is
+``softmax(R)`` itself, the same for every image.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
+from ..registry import register_family
 
 __all__ = ["RandomSynthesizerMixing", "synthesizer_mixer"]
 
@@ -47,3 +56,11 @@ def synthesizer_mixer(num_classes: int, in_chans: int, img_size: int) -> nn.Modu
     for block in net.blocks:
         block.mlp_tokens = RandomSynthesizerMixing(tokens)
     return net
+
+
+@register_family("synth", description="Synthesizer-Random: softmax(R) token mixing (input "
+                 "independent) + channel MLP", paper="Tay et al. 2021, arXiv:2005.00743",
+                 label="Synth (softmax R)", color="#ff7f0e", mixing_kind="token-mlp",
+                 group="attention", epochs=5, lr=2e-3)
+def _synth(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
+    return synthesizer_mixer(num_classes, in_chans, img_size)
