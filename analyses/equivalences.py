@@ -13,7 +13,14 @@ and on small seeded random modules, for several seeds of random inputs:
   applied to the values (Synthesizer view, Tay et al. 2021), every ViT block;
 - FNet's Fourier mixing == the real 2-D DFT matrix (Lee-Thorp et al. 2021), every
   block, and the whole FNet == a Mixer-style model whose token mixing is a
-  linear layer holding that matrix (logits compared).
+  linear layer holding that matrix (logits compared). This is the zoo's token-only
+  ``fnet``. The published FNet (``fnet2d``, DFT over tokens AND channels) satisfies
+  ``Re(F_s X F_h^T) == Re F_s X Re F_h^T - Im F_s X Im F_h^T`` (every block), which
+  is two token-mixing matrices, each after its own fixed channel mixing, not one
+  token-mixing matrix: "FNet is a Mixer with a fixed token matrix" holds for ``fnet``
+  only. How far each mixing is from the nearest single token matrix shared by the
+  channels is recorded beside the checks (``token_matrix_residual``: relative
+  Frobenius residual, 0 for ``fnet``, 0.98 for ``fnet2d``), a fact, not a check.
 
 These identities hold by construction: only a bug could break them. They are
 therefore reported as **checks** (``results["checks"]``: id, what, max abs error over
@@ -55,6 +62,7 @@ CHECKS = {
     "attention_as_token_mixing": ("mlp_conv_attention", "attention = P @ V"),
     "fnet_is_dft": ("fnet", "FNet mixing = Re(DFT)"),
     "fnet_as_token_linear": ("fnet", "FNet = Mixer w/ DFT (logits)"),
+    "fnet2d_is_dft": ("fnet", "FNet2d = Re Fs X Re Fh' - Im Fs X Im Fh'"),
 }
 # probe.equivalences.check_all (small seeded random modules) -> (identity, where)
 WHAT = {
@@ -70,10 +78,16 @@ WHAT = {
                    "(Lee-Thorp et al. 2021), every block and a random FourierMixing",
     "fnet_as_token_linear": "the whole FNet equals a Mixer-style network whose token mixing is a "
                             "linear layer holding the DFT matrix (logits compared)",
+    "fnet2d_is_dft": "the published FNet's mixing (DFT over tokens and channels, fnet2d) equals "
+                     "Re F_s X Re F_h^T - Im F_s X Im F_h^T with numpy-built DFT matrices, every "
+                     "block and a random module: two token matrices (Re F_s, Im F_s), each after "
+                     "its own channel mixing, not one token-mixing matrix (see "
+                     "token_matrix_residual)",
 }
 RANDOM_MODULES = {"patch_embedding_as_linear": ("patch_embedding_as_linear", "random PatchEmbed"),
                   "conv_as_token_mixing": ("conv_as_token_mixing", "random Conv2d 3->5"),
-                  "fnet_is_dft": ("fnet_is_dft", "random FourierMixing 7x7")}
+                  "fnet_is_dft": ("fnet_is_dft", "random FourierMixing 7x7"),
+                  "fnet2d_is_dft": ("fnet2d_is_dft", "random TokenChannelFourierMixing 7x7")}
 
 
 # ----------------------------------------------------------------------------- checks
@@ -167,11 +181,12 @@ def run_checks(zoo_models: dict, seed: int, images: int) -> Dict[str, Dict[str, 
     """``{check: {where: max abs error}}`` for one seed of random inputs."""
     from probe import equivalences as eq
     from probe.models.fnet import FourierMixing
+    from probe.models.fnet2d import TokenChannelFourierMixing
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(images, 1, 28, 28, generator=g)
     out: Dict[str, Dict[str, float]] = {k: {} for k in CHECKS}
     for fam, model in zoo_models["models"].items():
-        if fam != "cnn":
+        if fam != "cnn" and eq.has_patch_embedding(model):        # not the pure MLP
             out["patch_embedding_as_linear"][fam] = eq.patch_embedding_as_linear(
                 model, model.normalize(x))
         if fam == "vit":
@@ -184,6 +199,12 @@ def run_checks(zoo_models: dict, seed: int, images: int) -> Dict[str, Dict[str, 
                     tokens = torch.randn(images, t, 128, generator=g)
                     out["fnet_is_dft"][f"fnet.{name}"] = eq.fnet_is_dft(mix, tokens)
             out["fnet_as_token_linear"]["fnet (logits)"] = fnet_as_token_linear(model, x)
+        if fam == "fnet2d":
+            for name, mix in model.named_modules():
+                if isinstance(mix, TokenChannelFourierMixing):
+                    t = mix.grid[0] * mix.grid[1]
+                    tokens = torch.randn(images, t, 128, generator=g)
+                    out["fnet2d_is_dft"][f"fnet2d.{name}"] = eq.fnet2d_is_dft(mix, tokens)
     for name, (conv, side, matrix) in zoo_models["convs"].items():
         xc = torch.randn(min(images, 4), conv.in_channels, side, side, generator=g)
         out["conv_as_token_mixing"][f"cnn.{name} ({side}x{side})"] = eq.conv_as_token_mixing(
@@ -205,6 +226,17 @@ def zoo_weights(models: Dict[str, nn.Module]) -> List[dict]:
     return rows
 
 
+def token_matrix_residuals() -> Dict[str, float]:
+    """``{mixing: relative residual of the nearest single token matrix}`` (8 channels; a fact
+    beside the checks: FNet's token-only mixing is one token matrix, the published one not)."""
+    from probe import equivalences as eq
+    from probe.models.fnet import FourierMixing
+    from probe.models.fnet2d import TokenChannelFourierMixing
+    return {"fnet (tokens)": eq.token_matrix_residual(FourierMixing((7, 7)), 49),
+            "fnet2d (tokens and channels)": eq.token_matrix_residual(
+                TokenChannelFourierMixing((7, 7)), 49)}
+
+
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     from tqdm import tqdm
     zoo_models = load_models()
@@ -212,6 +244,7 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     for seed in tqdm(scale["seeds"], desc="equivalences", unit="seed", disable=not progress):
         per_seed.append({"seed": seed, "errors": run_checks(zoo_models, seed, scale["images"])})
     return {"models": [], "zoo_weights": zoo_weights(zoo_models["models"]),
+            "token_matrix_residual": token_matrix_residuals(),
             "tolerance": scale["tolerance"], "float32_eps": EPS32,
             "identities": {k: {"group": g, "label": l, "what": WHAT[k]}
                            for k, (g, l) in CHECKS.items()},
@@ -245,7 +278,10 @@ def checks(results: dict) -> List[Check]:
             details={"label": info["label"], "group": info["group"], "worst_place": where,
                      "places": len(by_place), "seeds": len(results["per_seed"]),
                      "max_abs_error_by_place": by_place,
-                     "float32_eps": results["float32_eps"]}))
+                     "float32_eps": results["float32_eps"],
+                     **({"token_matrix_residual": results["token_matrix_residual"]}
+                        if key.startswith("fnet") and "token_matrix_residual" in results
+                        else {})}))
     return out
 
 
@@ -258,7 +294,7 @@ def claims(results: dict) -> List[Claim]:
 
 
 def _short(where: str) -> str:
-    for prefix in ("cnn.net.", "fnet.net.", "vit."):
+    for prefix in ("cnn.net.", "fnet.net.", "fnet2d.net.", "vit."):
         if where.startswith(prefix):
             return where[len(prefix):]
     return where

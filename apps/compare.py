@@ -41,7 +41,8 @@ RUNS = Path(os.environ.get("PROBE_RUNS", "runs"))
 CLAIMS = Path(os.environ.get("PROBE_CLAIMS", ROOT / "analyses" / "results"))
 KIND_LABEL = {"token-mlp": "token-mixing MLP (Jacobian)", "token-linear": "linear token mixing",
               "spatial-gating": "spatial gating projection", "attention": "self-attention",
-              "fourier": "Fourier mixing Re(F)", "conv": "conv effective mixing"}
+              "fourier": "Fourier mixing Re(F)", "conv": "conv effective mixing",
+              "dense": "pixel Gram of the first dense layer's Jacobian"}
 
 
 # ----------------------------------------------------------------------------- process set-up and cached loaders

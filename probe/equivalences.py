@@ -13,7 +13,12 @@ returns the maximum absolute difference between the two sides):
   ``[C_out, C_in, T, T]`` matrix and compares outputs.
 - FNet's mixing is a fixed token-mixing matrix, the real part of the 2-D DFT
   (Lee-Thorp et al. 2021, arXiv:2105.03824): :func:`fnet_is_dft` compares the
-  module with an independently built DFT matrix.
+  module with an independently built DFT matrix. That holds for the zoo's token-only
+  ``fnet``. The published FNet (``fnet2d``) also transforms the channels:
+  ``Re(F_s X F_h^T) = Re F_s X Re F_h^T - Im F_s X Im F_h^T`` (:func:`fnet2d_is_dft`),
+  a fixed linear map of the whole token array that is NOT one token-mixing matrix
+  shared by the channels: :func:`token_matrix_residual` measures how far a mixing
+  module is from the nearest such matrix (0 for ``fnet``; 0.98 for ``fnet2d`` at 8 channels).
 """
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["patch_embedding_as_linear", "conv_token_mixing_matrix", "conv_as_token_mixing",
-           "fnet_is_dft", "check_all"]
+           "fnet_is_dft", "fnet2d_is_dft", "token_matrix_residual", "has_patch_embedding",
+           "check_all"]
 
 Tensor = torch.Tensor
 
@@ -38,6 +44,15 @@ def _find_patch_conv(module: nn.Module) -> nn.Conv2d:
             return proj
     raise ValueError(f"{type(module).__name__} holds no patch embedding (a Conv2d with "
                      f"kernel_size == stride, e.g. timm PatchEmbed.proj)")
+
+
+def has_patch_embedding(module: nn.Module) -> bool:
+    """Whether ``module`` holds a patch embedding conv (kernel == stride); the pure MLP does not."""
+    try:
+        _find_patch_conv(module)
+    except ValueError:
+        return False
+    return True
 
 
 def patch_embedding_as_linear(module: nn.Module, x: Tensor) -> float:
@@ -157,10 +172,67 @@ def fnet_is_dft(module: nn.Module, x: Optional[Tensor] = None, *, seed: int = 0)
     return float(max(err_out, err_matrix))
 
 
+def _dft_numpy(n: int) -> Tensor:
+    """The orthonormal complex DFT matrix ``[n, n]`` from numpy's FFT of the identity."""
+    import numpy as np
+    return torch.from_numpy(np.fft.fft(np.eye(n), axis=0, norm="ortho"))
+
+
+def fnet2d_is_dft(module: nn.Module, x: Optional[Tensor] = None, *, seed: int = 0) -> float:
+    """The published FNet's mixing vs ``Re F_s X Re F_h^T - Im F_s X Im F_h^T``.
+
+    ``F_s`` (the token grid's 2-D DFT, ``kron(F_h', F_w')``) and ``F_h`` (the channels' DFT)
+    are built with numpy, independently of the module's ``torch.fft``.
+
+    Args:
+        module: a :class:`probe.models.fnet2d.TokenChannelFourierMixing`, an ``FNet2dBlock``
+            or a model holding one (the first is used).
+        x: ``[B, T, C]`` tokens (default: seeded random ``[2, T, 8]``).
+
+    Returns:
+        max |mixing(x) - (Re F_s X Re F_h^T - Im F_s X Im F_h^T)|.
+    """
+    from .models.fnet2d import TokenChannelFourierMixing
+    mix = next((m for m in module.modules() if isinstance(m, TokenChannelFourierMixing)), None)
+    if mix is None:
+        raise ValueError(f"{type(module).__name__} holds no TokenChannelFourierMixing (fnet2d)")
+    h, w = mix.grid
+    if x is None:
+        x = torch.randn(2, h * w, 8, generator=torch.Generator().manual_seed(seed))
+    if x.ndim != 3 or x.shape[1] != h * w:
+        raise ValueError(f"x must be [B, {h * w}, C] tokens, got {tuple(x.shape)}")
+    f_s = torch.kron(_dft_numpy(h), _dft_numpy(w))
+    f_h = _dft_numpy(x.shape[2])
+    xd = x.double()
+    ref = f_s.real @ xd @ f_h.real.T - f_s.imag @ xd @ f_h.imag.T
+    with torch.no_grad():
+        return float((mix(x).double() - ref).abs().max())
+
+
+def token_matrix_residual(module: nn.Module, tokens: int, channels: int = 8) -> float:
+    """How far a token-mixing module is from ONE token-mixing matrix shared by the channels.
+
+    The module's linear map ``L`` on ``[T, C]`` (read by feeding it the ``T * C`` unit
+    arrays) is compared with the nearest ``M kron I_C`` (Frobenius; ``M[t, s]`` = mean over
+    ``c`` of ``L[(t, c), (s, c)]``): returns ``|L - M kron I_C| / |L|``, 0 when one token
+    matrix ``M`` acts on every channel (``fnet``, ResMLP), near 1 when not (``fnet2d``).
+    Only meaningful for a linear module (no bias).
+    """
+    n = tokens * channels
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, tokens, channels)
+    with torch.no_grad():
+        cols = module(basis.float()).double().reshape(n, n)          # row j: L applied to unit j
+    full = cols.T.reshape(tokens, channels, tokens, channels)      # [t, c, s, c']
+    shared = torch.diagonal(full, dim1=1, dim2=3).mean(-1)         # [t, s]
+    nearest = torch.einsum("ts,cd->tcsd", shared, torch.eye(channels, dtype=torch.float64))
+    return float((full - nearest).norm() / full.norm())
+
+
 def check_all(*, seed: int = 0) -> dict:
     """Run every equivalence on small seeded modules; ``{name: max abs error}``."""
     from timm.layers import PatchEmbed
     from .models.fnet import FourierMixing
+    from .models.fnet2d import TokenChannelFourierMixing
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -171,4 +243,5 @@ def check_all(*, seed: int = 0) -> dict:
                                                                                   generator=g)),
         "conv_as_token_mixing": conv_as_token_mixing(conv, torch.randn(2, 3, 8, 8, generator=g)),
         "fnet_is_dft": fnet_is_dft(FourierMixing((7, 7)), seed=seed),
+        "fnet2d_is_dft": fnet2d_is_dft(TokenChannelFourierMixing((7, 7)), seed=seed),
     }

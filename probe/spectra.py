@@ -69,11 +69,13 @@ def template_spectra(m: MixingMap, *, native: bool = True) -> Tensor:
     return grid_spectrum(templates(m, native=native))
 
 
-def _to_grid(out: Tensor, ctx: TokenContext) -> Tensor:
+def _to_grid(out: Tensor, ctx: TokenContext, block: str = "") -> Tensor:
     if out.ndim == 4:                                         # [B, C, h, w]
         return out
     if out.ndim != 3:
-        raise ValueError(f"cannot read a feature map from an output of shape {tuple(out.shape)}")
+        raise ValueError(f"cannot read a feature map from {block or 'a block'}'s output of shape "
+                         f"{tuple(out.shape)}: it lies on no spatial grid (a pure MLP's hidden "
+                         f"units have no position), so feature-map spectra do not apply")
     b, t, c = out.shape
     (h, w), prefix = ctx.grid(t)
     return out[:, prefix:].reshape(b, h, w, c).permute(0, 3, 1, 2)
@@ -94,7 +96,7 @@ def feature_maps(model: nn.Module, x: Tensor) -> List[Tuple[str, Tensor]]:
     with hooks.evaluating(model), torch.no_grad(), \
             hooks.capture(model, blocks, inputs=False) as rec:
         model(x)
-    return [(b, _to_grid(rec[b].output, ctx)) for b in blocks]
+    return [(b, _to_grid(rec[b].output, ctx, b)) for b in blocks]
 
 
 def log_amplitude_profile(fmap: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Model zoo: six parameter-matched families for Fashion-MNIST, plus any timm model.
+"""Model zoo: twelve parameter-matched families for Fashion-MNIST, plus any timm model.
 
 Every model returned by :func:`load` is a :class:`ProbeModel`: it takes images
 in ``[0, 1]`` of shape ``[B, C, H, W]`` and applies its mean/std normalisation
@@ -6,14 +6,25 @@ inside, so attacks and corruptions never need to know about normalisation. The
 architecture itself sits at ``model.net`` (module paths such as
 ``net.blocks.0.mlp_tokens``).
 
-Families (28x28x1, patch 4 -> 7x7 tokens, ~0.5M parameters each):
+Families (28x28x1, patch 4 -> 7x7 tokens, ~0.54M parameters each, within 25% of their
+median), one registration each under :mod:`probe.models` (:mod:`probe.registry`):
 
-- ``mixer``  MLP-Mixer (Tolstikhin et al. 2021), timm ``MlpMixer``.
-- ``resmlp`` ResMLP (Touvron et al. 2021), timm ``MlpMixer`` with ``ResBlock``.
-- ``gmlp``   gMLP (Liu et al. 2021), timm ``MlpMixer`` with ``SpatialGatingBlock``.
-- ``vit``    Vision Transformer (Dosovitskiy et al. 2021), timm ``VisionTransformer``.
-- ``fnet``   FNet (Lee-Thorp et al. 2021) for images, :mod:`probe.models.fnet`.
-- ``cnn``    a small ResNet (He et al. 2016), :mod:`probe.models.cnn`.
+- ``mixer``   MLP-Mixer (Tolstikhin et al. 2021), timm ``MlpMixer``.
+- ``resmlp``  ResMLP (Touvron et al. 2021), timm ``MlpMixer`` with ``ResBlock``.
+- ``gmlp``    gMLP (Liu et al. 2021), timm ``MlpMixer`` with ``SpatialGatingBlock``.
+- ``vit``     Vision Transformer (Dosovitskiy et al. 2021), timm ``VisionTransformer``.
+- ``fnet``    FNet (Lee-Thorp et al. 2021) for images, token DFT only, :mod:`probe.models.fnet`.
+- ``cnn``     a small ResNet (He et al. 2016), :mod:`probe.models.cnn`.
+- ``extattn`` External Attention (Guo et al. 2021) in a ViT body, :mod:`probe.models.extattn`.
+- ``ffn``     a stack of feed-forward layers (Melas-Kyriazi 2021), :mod:`probe.models.ffn`.
+- ``repmlp``  RepMLP (Ding et al. 2021): conv branches merged into FC token mixing;
+  ``load("repmlp", merged=True)`` gives the merged inference form, :mod:`probe.models.repmlp`.
+- ``mlp``     a pure MLP on the flattened image (no patches), :mod:`probe.models.mlp`.
+- ``fnet2d``  FNet as published: DFT over tokens and channels, :mod:`probe.models.fnet2d`.
+- ``synth``   Synthesizer-Random token mixing in Mixer's body, :mod:`probe.models.synthesizer`.
+
+The protocol's converged models and analyses cover the first six
+(``analyses.cells.training.PROTOCOL_FAMILIES``); the others join them once swept.
 
 ``timm:<arch>`` builds any timm architecture with input size, channels and
 normalisation from the model's pretrained config. Its weights: ``"pretrained"``
@@ -303,7 +314,8 @@ def card(name: str) -> dict:
 
 
 def load(name: str, *, weights: Optional[Union[str, Path]] = DEFAULT_WEIGHTS,
-         device: Union[str, torch.device] = "cpu", seed: int = 0) -> ProbeModel:
+         device: Union[str, torch.device] = "cpu", seed: int = 0, merged: bool = False
+         ) -> ProbeModel:
     """A model in eval mode that takes ``[B, C, H, W]`` images in ``[0, 1]``.
 
     The model's ``weights_info`` says which weights it carries (:func:`describe_weights`).
@@ -319,15 +331,28 @@ def load(name: str, *, weights: Optional[Union[str, Path]] = DEFAULT_WEIGHTS,
             also original checkpoints that timm's ``checkpoint_filter_fn`` converts).
         device: where to put the model.
         seed: seed of the random initialisation.
+        merged: the family's re-parameterised inference form (:attr:`Family.reparameterize`:
+            RepMLP's conv branches merged into its FC weights), made from the loaded
+            weights; the same function in eval mode, ``weights_info["form"] = "merged"``.
 
     Raises:
         ValueError: unknown model, weights that do not exist for this kind of model
-            (``"shipped"`` for ``timm:``), a file that cannot be read or does not fit.
+            (``"shipped"`` for ``timm:``), a file that cannot be read or does not fit;
+            ``merged=True`` for a family with one form.
         FileNotFoundError: missing weights file, or pretrained weights not available.
     """
     if not isinstance(name, str):
         raise ValueError(f"model name must be a string, got {type(name).__name__}")
     check_name(name)
+    if merged:
+        forms = [n for n, f in _FAMILIES.items() if f.reparameterize is not None]
+        if name not in forms:
+            raise ValueError(f"{name} has one form: merged=True applies to the families with a "
+                             f"re-parameterised inference form ({', '.join(forms)})")
+        model = load(name, weights=weights, device=device, seed=seed)
+        model.net = _FAMILIES[name].reparameterize(model.net)
+        model.weights_info = {**model.weights_info, "form": "merged"}
+        return model.to(device).eval()
     weights = resolve_weights(name, weights)
     if weights == "pretrained":
         return _load_timm_pretrained(name, seed).to(device).eval()
@@ -432,12 +457,16 @@ def count_flops(model: ProbeModel) -> int:
 
 def cards_table() -> str:
     """Markdown table of the shipped models, built from their model cards (used in the README)."""
-    lines = ["| model | params | MFLOPs/image | epochs | test accuracy (10k) | train time (s) | paper |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| model | params | MFLOPs/image | epochs | lr | precision | test accuracy (10k) | "
+             "train time (s) | paper |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---|"]
     for name in names():
         c = card(name)
+        autocast = (c.get("precision") or {}).get("train_autocast")     # cards before: fp32
+        precision = {None: "fp32", "bfloat16": "bf16 autocast"}.get(autocast, autocast)
         lines.append(f"| `{name}` | {c['params']:,} | {c['flops_per_image'] / 1e6:.1f} | {c['epochs']} | "
-                     f"{c['test_accuracy']:.4f} | {c['train_time_s']:.0f} | {c['paper']} |")
+                     f"{c['lr']:g} | {precision} | {c['test_accuracy']:.4f} | {c['train_time_s']:.0f} | "
+                     f"{c['paper']} |")
     return "\n".join(lines)
 
 

@@ -31,6 +31,8 @@ def test_quick_run_writes_figure_and_results(quick):
         assert set(errs["patch_embedding_as_linear"]) >= {"mixer", "resmlp", "gmlp", "vit", "fnet"}
         assert len(errs["attention_as_token_mixing"]) == 4          # every ViT block
         assert len(errs["fnet_is_dft"]) == 5                        # 4 blocks + a random module
+        assert len(errs["fnet2d_is_dft"]) == 5                      # the published FNet too
+        assert "mlp" not in errs["patch_embedding_as_linear"]       # no patches to embed
         assert sum(k.startswith("cnn.") for k in errs["conv_as_token_mixing"]) == 10
         for check in errs.values():
             for e in check.values():
@@ -58,6 +60,9 @@ def test_results_format_models_claims_checks(quick):
         assert row["holds"] is True
         assert row["details"]["seeds"] == len(res["settings"]["seeds"])
     assert rows["attention_as_token_mixing"]["details"]["places"] == 4
+    # beside the checks: token-only FNet is one token matrix, the published FNet is not
+    resid = rows["fnet2d_is_dft"]["details"]["token_matrix_residual"]
+    assert resid["fnet (tokens)"] < 1e-6 and resid["fnet2d (tokens and channels)"] > 0.9
     # the rows in the file are what checks() computes from the raw results
     assert [c.as_result() for c in eqa.checks(res)] == json.loads(json.dumps(res["checks"]))
 

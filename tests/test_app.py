@@ -149,8 +149,9 @@ def test_small_config():
 
 def test_mixing_panel_every_family():
     x = torch.rand(1, 1, 28, 28)
-    assert len(zoo.names()) == 6
-    for name in zoo.names():
+    app_source = APP.read_text()
+    for name in zoo.names():                                   # every registered family
+        assert f'"{zoo.families()[name].mixing_kind}":' in app_source, name   # KIND_LABEL
         model = zoo.load(name, weights="random")
         m = mixing.extract(model, x)[-1]
         one = plots.select_head(m, 1)

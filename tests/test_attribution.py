@@ -170,7 +170,8 @@ def test_hooks_removed_when_forward_raises(family):
     model.net.head = _Boom()
     fused = _fused_flags(model)
     methods = _methods_for(model)
-    assert {"grad_cam", "saliency"} <= set(methods)
+    assert {"grad_cam", "saliency"} <= set(methods) or (
+        not zoo.families()[family].gradcam and "saliency" in methods)
     for method in methods:
         with pytest.raises(RuntimeError, match="boom"):
             attribution.attribute(model, torch.rand(1, 1, 28, 28), 0, method, **FAST.get(method, {}))
@@ -291,7 +292,7 @@ def test_timm_vit_gets_rollouts_and_grad_cam_from_its_family():
         assert _fused_flags(model) == fused, method
 
 
-@pytest.mark.parametrize("family", zoo.names())
+@pytest.mark.parametrize("family", [f for f in zoo.names() if zoo.families()[f].gradcam])
 def test_grad_cam_layer_is_a_token_grid_that_reaches_the_head(family):
     """The registry's layer gives a 7x7 grid (after prefix tokens) with a non-zero gradient.
 
@@ -317,6 +318,9 @@ def test_grad_cam_layer_fallback_and_error():
                            classes=[str(i) for i in range(10)], mean=(0.5,), std=(0.25,))
     with pytest.raises(ValueError, match="no Grad-CAM layer known for 'plain'; pass layer="):
         attribution.grad_cam_layer(plain)
+    for family in (f for f in zoo.names() if not zoo.families()[f].gradcam):   # the pure MLP
+        with pytest.raises(ValueError, match=f"Grad-CAM does not apply to {family!r}"):
+            attribution.grad_cam_layer(zoo.build(family))
     plain.net.stages = nn.Sequential(nn.Identity(), nn.Identity())
     assert attribution.grad_cam_layer(plain) == "net.stages.1"
 

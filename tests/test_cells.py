@@ -9,7 +9,7 @@ import torch
 from analyses import cells
 from analyses.cells import Cell, Store, committed_recipe
 from analyses.cells import __main__ as cells_cli
-from analyses.cells.training import _locked
+from analyses.cells.training import PROTOCOL_FAMILIES, _locked
 from probe import data, zoo
 
 TINY = {
@@ -190,16 +190,38 @@ def _fake_sweep(store: Store, recipe, lrs) -> None:
         "families": {f: {"val_accuracy": {}, "chosen_lr": lr, "keys": []} for f, lr in lrs.items()}}))
 
 
+def test_plans_default_to_the_protocol_families_not_every_zoo_family(tmp_path):
+    """A family registered in the zoo after the protocol (no sweep, no converged cells) joins no
+    plan by default, so the running trainings' plans do not change; named, it has a sweep."""
+    recipe, store = committed_recipe(), _store(tmp_path)
+    later = [f for f in zoo.names() if f not in PROTOCOL_FAMILIES]
+    assert set(PROTOCOL_FAMILIES) < set(zoo.names()) and {"extattn", "ffn", "repmlp", "mlp",
+                                                          "fnet2d", "synth"} <= set(later)
+    assert list(PROTOCOL_FAMILIES) == [f for f in zoo.names() if f in PROTOCOL_FAMILIES]
+    for name in ("sweep", "full", "data-efficiency", "synthetic"):
+        if name != "sweep":
+            _fake_sweep(store, recipe, {f: 1e-3 for f in PROTOCOL_FAMILIES})
+        assert {c.family for c in cells.plan(name, recipe=recipe, store=store)} == \
+            set(PROTOCOL_FAMILIES), name
+    from analyses import common
+    assert common.FAMILIES == tuple(PROTOCOL_FAMILIES)
+    assert set(common.MLP_FAMILIES) == {"mixer", "resmlp", "gmlp", "fnet"}
+    swept = cells.plan("sweep", recipe=recipe, store=store, families=["extattn"])
+    assert {c.family for c in swept} == {"extattn"} and len(swept) == 3
+    with pytest.raises(ValueError, match="sweep .* not finished for extattn"):
+        cells.plan("full", recipe=recipe, store=store, families=["extattn"])
+
+
 def test_plans_hold_every_family_and_seed(tmp_path):
     recipe, store = committed_recipe(), _store(tmp_path)
     sweep = cells.plan("sweep", recipe=recipe, store=store)
     assert len(sweep) == 6 * 3 and {c.n_train for c in sweep} == {10000} and {c.seed for c in sweep} == {0}
     with pytest.raises(ValueError, match="sweep .* not finished for mixer"):
         cells.plan("full", recipe=recipe, store=store)
-    lrs = {f: [5e-4, 1e-3, 2e-3][i % 3] for i, f in enumerate(zoo.names())}
+    lrs = {f: [5e-4, 1e-3, 2e-3][i % 3] for i, f in enumerate(PROTOCOL_FAMILIES)}
     _fake_sweep(store, recipe, lrs)
     full = cells.plan("full", recipe=recipe, store=store)
-    assert [(c.family, c.seed) for c in full] == [(f, s) for s in (0, 1, 2) for f in zoo.names()]
+    assert [(c.family, c.seed) for c in full] == [(f, s) for s in (0, 1, 2) for f in PROTOCOL_FAMILIES]
     assert all(c.n_train == 55000 and c.lr == lrs[c.family] and c.steps == 5157 for c in full)
     eff = cells.plan("data-efficiency", recipe=recipe, store=store)
     assert len(eff) == 6 * (5 + 5 + 3) and len(set(eff)) == len(eff)
@@ -304,10 +326,11 @@ def test_synth_variant_trains_as_a_cell_at_mixers_swept_lr(tmp_path, tiny):
     from analyses.cells.training import load_model
     from probe.models.synthesizer import RandomSynthesizerMixing
     store = _store(tmp_path)
-    lrs = {f: [1e-3, 2e-3][i % 2] for i, f in enumerate(zoo.names())}
+    lrs = {f: [1e-3, 2e-3][i % 2] for i, f in enumerate(PROTOCOL_FAMILIES)}
     _fake_sweep(store, tiny, lrs)
     zoo_full = cells.plan("full", recipe=tiny, store=store)
-    assert {c.family for c in zoo_full} == set(zoo.names())                    # default: zoo only
+    assert {c.family for c in zoo_full} == set(PROTOCOL_FAMILIES)   # default: the swept families
+    assert "synth" in zoo.names() and "synth" not in PROTOCOL_FAMILIES       # a zoo family too
     (cell,) = cells.plan("full", recipe=tiny, store=store, families=["synth"], seeds=[0])
     assert (cell.family, cell.lr, cell.n_train) == ("synth", lrs["mixer"], tiny.full_n)
     assert cell.key == f"synth_n{tiny.full_n}_s0_lr{lrs['mixer']:g}_{tiny.hash}"
@@ -333,7 +356,7 @@ def test_precision_check_pairs_bf16_and_fp32_cells_of_one_family(tmp_path, tiny)
     recipe = tiny.variant({"plans": {"precision-check": {"family": "cnn", "n_train": 48,
                                                          "seeds": [0, 1]}}})
     store = _store(tmp_path)
-    _fake_sweep(store, recipe, {f: 1e-3 for f in zoo.names()})
+    _fake_sweep(store, recipe, {f: 1e-3 for f in PROTOCOL_FAMILIES})
     cells_ = cells.plan("precision-check", recipe=recipe, store=store)
     assert [(c.family, c.n_train, c.seed) for c in cells_] == [("cnn", 48, 0)] * 2 + [("cnn", 48, 1)] * 2
     bf16, fp32 = cells_[0], cells_[1]
@@ -349,11 +372,11 @@ def test_precision_check_pairs_bf16_and_fp32_cells_of_one_family(tmp_path, tiny)
 
 def test_synthetic_plan_changes_only_the_data_and_uses_the_swept_lrs(tmp_path):
     recipe, store = committed_recipe(), _store(tmp_path)
-    lrs = {f: [1e-3, 2e-3, 4e-3][i % 3] for i, f in enumerate(zoo.names())}
+    lrs = {f: [1e-3, 2e-3, 4e-3][i % 3] for i, f in enumerate(PROTOCOL_FAMILIES)}
     _fake_sweep(store, recipe, lrs)
     plan = cells.plan("synthetic", recipe=recipe, store=store)
     spec = recipe.plans["synthetic"]
-    assert [(c.family, c.seed) for c in plan] == [(f, s) for s in spec["seeds"] for f in zoo.names()]
+    assert [(c.family, c.seed) for c in plan] == [(f, s) for s in spec["seeds"] for f in PROTOCOL_FAMILIES]
     assert len(plan) == 6 * 3 and all(c.lr == lrs[c.family] for c in plan)
     synthetic = plan[0].recipe
     assert all(c.recipe == synthetic for c in plan) and synthetic.hash != recipe.hash
@@ -375,7 +398,7 @@ def test_synthetic_plan_trains_a_cell_on_synthetic_images(tmp_path, tiny):
                            "plans": {"synthetic": {"pool_n": 160, "test_n": 64, "n_train": 96,
                                                    "seeds": [0, 1]}}})
     store = _store(tmp_path)
-    _fake_sweep(store, recipe, {f: 2e-3 for f in zoo.names()})
+    _fake_sweep(store, recipe, {f: 2e-3 for f in PROTOCOL_FAMILIES})
     plan = cells.plan("synthetic", recipe=recipe, store=store, families=["cnn"])
     assert [(c.family, c.n_train, c.seed) for c in plan] == [("cnn", 96, 0), ("cnn", 96, 1)]
     card = cells.train_cell(plan[0], store=store, threads=1)

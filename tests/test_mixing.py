@@ -19,6 +19,12 @@ LAYER_PATH = {"token-mlp": "net.blocks.{}.mlp_tokens", "token-linear": "net.bloc
               "fourier": "net.blocks.{}.mixing"}
 MODULE_TYPE = {"token-mlp": "Mlp", "token-linear": "Linear", "spatial-gating": "SpatialGatingUnit",
                "attention": "Attention", "fourier": "FourierMixing"}
+# families whose token-mixing module differs from their kind's first family's
+FAMILY_LAYER = {"extattn": ("net.blocks.{}.attn", "ExternalAttention"),
+                "repmlp": ("net.blocks.{}.mixing", "RepTokenMixing"),
+                "fnet2d": ("net.blocks.{}.mixing", "TokenChannelFourierMixing"),
+                "synth": ("net.blocks.{}.mlp_tokens", "RandomSynthesizerMixing")}
+HEADS = {"fnet2d": 2}       # Re F_s and Im F_s (probe.models.fnet2d)
 
 
 def kind_of(family: str) -> str:
@@ -30,7 +36,8 @@ def family_of_kind(kind: str) -> str:
     return next(f for f in zoo.names() if kind_of(f) == kind)
 
 
-TOKEN_FAMILIES = [f for f in zoo.names() if kind_of(f) != "conv"]
+TOKEN_FAMILIES = [f for f in zoo.names() if kind_of(f) not in ("conv", "dense")]
+DENSE_FAMILIES = [f for f in zoo.names() if kind_of(f) == "dense"]
 CONV_FAMILIES = [f for f in zoo.names() if kind_of(f) == "conv"]
 
 
@@ -57,16 +64,17 @@ def test_extract_token_families(family, models, x):
     kind = kind_of(family)
     model = models[family]
     depth = len(model.net.blocks)
-    heads = model.net.blocks[0].attn.num_heads if kind == "attention" else 1
+    heads = model.net.blocks[0].attn.num_heads if kind == "attention" else HEADS.get(family, 1)
     prefix = int(getattr(model.net, "num_prefix_tokens", 0))
+    path, module_type = FAMILY_LAYER.get(family, (LAYER_PATH[kind], MODULE_TYPE[kind]))
     maps = mixing.extract(model, x)
-    assert [m.layer for m in maps] == [LAYER_PATH[kind].format(i) for i in range(depth)]
+    assert [m.layer for m in maps] == [path.format(i) for i in range(depth)]
     assert [m.depth for m in maps] == list(range(depth))
     named = dict(model.named_modules())
     t = GRID[0] * GRID[1] + prefix
     for m in maps:
         assert m.kind == kind and m.grid == GRID and m.prefix_tokens == prefix
-        assert type(named[m.layer]).__name__ == MODULE_TYPE[kind]
+        assert type(named[m.layer]).__name__ == module_type
         b = 1 if m.static else len(x)
         assert m.matrix.shape == (b, heads, t, t)
         assert torch.isfinite(m.matrix).all()
@@ -551,7 +559,9 @@ def test_patch_embedding_is_a_conv_with_kernel_equal_stride(models, x):
     from probe import equivalences
     for family in TOKEN_FAMILIES:
         assert equivalences.patch_embedding_as_linear(models[family].net, x) < 1e-5
-    for family in CONV_FAMILIES:
+        assert equivalences.has_patch_embedding(models[family])
+    for family in CONV_FAMILIES + DENSE_FAMILIES:
+        assert not equivalences.has_patch_embedding(models[family])
         with pytest.raises(ValueError, match="no patch embedding"):
             equivalences.patch_embedding_as_linear(models[family].net, x)
 
@@ -574,7 +584,8 @@ def test_fnet_mixing_is_the_dft_matrix(models):
     with pytest.raises(ValueError, match="FourierMixing"):
         equivalences.fnet_is_dft(models[family_of_kind("token-mlp")])
     errors = equivalences.check_all()
-    assert set(errors) == {"patch_embedding_as_linear", "conv_as_token_mixing", "fnet_is_dft"}
+    assert set(errors) == {"patch_embedding_as_linear", "conv_as_token_mixing", "fnet_is_dft",
+                           "fnet2d_is_dft"}
     assert max(errors.values()) < 1e-5
 
 

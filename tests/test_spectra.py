@@ -70,6 +70,11 @@ def test_relative_log_amplitude_low_vs_high_frequency_maps():
 def test_feature_maps_and_amplitudes_for_every_family(family):
     model = zoo.build(family).eval()
     x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    if zoo.families()[family].mixing_kind == "dense":      # the pure MLP: no grid to read
+        for fn in (spectra.feature_maps, spectra.relative_log_amplitudes):
+            with pytest.raises(ValueError, match="net.pixels.*no spatial grid.*do not apply"):
+                fn(model, x)
+        return
     blocks = list(dict.fromkeys(info.block for info, _ in find_or_raise(model)))
     maps = spectra.feature_maps(model, x)
     assert [name for name, _ in maps] == blocks

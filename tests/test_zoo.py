@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from probe import data, zoo
+from probe import data, hooks, zoo
 from probe.train import SUBSET_N, SUBSET_SEED, evaluate
 
 FAMILIES = zoo.names()
@@ -20,9 +20,13 @@ def test_every_family_registration_is_complete(name):
     model = zoo.build(name)
     modules = dict(model.named_modules())
     assert fam.label and fam.color.startswith("#") and fam.group in ("mlp", "attention", "conv")
-    assert fam.gradcam_layer(model) in modules
+    # Grad-CAM: a layer exists exactly when the family says Grad-CAM applies (not the pure MLP)
+    assert (fam.gradcam_layer(model) in modules) if fam.gradcam else fam.gradcam_layer(model) is None
     assert zoo.family_of(model) is fam
-    assert fam.rollout == any("attn" in n for n in modules)
+    # rollout exactly where softmax attention weights over the tokens exist (timm Attention;
+    # External Attention attends to a memory, not to the tokens)
+    assert fam.rollout == bool(hooks.attention_modules(model))
+    assert (fam.reparameterize is not None) == (name == "repmlp")
 
 
 def test_params_are_matched():
@@ -99,7 +103,9 @@ def test_shipped_model_reproduces_its_card(name):
     assert card["family"] == name and card["sha256"] == zoo.sha256_file(zoo.WEIGHTS_DIR / card["weights_file"])
     acc = evaluate(model, *_subset())
     assert abs(acc - card["test_subset"]["accuracy"]) <= 0.01, (acc, card["test_subset"])
-    assert card["test_accuracy"] >= (0.90 if name == "cnn" else 0.86)
+    # the protocol's six as first shipped; the later families: issue 17's bar (0.85)
+    assert card["test_accuracy"] >= {"cnn": 0.90}.get(name, 0.86 if zoo.names().index(name) < 6
+                                                     else 0.85)
 
 
 def test_shipped_weights_total_size():

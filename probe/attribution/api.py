@@ -27,6 +27,9 @@ Target = Union[None, int, Sequence[int], torch.Tensor]
 Baseline = Union[float, str, torch.Tensor]
 
 _FAMILY_FLAGS = tuple(f.name for f in fields(Family) if f.type in (bool, "bool"))
+# a model outside the registry (an unrecognised timm network) gets the flag's default:
+# Grad-CAM applies (it has fallback layers), rollout does not
+_FLAG_DEFAULTS = {f.name: f.default for f in fields(Family) if f.name in _FAMILY_FLAGS}
 
 
 # ----------------------------------------------------------------------------- registry
@@ -41,8 +44,9 @@ class Method:
         fn: ``fn(model, x, target, **options) -> Tensor`` giving ``[B, C, H, W]``
             (reduced over channels by :func:`attribute`) or ``[B, H, W]``.
         signed: whether maps take both signs.
-        requires: a boolean flag of :class:`probe.zoo.Family` (e.g. ``"rollout"``) that the
-            model's family must set for the method to apply; ``None``: every model.
+        requires: a boolean flag of :class:`probe.zoo.Family` (e.g. ``"rollout"``,
+            ``"gradcam"``) that the model's family must set for the method to apply (a model
+            of no registered family: the flag's default); ``None``: every model.
         description: one line for ``--help`` and tables.
     """
 
@@ -66,11 +70,23 @@ class Method:
         return tuple(name for name, fam in families().items() if getattr(fam, self.requires))
 
     def applies(self, model: nn.Module) -> bool:
-        """Whether the method applies to ``model`` (its family from :func:`probe.zoo.family_of`)."""
+        """Whether the method applies to ``model`` (its family from :func:`probe.zoo.family_of`;
+        a model of no registered family gets the flag's default)."""
         if self.requires is None:
             return True
         family = family_of(model)
-        return family is not None and bool(getattr(family, self.requires))
+        if family is None:
+            return bool(_FLAG_DEFAULTS[self.requires])
+        return bool(getattr(family, self.requires))
+
+    def why_not(self, model: nn.Module) -> Optional[str]:
+        """Why the method does not apply to ``model`` (one sentence), ``None`` when it does."""
+        if self.applies(model):
+            return None
+        return (f"method {self.name!r} applies only to the families "
+                f"{', '.join(self.families or ())} (registered with {self.requires}=True); "
+                f"{getattr(model, 'name', type(model).__name__)!r} is family "
+                f"{getattr(model, 'family', None)!r}")
 
 
 METHODS: Dict[str, Method] = {}
@@ -109,11 +125,9 @@ def _method(name: str) -> Method:
 
 
 def _check_applies(m: Method, model: nn.Module) -> None:
-    if not m.applies(model):
-        raise ValueError(f"method {m.name!r} applies only to the families "
-                         f"{', '.join(m.families or ())} (registered with {m.requires}=True); "
-                         f"{getattr(model, 'name', type(model).__name__)!r} is family "
-                         f"{getattr(model, 'family', None)!r}; pick another method")
+    reason = m.why_not(model)
+    if reason is not None:
+        raise ValueError(f"{reason}; pick another method")
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -15,6 +15,7 @@ This module holds the command so that ``probe.attribution`` can re-export
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from functools import partial
 from pathlib import Path
@@ -136,12 +137,16 @@ def _run(args: argparse.Namespace) -> int:
     baseline = _parse_baseline(args.baseline)
     loaded = {name: zoo.load(name, weights=args.weights, device=args.device, seed=args.seed)
               for name in args.model}
-    for name, model in loaded.items():
-        for meth in methods:
-            if not METHODS[meth].applies(model):
-                raise ValueError(f"method {meth!r} applies only to the families "
-                                 f"{', '.join(METHODS[meth].families or ())}; drop --model {name} "
-                                 f"or --method {meth}")
+    # (model, method) pairs whose method does not apply (rollout without attention weights,
+    # Grad-CAM without a spatial layer) are skipped with a note; nothing left is an error
+    skipped = {(name, meth): METHODS[meth].why_not(model) for name, model in loaded.items()
+               for meth in methods if not METHODS[meth].applies(model)}
+    if len(skipped) == len(loaded) * len(methods):
+        name, meth = next(iter(skipped))
+        raise ValueError(f"{skipped[name, meth]}; no requested method applies to any requested "
+                         f"model: pick another --method or --model")
+    for name, meth in skipped:
+        print(f"note: skipping {meth} for {name}: {skipped[name, meth]}", file=sys.stderr)
     out = check_writable(Path(args.out) / cli.safe_name(args.data))
     n_eval = args.n_eval or args.n
     ds = data.load(args.data, "test", root=args.data_root, n=max(args.n, n_eval), seed=args.seed)
@@ -154,7 +159,9 @@ def _run(args: argparse.Namespace) -> int:
         record = {"schema_version": 1, "analysis": "attribution", "model": name, "data": args.data,
                   "weights": args.weights, "n": n_eval, "seed": args.seed, "steps": args.steps,
                   "baseline": baseline, "target": "predicted class", "methods": {}}
-        for meth in tqdm(methods, desc=f"attribution {name}", unit="method"):
+        record["skipped"] = {meth: skipped[name, meth] for meth in methods if (name, meth) in skipped}
+        for meth in tqdm([m for m in methods if (name, m) not in skipped],
+                         desc=f"attribution {name}", unit="method"):
             maps = torch.cat([attribute(model, x[i:i + _BATCH], None, meth)
                               for i in range(0, len(x), _BATCH)])
             grid[name, meth] = maps[:args.n]

@@ -36,6 +36,9 @@ def grad_cam_layer(model: nn.Module) -> str:
     ``net.blocks``, ``net.stages``, ``net.layer4``, ``net.features``.
     """
     family = family_of(model)
+    if family is not None and not family.gradcam:
+        raise ValueError(f"Grad-CAM does not apply to {family.name!r}: no layer of it keeps the "
+                         f"spatial grid (registered with gradcam=False); pick another method")
     if family is not None:
         layer = family.gradcam_layer(model)
         if layer is not None:
@@ -61,7 +64,7 @@ def _to_grid(model: nn.Module, a: torch.Tensor, prefix: int) -> torch.Tensor:
 
 
 @register_method("grad_cam", signed=False, description="gradient-weighted class activation "
-                 "map of the last block/stage (Selvaraju et al. 2017)")
+                 "map of the last block/stage (Selvaraju et al. 2017)", requires="gradcam")
 def _grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
               layer: Optional[str] = None, prefix_tokens: Optional[int] = None,
               relu: bool = True) -> torch.Tensor:

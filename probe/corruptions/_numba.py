@@ -70,9 +70,10 @@ def _zoom_sum(numba):  # pragma: no cover (compiled)
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def zoom_sum(src, out, y0, y1, row0, row1, wy0, wy1, col0, col1, wx0, wx1, scale):
         # src [H, W, P] (channels last), out [P, H, W]: for rows y0..y1 - 1,
-        # out = scale * (src + sum over zooms f of the bilinear sample
-        #   wy0 (wx0 src[r0, c0] + wx1 src[r0, c1]) + wy1 (wx0 src[r1, c0] + wx1 src[r1, c1]))
+        # out = clamp(scale * (src + sum over zooms f of the bilinear sample
+        #   wy0 (wx0 src[r0, c0] + wx1 src[r0, c1]) + wy1 (wx0 src[r1, c0] + wx1 src[r1, c1])), 0, 1)
         h, w, planes = src.shape
+        zero, one = src.dtype.type(0), src.dtype.type(1)
         acc = np.empty((w, planes), dtype=src.dtype)
         for y in range(y0, y1):
             acc[:, :] = src[y]
@@ -89,7 +90,7 @@ def _zoom_sum(numba):  # pragma: no cover (compiled)
             for p in range(planes):
                 o = out[p, y]
                 for x in range(w):
-                    o[x] = acc[x, p] * scale
+                    o[x] = min(max(acc[x, p] * scale, zero), one)
     return zoom_sum
 
 

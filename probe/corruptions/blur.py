@@ -259,18 +259,18 @@ def _zoom_axis(n: int, factors: Sequence[float], dtype: np.dtype) -> Tuple[np.nd
     return tuple(np.ascontiguousarray(np.stack(a)) for a in (index0, index1, weight0, weight1))
 
 
-def _zoom_blur_compiled(x: torch.Tensor, factors: Sequence[float]) -> Optional[torch.Tensor]:
+def _zoom_blur_compiled(x: torch.Tensor, factors: Sequence[float], out: torch.Tensor) -> bool:
     """Zoom blur of a CPU batch by a compiled kernel (output rows in blocks on torch's threads),
-    or ``None`` without numba. The same bilinear samples as the generic path."""
-    compiled = _numba.kernel("zoom_sum") if _compiled_cpu(x) else None
+    clipped to [0, 1] into ``out``; ``False`` (nothing done) without numba. The same bilinear
+    samples as the generic path."""
+    compiled = _numba.kernel("zoom_sum") if _compiled_cpu(x) and out.is_contiguous() else None
     if compiled is None:
-        return None
+        return False
     b, ch, h, w = x.shape
     dtype = np.dtype(np.float32 if x.dtype == torch.float32 else np.float64)
     rows = _zoom_axis(h, factors, dtype)
     cols = _zoom_axis(w, factors, dtype)
     src = x.reshape(b * ch, h * w).t().contiguous().view(h, w, b * ch).numpy()  # channels last
-    out = torch.empty(x.shape, dtype=x.dtype)
     out_np = out.view(b * ch, h, w).numpy()
     blocks = min(h, 4 * torch.get_num_threads())
     scale = dtype.type(1 / (len(factors) + 1))
@@ -278,31 +278,34 @@ def _zoom_blur_compiled(x: torch.Tensor, factors: Sequence[float]) -> Optional[t
     def block(i: int) -> None:
         compiled(src, out_np, i * h // blocks, (i + 1) * h // blocks, *rows, *cols, scale)
     for_each_index(block, blocks)
-    return out
+    return True
 
 
-@register_corruption("zoom_blur")
-def zoom_blur(x: torch.Tensor, c: Sequence[float], s: float, rng: Rng, table: str) -> torch.Tensor:
-    """Mean of the image and its clipped zooms by each factor of ``c``."""
-    out = _zoom_blur_compiled(x, c)
-    if out is not None:
-        return out
+@register_corruption("zoom_blur", fills_output=True)
+def zoom_blur(x: torch.Tensor, c: Sequence[float], s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
+    """Mean of the image and its clipped zooms by each factor of ``c``, into ``out``."""
+    if not _zoom_blur_compiled(x, c, out):
+        torch.clamp(_zoom_blur_batched(x, c), 0, 1, out=out)
+
+
+def _zoom_blur_batched(x: torch.Tensor, c: Sequence[float]) -> torch.Tensor:
+    """Zoom blur by torch's bilinear resizes (any device), not clipped."""
     b, ch, h, w = x.shape
     # all images and channels as the channels of one channels-last image: torch's bilinear
     # resize then runs vectorised over B * C values per pixel (several times faster)
     x = x.reshape(1, b * ch, h, w).contiguous(memory_format=torch.channels_last)
-    out = x.clone()
+    total = x.clone()
     for factor in c:  # each clipped zoom: bilinear (align_corners) resize of the central crop
         cth, ctw = int(math.ceil(h / factor)), int(math.ceil(w / factor))
         top, left = (h - cth) // 2, (w - ctw) // 2
         size = (max(int(round(cth * factor)), h), max(int(round(ctw * factor)), w))
         crop = x[..., top:top + cth, left:left + ctw]
         if size == (cth, ctw):
-            out += crop
+            total += crop
             continue
         zoomed = F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
-        out += zoomed[..., :h, :w]
-    out.mul_(1 / (len(c) + 1))
+        total += zoomed[..., :h, :w]
+    total.mul_(1 / (len(c) + 1))
     # back to NCHW as one 2-D transpose ([H * W, B * C] -> [B * C, H * W]), which torch
     # copies in cache blocks (several times faster than the generic strided copy)
-    return out.permute(0, 2, 3, 1).reshape(h * w, b * ch).t().contiguous().view(b, ch, h, w)
+    return total.permute(0, 2, 3, 1).reshape(h * w, b * ch).t().contiguous().view(b, ch, h, w)

@@ -27,11 +27,11 @@ from ._rng import Rng
 __all__ = ["contrast", "brightness", "saturate", "pixelate", "jpeg_compression", "elastic_transform"]
 
 
-@register_corruption("contrast")
-def contrast(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> torch.Tensor:
-    """Each channel pulled towards its mean: ``mean + c (x - mean)``."""
+@register_corruption("contrast", fills_output=True)
+def contrast(x: torch.Tensor, c: float, s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
+    """Each channel pulled towards its mean: ``mean + c (x - mean)``, into ``out``."""
     means = x.mean(dim=(2, 3), keepdim=True)
-    return torch.add(means * (1 - c), x, alpha=c)
+    torch.add(means * (1 - c), x, alpha=c, out=out).clamp_(0, 1)
 
 
 @register_corruption("brightness", fills_output=True)

@@ -184,20 +184,20 @@ def shot_noise(x: torch.Tensor, c: float, s: float, rng: Rng, table: str, out: t
     torch.clamp(noisy, 0, 1, out=out)
 
 
-@register_corruption("impulse_noise")
-def impulse_noise(x: torch.Tensor, c: float, s: float, rng: Rng, table: str) -> torch.Tensor:
+@register_corruption("impulse_noise", fills_output=True)
+def impulse_noise(x: torch.Tensor, c: float, s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
     """Each value flips with probability ``c``, to salt or pepper with probability 1/2
-    (skimage's ``random_noise(mode="s&p")``)."""
+    (skimage's ``random_noise(mode="s&p")``), into ``out`` (the values stay in [0, 1])."""
     u = rng.bits16(x.shape)
-    compiled = _numba.kernel("impulse") if _compiled_cpu(x) else None
+    compiled = _numba.kernel("impulse") if _compiled_cpu(x) and out.is_contiguous() else None
     if compiled is None:
-        return torch.where(u < threshold16(c), (u < threshold16(c / 2)).to(x.dtype), x)
-    out = torch.empty(x.shape, dtype=x.dtype)  # one pass per piece, pieces on torch's threads
+        torch.where(u < threshold16(c), (u < threshold16(c / 2)).to(x.dtype), x, out=out)
+        return
+    # one pass per piece, pieces on torch's threads
     arrays = (x.reshape(-1).numpy(), u.reshape(-1).numpy(), out.view(-1).numpy())
     pieces = range(0, x.numel(), _PIECE)
     for_each_index(lambda i: compiled(*(a[pieces[i]:pieces[i] + _PIECE] for a in arrays),
                                       threshold16(c), threshold16(c / 2)), len(pieces))
-    return out
 
 
 @register_corruption("speckle_noise")

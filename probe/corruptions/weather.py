@@ -188,9 +188,9 @@ def _frost_textures(table: str, h: int, w: int, scale: float, device: str) -> Tu
     return stack.to(device), sizes.to(device)
 
 
-@register_corruption("frost")
-def frost(x: torch.Tensor, c: Tuple[float, float], s: float, rng: Rng, table: str) -> torch.Tensor:
-    """``c[0] x + c[1] crop`` of a random crop of a random frost photograph."""
+@register_corruption("frost", fills_output=True)
+def frost(x: torch.Tensor, c: Tuple[float, float], s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
+    """``c[0] x + c[1] crop`` of a random crop of a random frost photograph, into ``out``."""
     b, _, h, w = x.shape
     stack, sizes = _frost_textures(table, h, w, float(s), str(x.device))
     idx = rng.randint(0, stack.shape[0], (b,))
@@ -199,17 +199,16 @@ def frost(x: torch.Tensor, c: Tuple[float, float], s: float, rng: Rng, table: st
     start = torch.minimum((u * room).long(), room - 1)
     crops = [stack[i, :, r:r + h, q:q + w] for i, (r, q) in zip(idx.tolist(), start.tolist())]
     if x.shape[1] == 3 and stack.dtype == x.dtype:
-        out = torch.empty_like(x)
         for n, crop in enumerate(crops):  # image by image: each product stays in cache
-            torch.mul(crop, c[1], out=out[n]).add_(x[n], alpha=c[0])
-        return out
+            torch.mul(crop, c[1], out=out[n]).add_(x[n], alpha=c[0]).clamp_(0, 1)
+        return
     crop = torch.stack(crops).to(x.dtype)
-    return as_rgb_then_mean(lambda rgb: c[0] * rgb + c[1] * crop, x)
+    torch.clamp(as_rgb_then_mean(lambda rgb: c[0] * rgb + c[1] * crop, x), 0, 1, out=out)
 
 
-@register_corruption("snow")
-def snow(x: torch.Tensor, c: Tuple[float, ...], s: float, rng: Rng, table: str) -> torch.Tensor:
-    """A zoomed, thresholded, motion-blurred flake layer over a brightened image."""
+@register_corruption("snow", fills_output=True)
+def snow(x: torch.Tensor, c: Tuple[float, ...], s: float, rng: Rng, table: str, out: torch.Tensor) -> None:
+    """A zoomed, thresholded, motion-blurred flake layer over a brightened image, into ``out``."""
     b, _, h, w = x.shape
     layer = rng.normal((b, 1, h, w), mean=c[0], std=c[1])
     layer = clipped_zoom(layer, c[2])
@@ -219,14 +218,14 @@ def snow(x: torch.Tensor, c: Tuple[float, ...], s: float, rng: Rng, table: str) 
     layer = torch.round(layer * 255) / 255
     layer = layer[..., :h, :w]
     layer = layer + torch.flip(layer, dims=(-2, -1))
-    blend = _numba.kernel("snow_blend") if _compiled_cpu(x) and x.shape[1] == 3 else None
+    blend = (_numba.kernel("snow_blend") if _compiled_cpu(x) and x.shape[1] == 3 and out.is_contiguous()
+             else None)
     if blend is None:
-        out = torch.maximum(x, (gray(x) * 1.5).add_(0.5))
-        return out.mul_(1 - c[6]).add_(x, alpha=c[6]).add_(layer)
-    out = torch.empty_like(x)
+        bright = torch.maximum(x, (gray(x) * 1.5).add_(0.5))
+        torch.clamp(bright.mul_(1 - c[6]).add_(x, alpha=c[6]).add_(layer), 0, 1, out=out)
+        return
     arrays = (x.numpy(), layer.contiguous().numpy(), out.numpy())
     for_each_index(lambda i: blend(*arrays, i, 1 - c[6], c[6]), b)
-    return out
 
 
 def _equalize_hist(v: torch.Tensor) -> torch.Tensor:

@@ -61,12 +61,17 @@ def run(args: argparse.Namespace) -> List[Path]:
         for row, m in zip(rows, maps):
             row["mean_mixing_distance_px"] = float(mean_mixing_distance(m, unit="px")
                                                    .double().mean())
-        amp = spectra.relative_log_amplitudes(model, x)
+        try:
+            amp, no_spectra = spectra.relative_log_amplitudes(model, x), None
+        except ValueError as e:            # no feature map on a grid (the pure MLP)
+            amp, no_spectra = [], str(e)
+            print(f"note: {name}: feature-map spectra skipped: {e}", file=sys.stderr)
         folder = out / cli.safe_name(name)
         record = {"schema_version": SCHEMA_VERSION, "analysis": "mixing", "model": name,
                   "family": getattr(model, "family", ""), "weights": args.weights,
                   "dataset": args.data, "n": int(len(x)), "seed": args.seed,
-                  "radius": args.radius, "layers": rows, "relative_log_amplitude": amp}
+                  "radius": args.radius, "layers": rows, "relative_log_amplitude": amp,
+                  **({"relative_log_amplitude_skipped": no_spectra} if no_spectra else {})}
         written.append(atomic_write_json(folder / "mixing.json", record))
         written.append(plots.save(plots.plot_templates(maps,
                                                        title=f"{name}: token-mixing templates"),
@@ -74,11 +79,12 @@ def run(args: argparse.Namespace) -> List[Path]:
         written.append(plots.save(plots.plot_maps_over_image(x[0], maps,
                                                              title=f"{name}: mixing of one token"),
                                   folder / "mixing_over_image.pdf"))
-        written.append(plots.save(plots.plot_profiles([r["profile"] for r in amp],
-                                                      title=f"{name}: feature-map spectra"),
-                                  folder / "log_amplitude.pdf"))
+        if amp:
+            written.append(plots.save(plots.plot_profiles([r["profile"] for r in amp],
+                                                          title=f"{name}: feature-map spectra"),
+                                      folder / "log_amplitude.pdf"))
+            amplitudes[name] = [r["delta_log_amplitude"] for r in amp]
         distances[name] = [r["mean_mixing_distance_px"] for r in rows]
-        amplitudes[name] = [r["delta_log_amplitude"] for r in amp]
     written.append(plots.save(plots.plot_by_depth(distances, ylabel="mean mixing distance (px)",
                                                   title="mean mixing distance vs depth"),
                               out / "mixing_distance.pdf"))

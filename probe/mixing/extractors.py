@@ -18,16 +18,26 @@ Each token-mixing layer is summarised as a matrix ``[B, H, T_out, T_in]``
   channels, exact); the map is its channel mean ``diag(mean_c u[t, c]) P`` per image.
 - ``attention``      ViT / DeiT (Dosovitskiy et al. 2021, arXiv:2010.11929): softmax
   probabilities per head ``[B, heads, T, T]``, prefix (class/register) tokens included.
-- ``fourier``        FNet (Lee-Thorp et al. 2021, arXiv:2105.03824): ``Re(F_2d)``.
+- ``fourier``        FNet (Lee-Thorp et al. 2021, arXiv:2105.03824): ``Re(F_2d)``; the published
+  form over tokens and channels (``fnet2d``, :mod:`probe.models.fnet2d`), ``Re(F_s X F_h^T) =
+  Re F_s X Re F_h^T - Im F_s X Im F_h^T``, is not one token matrix: its two token matrices
+  ``Re F_s`` and ``Im F_s`` as two heads ``[1, 2, T, T]``.
 - ``conv``           ResNet stages (He et al. 2016): the effective Jacobian mixing of
   the stage on its spatial grid (``T_out`` may be smaller than ``T_in`` with stride).
+- ``dense``          the pure MLP on flattened pixels (:mod:`probe.models.mlp`): the pixel
+  view ``J^T J / hidden`` of its first layer's Jacobian, per image, on the pixel grid.
+
+The stack of feed-forward layers (``ffn``, :mod:`probe.models.ffn`) has a token MLP like
+Mixer's (``token-mlp``); External Attention (``extattn``) and RepMLP (``repmlp``) describe
+their own mixing (below).
 
 Modules that describe their own token mixing (the Synthesizer ladder,
-:mod:`probe.models.synth_ladder`) are read through that description: a module acting
-on ``[B, T, C]`` with a ``token_mixing(x) -> [B or 1, H, T, T]`` method and a
-``mixing_kind`` of ``"token-linear"`` (a fixed map, read from the parameters, ``B = 1``;
-per head where the module has heads) or ``"attention"`` (probabilities computed from the
-module's captured input ``x``).
+:mod:`probe.models.synth_ladder`; External Attention, RepMLP, the pure MLP's pixel layer)
+are read through that description: a module with a ``token_mixing(x) -> [B or 1, H, T, T]``
+method and a ``mixing_kind`` of ``"token-linear"`` (a fixed map, read from the parameters,
+``B = 1``; per head where the module has heads) or ``"attention"`` / ``"dense"`` (computed
+from the module's captured input ``x``). Optional: ``mixing_bias()`` (the ``[T]`` bias the
+map adds) and ``mixing_native(x)`` (a dict added to ``MixingMap.native``).
 
 Mixer's token MLP as "input-independent attention" follows the Synthesizer view
 (Tay et al. 2021, arXiv:2005.00743).
@@ -51,7 +61,9 @@ from timm.models.resnet import BasicBlock as TimmBasicBlock, Bottleneck
 
 from .. import hooks
 from ..models.cnn import BasicBlock
-from ..models.fnet import FNetBlock, fourier_mixing_matrix
+from ..models.ffn import FeedForwardBlock
+from ..models.fnet import FNetBlock, FourierMixing, fourier_mixing_matrix
+from ..models.fnet2d import FNet2dBlock
 from .grid import (REGISTRY, Extractor, LayerInfo, TokenContext, check_input, find_layers,
                    find_or_raise)
 from .jacobian import (channel_groups, channel_jacobian, conv_effective, group_mean,
@@ -103,6 +115,7 @@ def _rows_fn(module: nn.Module) -> Callable[[Tensor], Tensor]:
 # ----------------------------------------------------------------------------- extractors
 
 
+@register_extractor(FeedForwardBlock, kind="token-mlp", sublayer="mlp_tokens")
 @register_extractor(MixerBlock, kind="token-mlp", sublayer="mlp_tokens")
 def _token_mlp(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.Record,
                per_channel: object = False) -> MixingMap:
@@ -179,14 +192,20 @@ def describes_mixing(kind: str) -> Callable[[nn.Module], bool]:
         getattr(m, "mixing_kind", None) == kind
 
 
-def _described_map(ctx: TokenContext, info: LayerInfo, module: nn.Module, matrix: Tensor
-                   ) -> MixingMap:
+def _described_map(ctx: TokenContext, info: LayerInfo, module: nn.Module, matrix: Tensor,
+                   x: Optional[Tensor] = None) -> MixingMap:
     matrix = matrix.detach().float().clone()
     grid, prefix = ctx.grid(matrix.shape[-1])
-    bias = getattr(module, "bias", None)
+    if callable(getattr(module, "mixing_bias", None)):
+        bias = module.mixing_bias()
+    else:
+        bias = getattr(module, "bias", None)
     bias = bias.detach().clone() if isinstance(bias, Tensor) and bias.shape == matrix.shape[-2:-1] \
         else None
     native = {"module": type(module).__name__, "num_heads": int(matrix.shape[1])}
+    if x is not None and callable(getattr(module, "mixing_native", None)):
+        native.update({k: v.detach().float().clone() if isinstance(v, Tensor) else v
+                       for k, v in module.mixing_native(x).items()})
     if matrix.shape[0] == 1 and prefix == 0:
         native["templates"] = matrix[0].reshape(matrix.shape[1], -1, *grid).clone()
     return MixingMap(info.layer, info.kind, matrix, grid, prefix, native, info.depth, bias=bias,
@@ -199,12 +218,13 @@ def _described_fixed(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec:
     return _described_map(ctx, info, module, module.token_mixing(None))
 
 
+@register_extractor(describes_mixing("dense"), kind="dense")
 @register_extractor(describes_mixing("attention"), kind="attention", block_up=1)
-def _described_attention(ctx: TokenContext, info: LayerInfo, module: nn.Module,
-                         rec: hooks.Record, probs: Optional[Tensor] = None) -> MixingMap:
+def _described_input_dependent(ctx: TokenContext, info: LayerInfo, module: nn.Module,
+                               rec: hooks.Record, probs: Optional[Tensor] = None) -> MixingMap:
     if rec.input is None:
         raise ValueError(f"no input was captured for {info.layer}")
-    return _described_map(ctx, info, module, module.token_mixing(rec.input))
+    return _described_map(ctx, info, module, module.token_mixing(rec.input), rec.input)
 
 
 def _dft(n: int) -> Tensor:
@@ -222,6 +242,22 @@ def _fourier(ctx: TokenContext, info: LayerInfo, module: nn.Module, rec: hooks.R
     native = {"dft": torch.kron(_dft(h), _dft(w))}
     return MixingMap(info.layer, info.kind, fourier_mixing_matrix(grid)[None, None], grid, prefix,
                      native, info.depth, block=info.block)
+
+
+@register_extractor(FNet2dBlock, kind="fourier", sublayer="mixing")
+def _fourier_tokens_and_channels(ctx: TokenContext, info: LayerInfo, module: nn.Module,
+                                 rec: hooks.Record) -> MixingMap:
+    grid = tuple(module.grid)
+    h, w = grid
+    _, prefix = ctx.grid(h * w)
+    dft = torch.kron(_dft(h), _dft(w))
+    channels = ctx.modules[info.block].norm1.normalized_shape[0]
+    native = {"dft": dft, "channel_dft": _dft(channels),
+              "heads": "head 0: Re F_s, applied to X Re F_h^T; head 1: Im F_s, applied to "
+                       "-X Im F_h^T; the sublayer's output is their sum (not one token matrix)"}
+    matrix = torch.stack([dft.real, dft.imag]).float()[None]          # [1, 2, T, T]
+    return MixingMap(info.layer, info.kind, matrix, grid, prefix, native, info.depth,
+                     block=info.block)
 
 
 def _is_conv_stage(m: nn.Module) -> bool:
@@ -347,8 +383,11 @@ def effective(model: nn.Module, x: Tensor, layer: LayerRef, *,
     ``E[b, t, s] = (1 / C_out) sum_{c, c'} d y_b[t, c] / d z_b[s, c']`` where
     ``z`` is the token-mixing module's token input and ``y`` its output. For the
     channel-wise kinds this is the channel-averaged Jacobian, computed with
-    ``vmap(jacrev)`` over channel rows; attention uses ``vmap(jvp)`` over input
-    tokens; conv stages a coloured batched VJP.
+    ``vmap(jacrev)`` over channel rows; attention (and the other modules acting on
+    ``[B, T, C]``: External Attention, the token-and-channel Fourier mixing of ``fnet2d``,
+    whose view is ``Re F_s / sqrt(C)``) uses ``vmap(jvp)`` over input tokens; conv stages a
+    coloured batched VJP; the pure MLP's ``dense`` map is already its Jacobian's pixel view
+    and is returned as it is.
 
     Args:
         model: as for :func:`extract`.
@@ -371,7 +410,9 @@ def effective(model: nn.Module, x: Tensor, layer: LayerRef, *,
         b, c, t = z.shape
         jac = channel_jacobian(_rows_fn(module), z.reshape(b * c, t))
         out = jac.reshape(b, c, t, t).mean(1)
-    elif ex.kind == "fourier":                             # z [B, T, C]
+    elif ex.kind == "dense":                               # the map is the Jacobian's view
+        out = module.token_mixing(z)[:, 0]
+    elif ex.kind == "fourier" and isinstance(module, FourierMixing):   # z [B, T, C]
         b, t, c = z.shape
         rows = z.transpose(1, 2).reshape(b * c, t)
         jac = channel_jacobian(lambda v: module(v[None, :, None])[0, :, 0], rows)

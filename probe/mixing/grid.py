@@ -19,9 +19,11 @@ __all__ = ["LayerInfo", "Extractor", "REGISTRY", "SUPPORTED", "TokenContext", "c
            "find_layers", "find_or_raise"]
 
 SUPPORTED = ("timm MixerBlock (token-mlp), ResBlock (token-linear), SpatialGatingUnit "
-             "(spatial-gating), Attention (attention), probe FNetBlock (fourier), conv stages "
-             "(nn.Sequential of ResNet BasicBlock/Bottleneck: conv), and modules describing "
-             "their own mixing (token_mixing(x) and mixing_kind: the Synthesizer ladder)")
+             "(spatial-gating), Attention (attention), probe FNetBlock and FNet2dBlock (fourier), "
+             "FeedForwardBlock (token-mlp), conv stages (nn.Sequential of ResNet "
+             "BasicBlock/Bottleneck: conv), and modules describing their own mixing "
+             "(token_mixing(x) and mixing_kind: the Synthesizer ladder, External Attention, "
+             "RepMLP, the pure MLP's pixel layer)")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from .metrics import summarize
 
 __all__ = ["KINDS", "STATIC_KINDS", "MixingMap"]
 
-KINDS = ("token-mlp", "token-linear", "spatial-gating", "attention", "fourier", "conv")
+KINDS = ("token-mlp", "token-linear", "spatial-gating", "attention", "fourier", "conv", "dense")
 STATIC_KINDS = ("token-linear", "spatial-gating", "fourier")
 Tensor = torch.Tensor
 
