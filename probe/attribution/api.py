@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -27,9 +27,10 @@ Target = Union[None, int, Sequence[int], torch.Tensor]
 Baseline = Union[float, str, torch.Tensor]
 
 _FAMILY_FLAGS = tuple(f.name for f in fields(Family) if f.type in (bool, "bool"))
-# a model outside the registry (an unrecognised timm network) gets the flag's default:
-# Grad-CAM applies (it has fallback layers), rollout does not
-_FLAG_DEFAULTS = {f.name: f.default for f in fields(Family) if f.name in _FAMILY_FLAGS}
+# a model outside the registry (an unrecognised timm network) gets the flag's default, False for
+# a flag every family must set: Grad-CAM applies (it has fallback layers), rollout does not
+_FLAG_DEFAULTS = {f.name: f.default is not MISSING and bool(f.default) for f in fields(Family)
+                  if f.name in _FAMILY_FLAGS}
 
 
 # ----------------------------------------------------------------------------- registry

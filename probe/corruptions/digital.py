@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _numba
-from ._filters import (_compiled_cpu, _pil_box_weights, as_rgb_then_mean, box_resize, for_each_index,
-                       gaussian_kernel1d, opencv, sample_bilinear, separable)
+from ._filters import (_compiled_cpu, _opencv_planes, _pil_box_weights, as_rgb_then_mean, box_resize,
+                       for_each_index, gaussian_kernel1d, opencv, sample_bilinear, separable)
 from ._registry import register_corruption
 from ._rng import Rng
 
@@ -183,32 +183,50 @@ def jpeg_compression(x: torch.Tensor, c: int, s: float, rng: Rng, table: str, ou
         out.copy_(target)
 
 
-def _elastic_imagenet(x: torch.Tensor, alpha: float, rng: Rng) -> torch.Tensor:
-    """The reference's elastic transform: a smoothed uniform displacement field times ``alpha``."""
+def _elastic_imagenet(x: torch.Tensor, alpha: float, rng: Rng, out: torch.Tensor) -> None:
+    """The reference's elastic transform: a smoothed uniform displacement field times ``alpha``,
+    clipped to [0, 1] into ``out``."""
     b, _, h, w = x.shape
     sigma = (h * 0.01, w * 0.01)
     max_d = h * 0.005
     kh = gaussian_kernel1d(sigma[0], 3.0, x.device, x.dtype)
     kw = gaussian_kernel1d(sigma[1], 3.0, x.device, x.dtype)
     field = rng.uniform((b, 2, h, w), -max_d, max_d)
-    field = separable(field, kh, kw, "symmetric")
     # grid_sample coordinates of (row + alpha * dy, col + alpha * dx), scipy's "reflect"
     # borders (see sample_bilinear), written in one pass; on CPU with numba a compiled kernel
     # samples from the field directly with grid_sample's arithmetic (the same output)
     gx = (2 * torch.arange(w, device=x.device, dtype=x.dtype) + 1) / w - 1
     gy = (2 * torch.arange(h, device=x.device, dtype=x.dtype) + 1) / h - 1
     scale = torch.tensor([2 * alpha / w, 2 * alpha / h], device=x.device, dtype=x.dtype)
-    compiled = _numba.kernel("elastic_sample") if _compiled_cpu(x) else None
-    if compiled is not None:  # grid_sample's arithmetic read straight from the field, image by image
-        out = torch.empty(x.shape, dtype=x.dtype)
-        arrays = (x.reshape(b, -1, h * w).numpy(), field.reshape(b, 2, h * w).numpy(),
-                  out.view(b, -1, h * w).numpy())
-        sx, sy = scale.numpy()
-        for_each_index(lambda i: compiled(*arrays, i, w, gx.numpy(), gy.numpy(), sx, sy), b)
-        return out
-    base = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)
-    grid = torch.addcmul(base, field.permute(0, 2, 3, 1), scale)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    compiled = _numba.kernel("elastic_sample") if _compiled_cpu(x) and out.is_contiguous() else None
+    if compiled is None:
+        field = separable(field, kh, kw, "symmetric")
+        base = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)
+        grid = torch.addcmul(base, field.permute(0, 2, 3, 1), scale)
+        warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        torch.clamp(warped, 0, 1, out=out)
+        return
+    # image by image on torch's threads: the field smoothed (OpenCV, as separable() does for
+    # large planes) into a small buffer, then sampled straight from it into out and clipped
+    fused = _opencv_planes(field, kh.numel() // 2, kw.numel() // 2) and kh.numel() > 1 and kw.numel() > 1
+    if not fused:
+        field = separable(field, kh, kw, "symmetric")
+    cv2 = opencv("elastic transform on CPU") if fused else None
+    x_np, field_np, out_np = (t.reshape(b, -1, h * w).numpy() for t in (x, field, out))
+    k_h, k_w = kh.numpy(), kw.numpy()
+    sx, sy = scale.numpy()
+    gx_np, gy_np = gx.numpy(), gy.numpy()
+
+    def image(i: int) -> None:
+        smooth = field_np[i:i + 1]
+        if fused:
+            smooth = np.empty((1, 2, h * w), dtype=field_np.dtype)
+            for d in range(2):
+                cv2.sepFilter2D(field_np[i, d].reshape(h, w), -1, k_w, k_h, dst=smooth[0, d].reshape(h, w),
+                                borderType=cv2.BORDER_REFLECT)
+        compiled(x_np[i:i + 1], smooth, out_np[i:i + 1], 0, w, gx_np, gy_np, sx, sy)
+        np.clip(out_np[i], 0, 1, out=out_np[i])
+    for_each_index(image, b)
 
 
 def _elastic_cifar(x: torch.Tensor, c: Tuple[float, float, float], s: float, rng: Rng) -> torch.Tensor:
@@ -242,10 +260,12 @@ def _elastic_cifar(x: torch.Tensor, c: Tuple[float, float, float], s: float, rng
     return sample_bilinear(x, rows, cols, "symmetric")
 
 
-@register_corruption("elastic_transform")
+@register_corruption("elastic_transform", fills_output=True)
 def elastic_transform(x: torch.Tensor, c: Union[float, Tuple[float, float, float]], s: float,
-                      rng: Rng, table: str) -> torch.Tensor:
-    """The reference's elastic warp (``table="imagenet"``) or CIFAR-10-C's affine + elastic warp."""
+                      rng: Rng, table: str, out: torch.Tensor) -> None:
+    """The reference's elastic warp (``table="imagenet"``) or CIFAR-10-C's affine + elastic warp,
+    into ``out``."""
     if table == "cifar":
-        return _elastic_cifar(x, c, s, rng)
-    return _elastic_imagenet(x, c, rng)
+        torch.clamp(_elastic_cifar(x, c, s, rng), 0, 1, out=out)
+        return
+    _elastic_imagenet(x, c, rng, out)
