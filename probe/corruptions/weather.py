@@ -34,38 +34,37 @@ FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.j
 _INSTALL = "pip install imagecorruptions-imaug==1.1.5 (pinned in requirements.txt)"
 
 
+def _plasma_noise(batch: int, mapsize: int, wibbledecay: float, rng: Rng) -> torch.Tensor:
+    """The diamond-square's random offsets ``[B, N^2 - 1]`` (CPU, huge pages), drawn at once: level
+    by level (step N, N/2, ..., 2; ``k = N / step``), its three stages (square centres, then
+    the two kinds of edge midpoints) of ``k^2`` values each, uniform in ``[-wibble^2, wibble^2)``
+    with ``wibble`` = 100 divided by ``wibbledecay`` once per level."""
+    numpy_dtype = np.float32 if rng.dtype == torch.float32 else np.float64
+    total = mapsize * mapsize - 1  # 3 (1 + 4 + ... + (N / 2)^2)
+    buffer = torch.from_numpy(np.empty((batch, total), dtype=numpy_dtype))  # huge pages
+    buffer.copy_(rng.uniform((batch, total), 0, 1))
+    offset, step, wibble = 0, mapsize, 100.0
+    while step >= 2:
+        k = mapsize // step
+        buffer[:, offset:offset + 3 * k * k].mul_(2 * wibble * wibble).sub_(wibble * wibble)
+        offset += 3 * k * k
+        step //= 2
+        wibble /= wibbledecay
+    return buffer
+
+
 def _plasma_fractal_compiled(batch: int, mapsize: int, wibbledecay: float,
                              rng: Rng) -> Optional[torch.Tensor]:
-    """:func:`_plasma_fractal` by the compiled kernel, image by image from the same draws
-    (drawn first, level by level), or ``None`` where it does not apply."""
+    """:func:`_plasma_fractal` by the compiled kernel, image by image from the same draws,
+    or ``None`` where it does not apply."""
     plasma = _numba.kernel("plasma")
     cpu = torch.device(rng.device).type == "cpu"
     if plasma is None or not cpu or rng.dtype not in (torch.float32, torch.float64):
         return None
-    # each level's three [B, k, k] draws go straight into their columns of one [B, total]
-    # buffer (uniform_ fills a view in row-major order: the values of rng.uniform((B, k, k)))
-    numpy_dtype = np.float32 if rng.dtype == torch.float32 else np.float64
-    total = mapsize * mapsize - 1  # 3 (1 + 4 + ... + (N / 2)^2)
-    buffer = torch.from_numpy(np.empty((batch, total), dtype=numpy_dtype))  # huge pages
-    offset, step, wibble = 0, mapsize, 100.0
-    while step >= 2:
-        k = mapsize // step
-        level = buffer[:, offset:offset + 3 * k * k]
-        for stage in range(3):
-            part = level[:, stage * k * k:(stage + 1) * k * k]
-            if torch.device(rng.g.device).type == "cpu":
-                part.uniform_(0, 1, generator=rng.g)
-            else:  # drawn on the generator's device, then copied
-                part.copy_(rng.uniform((batch, k * k), 0, 1))
-        level.mul_(2 * wibble * wibble).sub_(wibble * wibble)
-        offset += 3 * k * k
-        step //= 2
-        wibble /= wibbledecay
-    noise = buffer.numpy()
-    out = np.empty((batch, mapsize, mapsize), dtype=numpy_dtype)
-    m = torch.from_numpy(out)
+    noise = _plasma_noise(batch, mapsize, wibbledecay, rng).numpy()
+    out = np.empty((batch, mapsize, mapsize), dtype=noise.dtype)
     for_each_index(lambda i: plasma(out, noise, i), batch)
-    return m
+    return torch.from_numpy(out)
 
 
 def _plasma_fractal(batch: int, mapsize: int, wibbledecay: float, rng: Rng) -> torch.Tensor:
@@ -74,11 +73,15 @@ def _plasma_fractal(batch: int, mapsize: int, wibbledecay: float, rng: Rng) -> t
     if compiled is not None:
         return compiled
     m = torch.zeros(batch, mapsize, mapsize, device=rng.device, dtype=rng.dtype)
-    step, wibble = mapsize, 100.0
+    noise = _plasma_noise(batch, mapsize, wibbledecay, rng).to(rng.device, rng.dtype)
+    step, used = mapsize, 0
 
-    def mean_plus_noise(total: torch.Tensor) -> torch.Tensor:  # total / 4 + wibble * U(-wibble, wibble)
-        noise = rng.uniform(total.shape, 0, 1).mul_(2 * wibble * wibble).sub_(wibble * wibble)
-        return noise.add_(total, alpha=0.25)
+    def mean_plus_noise(total: torch.Tensor) -> torch.Tensor:  # total / 4 + the next offsets
+        nonlocal used
+        n = total.shape[1] * total.shape[2]
+        offsets = noise[:, used:used + n].reshape(total.shape)
+        used += n
+        return offsets.add(total, alpha=0.25)
 
     while step >= 2:
         half = step // 2
@@ -96,7 +99,6 @@ def _plasma_fractal(batch: int, mapsize: int, wibbledecay: float, rng: Rng) -> t
         tt += torch.roll(ul, -1, 1)
         m[:, half::step, 0::step] = mean_plus_noise(tt)
         step //= 2
-        wibble /= wibbledecay
     m -= m.amin(dim=(1, 2), keepdim=True)
     return m.div_(m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12))
 

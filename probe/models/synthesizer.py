@@ -58,9 +58,12 @@ def synthesizer_mixer(num_classes: int, in_chans: int, img_size: int) -> nn.Modu
     return net
 
 
+# Training defaults: 10 epochs at 4e-3 (Mixer's swept learning rate in the recipe). At the
+# zoo's usual 5 epochs and 2e-3 it reached 0.8401 test accuracy (bf16, seed 0), below the
+# zoo's 0.85 bar: softmax(R) starts as a near-uniform average whose logits learn slowly.
 @register_family("synth", description="Synthesizer-Random: softmax(R) token mixing (input "
                  "independent) + channel MLP", paper="Tay et al. 2021, arXiv:2005.00743",
                  label="Synth (softmax R)", color="#ff7f0e", mixing_kind="token-mlp",
-                 group="attention", epochs=5, lr=2e-3)
+                 group="attention", epochs=10, lr=4e-3)
 def _synth(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     return synthesizer_mixer(num_classes, in_chans, img_size)
