@@ -99,10 +99,12 @@ def _zoom_sum(numba):  # pragma: no cover (compiled)
 
 def _shot_lookup(numba):  # pragma: no cover (compiled)
     @numba.njit(nogil=True, cache=True)
-    def shot_lookup(flat, bits, lookup, count, out, shift, half, scale, tolerance):
+    def shot_lookup(flat, bits, lookup, count, out, shift, half, scale, tolerance, inside, base):
         # count[i] = lookup[rint(255 flat[i]) 2 half + half + (bits[i] >> shift)],
-        # out[i] = min(count[i] scale, 1); returns how many 255 flat[i] are further than
-        # tolerance from an integer (the batch is not uint8 levels unless that is 0)
+        # out[i] = min(count[i] scale, 1); the positions base + i of the negative counts
+        # (a CDF value inside the interval) go to inside[0 .. n - 1]. Returns (how many
+        # 255 flat[i] are further than tolerance from an integer: the batch is not uint8
+        # levels unless that is 0, n)
         width, offset, right = np.int32(2 * half), np.int32(half), np.int32(shift)
         one = out.dtype.type(1)
         bad = 0
@@ -113,7 +115,12 @@ def _shot_lookup(numba):  # pragma: no cover (compiled)
             k = lookup[np.int32(r) * width + offset + (np.int32(bits[i]) >> right)]
             count[i] = k
             out[i] = min(k * scale, one)
-        return bad
+        n = 0
+        for i in range(flat.shape[0]):
+            if count[i] < 0:
+                inside[n] = base + i
+                n += 1
+        return bad, n
     return shot_lookup
 
 

@@ -134,15 +134,20 @@ def _shot_noise_levels(x: torch.Tensor, c: float, rng: Rng, out: torch.Tensor) -
         arrays = (flat.numpy(), bits.numpy(), lookup.numpy(), count.numpy(), flat_out.numpy())
         scale = arrays[-1].dtype.type(1.0 / c)
         bad = np.zeros(len(pieces), dtype=np.int64)
+        positions = np.empty(flat.numel(), dtype=np.int64)  # per piece: where its counts are negative
+        found = np.zeros(len(pieces), dtype=np.int64)
 
         def look_up(i: int) -> None:
             start, stop = pieces[i]
             piece = [a if a is arrays[2] else a[start:stop] for a in arrays]
-            bad[i] = lookup_kernel(*piece, 16 - _GUIDE_BITS, half, scale, _LEVEL_TOLERANCE)
+            bad[i], found[i] = lookup_kernel(*piece, 16 - _GUIDE_BITS, half, scale, _LEVEL_TOLERANCE,
+                                             positions[start:stop], start)
         for_each_index(look_up, len(pieces))
         if bad.any():
             rng.g.set_state(state)  # not uint8 levels: as if nothing was drawn
             return False
+        inside = torch.from_numpy(np.concatenate([positions[start:start + n]
+                                                  for (start, _), n in zip(pieces, found.tolist())]))
     else:
         index = torch.empty(min(flat.numel(), _PIECE), dtype=torch.int32, device=x.device)
         for start, stop in pieces:
@@ -151,7 +156,7 @@ def _shot_noise_levels(x: torch.Tensor, c: float, rng: Rng, out: torch.Tensor) -
             piece += bits[start:stop] >> (16 - _GUIDE_BITS)  # -half .. half - 1
             torch.index_select(lookup, 0, piece, out=count[start:stop])
         torch.mul(count.to(x.dtype), 1.0 / c, out=flat_out).clamp_(max=1)  # the generic path's product
-    inside = _flat_nonzero(count < 0)
+        inside = _flat_nonzero(count < 0)
     if inside.numel():
         row = torch.round(flat.index_select(0, inside) * 255).long()
         interval = (bits.index_select(0, inside) >> (16 - _GUIDE_BITS)).long() + half
