@@ -639,3 +639,26 @@ def test_large_cpu_draws_come_in_seeded_pieces_independent_of_threads():
     assert float(((counts - expected) ** 2 / expected).sum()) < 50  # chi-square, 15 dof
     small = _rng.Rng(torch.Generator().manual_seed(3), "cpu", torch.float32).uniform((1000,), 0, 1)
     assert torch.equal(small, torch.rand(1000, generator=torch.Generator().manual_seed(3)))
+
+
+def test_range_check_runs_once_per_unchanged_batch(monkeypatch):
+    """Corrupting one batch many times checks its range once; any in-place change through
+    torch (also through a view) makes the next call check again, and out-of-range values
+    still raise."""
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    checks = []
+    real = torch.aminmax
+    monkeypatch.setattr(torch, "aminmax", lambda t: checks.append(1) or real(t))
+    corrupt(x, "contrast", 1)
+    corrupt(x, "brightness", 2)
+    assert len(checks) == 1
+    x[0, 0, 0, 0] = 0.5  # in range: checked again, accepted
+    corrupt(x, "contrast", 1)
+    assert len(checks) == 2
+    view = x[1]
+    view.mul_(255)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        corrupt(x, "contrast", 1)
+    y = x.clone()  # another batch with the same values is checked on its own
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        corrupt(y, "contrast", 1)

@@ -109,7 +109,8 @@ checks and :func:`corrupt`; the implementations live in :mod:`.noise`,
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Tuple
+import weakref
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -238,13 +239,28 @@ def _validate(x: torch.Tensor, name: str, severity: int) -> None:
         raise ValueError(f"x is empty (shape {tuple(x.shape)}); pass at least one image")
 
 
+# The last batch found in [0, 1]: a weak reference and its torch version counter then
+_IN_RANGE: List = [None, -1]
+
+
 def _validate_range(x: torch.Tensor) -> None:
+    """Raise unless ``x`` is in [0, 1] (and has no NaN).
+
+    The last batch found in range is remembered by identity and torch's version counter
+    (which every in-place change made through torch bumps, through any view too), so
+    corrupting one batch with every corruption and severity checks it once. (A change made
+    behind torch's back, through ``x.numpy()``, is not seen.)
+    """
+    ref, version = _IN_RANGE
+    if ref is not None and ref() is x and x._version == version:
+        return
     lo, hi = (float(v) for v in torch.aminmax(x))
     if math.isnan(lo) or math.isnan(hi):
         raise ValueError("x contains NaN; clean the images first, e.g. torch.nan_to_num(x)")
     if lo < 0 or hi > 1:
         raise ValueError(f"x must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
                          f"divide uint8 images by 255")
+    _IN_RANGE[:] = [weakref.ref(x), x._version]
 
 
 def _new_cpu_like(x: torch.Tensor) -> torch.Tensor:
