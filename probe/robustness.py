@@ -44,7 +44,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -181,6 +181,19 @@ def _clean_flags(store: UnitStore) -> torch.Tensor:
     return torch.tensor([int(v) for v in store.get("clean")["flags"]], dtype=torch.long)
 
 
+_SCRATCH: Dict[Tuple, torch.Tensor] = {}
+
+
+def _scratch_like(t: torch.Tensor) -> torch.Tensor:
+    """One reusable output buffer like ``t`` (the last shape asked for only): the corruption
+    units write every corrupted chunk into it instead of a fresh batch-sized tensor."""
+    key = (tuple(t.shape), t.dtype, str(t.device))
+    if key not in _SCRATCH:
+        _SCRATCH.clear()
+        _SCRATCH[key] = torch.empty_like(t, memory_format=torch.contiguous_format)
+    return _SCRATCH[key]
+
+
 def _run_unit(kind: str, params: dict, unit: str, model, x, y, cfg: RunConfig, dist: Dist,
               clean_flags: Optional[torch.Tensor] = None, *, clean=None):
     """Counts for one unit on this process's chunks, summed over processes.
@@ -218,7 +231,8 @@ def _run_unit(kind: str, params: dict, unit: str, model, x, y, cfg: RunConfig, d
                 xc, yc = imagenet_c.chunk(premade, sl, x.device)
             else:
                 g = torch.Generator(device=x.device).manual_seed(chunk_seed(cfg.seed, unit, c))
-                xc = corr_mod.corrupt(x[sl], params["corruption"], params["severity"], generator=g)
+                xc = corr_mod.corrupt(x[sl], params["corruption"], params["severity"], generator=g,
+                                      out=_scratch_like(x[sl]))
                 yc = y[sl]
             total += _count_correct(model, xc, yc)
         return int(dist.sum(torch.tensor([total]))[0])

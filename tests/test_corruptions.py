@@ -662,3 +662,24 @@ def test_range_check_runs_once_per_unchanged_batch(monkeypatch):
     y = x.clone()  # another batch with the same values is checked on its own
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         corrupt(y, "contrast", 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_out_buffer_gets_the_same_values(dtype):
+    """``corrupt(..., out=buf)`` writes into ``buf`` and returns it, with the values of a call
+    without it, for every corruption (one buffer reused across them); a wrong buffer or one
+    sharing memory with the input is one clear error."""
+    x = torch.rand(3, 3, 40, 40, generator=torch.Generator().manual_seed(0)).to(dtype)
+    batches = [x] + ([_tensor(_photos(224, count=2))] if dtype == torch.float32 else [])  # compiled paths
+    for batch in batches:
+        buf = torch.full_like(batch, 7.0)
+        for name in NAMES:
+            expected = corrupt(batch, name, 3, generator=torch.Generator().manual_seed(1))
+            got = corrupt(batch, name, 3, generator=torch.Generator().manual_seed(1), out=buf)
+            assert got is buf and torch.equal(got, expected), (name, batch.shape)
+    with pytest.raises(ValueError, match="like x"):
+        corrupt(x, "contrast", 1, out=torch.empty(3, 3, 40, 41, dtype=dtype))
+    with pytest.raises(ValueError, match="like x"):
+        corrupt(x, "contrast", 1, out=torch.empty(3, 3, 40, 40, dtype=torch.float64 if dtype != torch.float64 else torch.float32))
+    with pytest.raises(ValueError, match="shares memory"):
+        corrupt(x, "contrast", 1, out=x)

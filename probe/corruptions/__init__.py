@@ -275,7 +275,8 @@ def _new_cpu_like(x: torch.Tensor) -> torch.Tensor:
 
 
 def corrupt(x: torch.Tensor, name: str, severity: int, *,
-            generator: Optional[torch.Generator] = None, preset: str = "auto") -> torch.Tensor:
+            generator: Optional[torch.Generator] = None, preset: str = "auto",
+            out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Corrupt a batch of images with one ImageNet-C / CIFAR-10-C corruption.
 
     Args:
@@ -286,13 +287,18 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *,
             generator seeded with :data:`DEFAULT_SEED` on ``x``'s device.
         preset: ``"auto"`` (by image size, spatial parameters rescaled),
             ``"imagenet"`` (the reference package's parameters) or ``"cifar"``.
+        out: optional tensor of ``x``'s shape, dtype and device, not sharing memory with
+            ``x``, that receives the result (the same values as without it). Reusing one
+            buffer across corruptions and severities saves allocating (and the kernel
+            zeroing) a batch-sized output per call; see :func:`probe.robustness`.
 
     Returns:
-        ``[B, C, H, W]`` tensor of ``x``'s dtype and device, in ``[0, 1]``.
+        ``[B, C, H, W]`` tensor of ``x``'s dtype and device, in ``[0, 1]`` (``out`` when given).
     """
     _validate(x, name, severity)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+    _validate_out(x, out)
     if generator is None:
         generator = torch.Generator(device=x.device).manual_seed(DEFAULT_SEED)
     dtype = x.dtype if x.dtype == torch.float64 else torch.float32
@@ -302,19 +308,41 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *,
     _validate_range(xd)
     fn = REGISTRY[name]
     step = max(1, _CHUNK // xd[0].numel())
+    cpu = xd.device.type == "cpu"
+    direct = out is not None and out.dtype == dtype and out.is_contiguous()  # written in place
     if name in FILLS_OUTPUT:  # writes its [0, 1] result straight into the output
-        cpu = xd.device.type == "cpu"
-        out = _new_cpu_like(xd) if cpu else torch.empty_like(xd)
+        result = out if direct else _new_cpu_like(xd) if cpu else torch.empty_like(xd)
         size = step if cpu else xd.shape[0]  # CPU: chunk by chunk, as below
         for i in range(0, xd.shape[0], size):
-            fn(xd[i:i + size], c, scale, rng, table, out[i:i + size])
-        return out.to(x.dtype)
-    if xd.device.type == "cpu" and step < xd.shape[0]:
-        out = _new_cpu_like(xd)
+            fn(xd[i:i + size], c, scale, rng, table, result[i:i + size])
+    elif cpu and step < xd.shape[0]:
+        result = out if direct else _new_cpu_like(xd)
         for i in range(0, xd.shape[0], step):
-            torch.clamp(fn(xd[i:i + step], c, scale, rng, table), 0, 1, out=out[i:i + step])
-        return out.to(x.dtype)
-    out = fn(xd, c, scale, rng, table)
-    if out.untyped_storage().data_ptr() == xd.untyped_storage().data_ptr():
-        return out.clamp(0, 1).to(x.dtype)  # a view of the input: never modify it in place
-    return out.clamp_(0, 1).to(x.dtype)
+            torch.clamp(fn(xd[i:i + step], c, scale, rng, table), 0, 1, out=result[i:i + step])
+    else:
+        result = fn(xd, c, scale, rng, table)
+        if direct:
+            result = torch.clamp(result, 0, 1, out=out)
+        elif result.untyped_storage().data_ptr() == xd.untyped_storage().data_ptr():
+            result = result.clamp(0, 1)  # a view of the input: never modify it in place
+        else:
+            result = result.clamp_(0, 1)
+    if out is None:
+        return result.to(x.dtype)
+    if result is not out:
+        out.copy_(result)
+    return out
+
+
+def _validate_out(x: torch.Tensor, out: Optional[torch.Tensor]) -> None:
+    if out is None:
+        return
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != x.dtype \
+            or out.device != x.device:
+        got = (f"{tuple(out.shape)} {out.dtype} on {out.device}" if isinstance(out, torch.Tensor)
+               else type(out).__name__)
+        raise ValueError(f"out must be a tensor like x ({tuple(x.shape)} {x.dtype} on {x.device}), "
+                         f"got {got}; use torch.empty_like(x)")
+    if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        raise ValueError("out shares memory with x; corruptions read x while writing out: "
+                         "pass a separate buffer, e.g. torch.empty_like(x)")
