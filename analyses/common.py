@@ -40,13 +40,15 @@ DATA_ROOT: Optional[str] = None   # --data-root of the running analysis (None: $
 # body with one token-mixing change per rung, rung (a) being the zoo Mixer) and the earlier
 # single-change-too-many variant ``synth`` (probe/models/synthesizer.py: softmax(R) with
 # N(0, 0.02) logits, one head, no value projection), kept so its cells and results still load.
+# ``synth`` is also a zoo family now (same architecture and seeded initialisation); it stays a
+# variant here: trained at Mixer's swept learning rate, labelled as in the analyses' figures.
 # The analyses' families are the protocol's (analyses.cells.training.PROTOCOL_FAMILIES: those
 # with a learning-rate sweep and converged cells), not every zoo family; a new zoo family joins
 # them once its sweep has run.
 FAMILIES = tuple(PROTOCOL_FAMILIES)
 MLP_FAMILIES = tuple(n for n in FAMILIES if zoo.families()[n].group == "mlp")
 LADDER = ("mixer", "token_linear", "token_softmax", "synth_random", "synth_dense", "dot_attention")
-VARIANTS = ("synth",) + LADDER[1:]   # trained by the analyses only (not shipped in the zoo)
+VARIANTS = ("synth",) + LADDER[1:]   # no sweep of their own: Mixer's learning rate
 LABELS = {**{n: f.label for n, f in zoo.families().items()}, "synth": "softmax(R) N(0,.02)",
           "token_linear": "linear R", "token_softmax": "softmax(R)",
           "synth_random": "Synth-Random", "synth_dense": "Synth-Dense",
@@ -59,14 +61,13 @@ COLORS = {**{n: f.color for n, f in zoo.families().items()}, "synth": "#ff7f0e",
 
 
 def build(name: str, *, seed: int = 0) -> zoo.ProbeModel:
-    """A seeded random model: a zoo family or an analysis variant (:data:`VARIANTS`)."""
-    if name in VARIANTS:
+    """A seeded random model: a zoo family (``synth`` included) or a ladder rung (:data:`VARIANTS`)."""
+    if name in VARIANTS and name not in zoo.names():
         from probe.data import FASHION_MNIST_CLASSES
         from probe.models.synth_ladder import ladder_mixer
-        from probe.models.synthesizer import synthesizer_mixer
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = synthesizer_mixer(10, 1, 28) if name == "synth" else ladder_mixer(name, 10, 1, 28)
+            net = ladder_mixer(name, 10, 1, 28)
         return zoo.ProbeModel(net, name=name, family=name, input_size=(1, 28, 28),
                               classes=FASHION_MNIST_CLASSES, mean=zoo.FASHION_MNIST_MEAN,
                               std=zoo.FASHION_MNIST_STD)

@@ -78,7 +78,7 @@ def _models(rungs: Sequence[str], seeds: Sequence[int], quick: bool, progress: b
         _, store = converged.recipe_and_store(False)
         missing = [c for c in converged.cells_for(rungs, seeds) if not store.is_done(c)]
         if missing:
-            target = "cells-full" if all(c.family in zoo.names() for c in missing) else "cells-ladder"
+            target = "cells-full" if all(c.family in common.FAMILIES for c in missing) else "cells-ladder"
             raise ValueError(f"{len(missing)} ladder model(s) not trained yet "
                              f"({', '.join(c.key for c in missing[:3])}{', ...' if len(missing) > 3 else ''}); "
                              f"run `make {target}` first (make cells-full trains Mixer, make "

@@ -8,9 +8,9 @@ import torch
 from probe import train, zoo
 
 
-def _run(tmp_path, name="cnn", out="a"):
+def _run(tmp_path, name="cnn", out="a", extra=()):
     argv = ["--model", name, "--data", "synthetic", "--n-train", "96", "--epochs", "1",
-            "--batch-size", "32", "--threads", "1", "--out", str(tmp_path / out)]
+            "--batch-size", "32", "--threads", "1", "--out", str(tmp_path / out), *extra]
     assert train.main(argv) == 0
     return json.loads((tmp_path / out / f"{name}.json").read_text())
 
@@ -26,6 +26,20 @@ def test_train_writes_weights_and_card_deterministically(tmp_path):
     assert card["n_train"] == 96 and card["epochs"] == 1 and card["params"] == 548_978
     model = zoo.load("cnn", weights=tmp_path / "a" / "cnn.safetensors")
     assert model.net.stem[0].weight.dtype == torch.float32
+
+
+def test_bf16_autocast_is_recorded_deterministic_and_differs_from_fp32(tmp_path):
+    fp32 = _run(tmp_path, name="mlp", out="fp32")
+    bf16 = _run(tmp_path, name="mlp", out="bf16", extra=["--amp", "bf16"])
+    again = _run(tmp_path, name="mlp", out="bf16_again", extra=["--amp", "bf16"])
+    assert fp32["precision"]["train_autocast"] is None and "--amp" not in fp32["command"]
+    assert bf16["precision"] == {"train_autocast": "bfloat16", "master_weights": "float32",
+                                 "eval": "float32"}
+    assert bf16["command"].endswith("--amp bf16")
+    assert bf16["sha256"] == again["sha256"] != fp32["sha256"]
+    # weights, optimizer and evaluation stay fp32: the stored model is an fp32 model
+    model = zoo.load("mlp", weights=tmp_path / "bf16" / "mlp.safetensors")
+    assert model.net.pixels.fc.weight.dtype == torch.float32
 
 
 def test_augment_is_seeded_and_keeps_content():

@@ -1,15 +1,18 @@
 """Pixel attributions for every zoo family and timm model, and their evaluation.
 
 ``attribute(model, x, target, method)`` returns one map per image, ``[B, H, W]``
-at the input resolution, for any family (mixer, resmlp, gmlp, vit, fnet, cnn)
-and ``timm:<arch>`` models. Methods live in the :data:`METHODS` registry (add one
+at the input resolution, for any zoo family (``probe.zoo.names()``) and ``timm:<arch>``
+models, with the methods that apply to it (below). Methods live in the :data:`METHODS` registry (add one
 with :func:`register_method`):
 
 - :mod:`.captum_methods`: ``saliency`` (Simonyan et al. 2014), ``input_x_gradient``
   (Shrikumar et al. 2016), ``integrated_gradients`` / ``ig`` (Sundararajan et al.
   2017), ``gradient_shap`` (Lundberg & Lee 2017), ``occlusion`` (Zeiler & Fergus 2014).
 - :mod:`.gradcam`: ``grad_cam`` (Selvaraju et al. 2017) on the layer of the family
-  registry (:func:`grad_cam_layer`).
+  registry (:func:`grad_cam_layer`), for families registered with ``gradcam=True``
+  (all but the pure ``mlp``, whose hidden units have no spatial grid) and models outside
+  the registry. A method that does not apply raises a ``ValueError`` saying so; the CLI
+  skips such (model, method) pairs with a note.
 - :mod:`.rollout`: ``attention_rollout`` (Abnar & Zuidema 2020) and ``grad_rollout``
   (Chefer et al. 2021), for families registered with ``rollout=True`` (ViT, and
   timm ViT/DeiT models).

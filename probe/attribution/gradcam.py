@@ -3,13 +3,15 @@
 The map is computed on the last spatial grid: the output of the layer given by the
 family registry (:func:`probe.zoo.family_of` ``(model).gradcam_layer(model)``: the
 last stage of the CNN (``net.stages.<last>``; ``net.layer4`` of a timm ResNet), the
-last block of a token model: Mixer, ResMLP, gMLP, ViT/DeiT), every prefix token (class,
+last block of a token model: Mixer, ResMLP, gMLP, ViT/DeiT, ...), every prefix token (class,
 distillation, register: ``net.num_prefix_tokens``) dropped and the tokens ``[B, T, C]``
 reshaped to the patch grid (``patch_embed``/``stem.grid_size``) automatically, then
 bilinearly upsampled to the input. For ViT (class-token pooling) the last block's
 output patch tokens never reach the head, so its ``norm1`` output (the tokens the
 last attention reads) is used. Models outside the registry fall back to the last
-child of ``net.blocks``, ``net.stages``, ``net.layer4``, ``net.features``.
+child of ``net.blocks``, ``net.stages``, ``net.layer4``, ``net.features``. Grad-CAM does
+not apply to a family registered with ``gradcam=False`` (the pure MLP: no layer keeps the
+spatial grid); :func:`grad_cam_layer` and :func:`probe.attribution.attribute` say so.
 """
 from __future__ import annotations
 

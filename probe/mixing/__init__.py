@@ -2,8 +2,10 @@
 
 Each token-mixing layer is summarised as a :class:`MixingMap`, a matrix
 ``[B, H, T_out, T_in]`` (row = output token, column = input token) on the
-spatial token grid, for MLP-Mixer, ResMLP, gMLP, ViT/DeiT, FNet and ResNet
-stages (see :mod:`probe.mixing.extractors` for what each kind is).
+spatial token grid, for MLP-Mixer, ResMLP, gMLP, ViT/DeiT, FNet (token-only and as
+published), ResNet stages, External Attention, the stack of feed-forward layers,
+RepMLP, Synthesizer-Random and the pure MLP (its pixel grid) (see
+:mod:`probe.mixing.extractors` for what each kind is).
 
 Modules (the import graph has no cycle; :mod:`probe.spectra` and
 :mod:`probe.plots` use only the leaves ``maps``, ``metrics`` and ``grid``):
