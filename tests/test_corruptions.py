@@ -279,11 +279,12 @@ def test_glass_blur_sequential_copy_equals_pointer_doubling():
                                           ("impulse_noise", "impulse"),
                                           ("elastic_transform", "elastic_sample"), ("fog", "plasma"),
                                           ("fog", "fog_blend"), ("snow", "snow_blend"),
-                                          ("brightness", "brightness"), ("pixelate", "pixelate")])
+                                          ("brightness", "brightness"), ("pixelate", "pixelate"),
+                                          ("frost", "frost_blend")])
 def test_compiled_kernels_equal_the_torch_paths(name, kernel, monkeypatch):
     """The numba kernels (motion blur, zoom blur's zoom sum, shot noise's uint8-level lookup,
     impulse noise, the elastic warp's sampling, fog's plasma fractal and blend, snow's
-    blend, brightness, pixelate) give the generic torch path's output from the same draws, on uint8-level
+    blend, brightness, pixelate, frost's blend) give the generic torch path's output from the same draws, on uint8-level
     and other batches (one with black pixels), RGB and gray, float32 and float64, several threads."""
     from probe.corruptions import _numba
     pytest.importorskip("numba")

@@ -366,10 +366,28 @@ def _pixelate(numba):  # pragma: no cover (compiled)
     return pixelate
 
 
+def _frost_blend(numba):  # pragma: no cover (compiled)
+    fma = _fma(numba)
+
+    @numba.njit(nogil=True, cache=True)
+    def frost_blend(x, stack, out, image, texture, top, left, keep, mix):
+        # out = clamp(fma(x, keep, crop mix), 0, 1) for one image, crop = stack[texture] from
+        # (top, left): torch's mul then add_(x, alpha=keep) (one fused multiply-add)
+        channels, h, w = x.shape[1], x.shape[2], x.shape[3]
+        zero, one = x.dtype.type(0), x.dtype.type(1)
+        k, m = x.dtype.type(keep), x.dtype.type(mix)
+        for c in range(channels):
+            for y in range(h):
+                src, o, crop = x[image, c, y], out[image, c, y], stack[texture, c, top + y, left:left + w]
+                for i in range(w):
+                    o[i] = min(max(fma(src[i], k, crop[i] * m), zero), one)
+    return frost_blend
+
+
 _BUILDERS = {"motion_blur": _motion_blur, "zoom_sum": _zoom_sum, "shot_lookup": _shot_lookup, "impulse": _impulse,
              "elastic_sample": _elastic_sample, "plasma": _plasma,
              "fog_blend": _fog_blend, "snow_blend": _snow_blend, "brightness": _brightness,
-             "pixelate": _pixelate}
+             "pixelate": _pixelate, "frost_blend": _frost_blend}
 
 
 @functools.lru_cache(maxsize=None)

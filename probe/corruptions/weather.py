@@ -199,6 +199,12 @@ def frost(x: torch.Tensor, c: Tuple[float, float], s: float, rng: Rng, table: st
     room = sizes[idx] - torch.tensor([h, w], device=x.device)
     u = rng.uniform((b, 2), 0, 1).to(x.device)
     start = torch.minimum((u * room).long(), room - 1)
+    blend = (_numba.kernel("frost_blend") if _compiled_cpu(x) and x.shape[1] == 3 and stack.dtype == x.dtype
+             and out.is_contiguous() and stack.is_contiguous() else None)
+    if blend is not None:  # one compiled pass per image, on torch's threads
+        arrays, where = (x.numpy(), stack.numpy(), out.numpy()), (idx.tolist(), start.tolist())
+        for_each_index(lambda n: blend(*arrays, n, where[0][n], *where[1][n], c[0], c[1]), b)
+        return
     crops = [stack[i, :, r:r + h, q:q + w] for i, (r, q) in zip(idx.tolist(), start.tolist())]
     if x.shape[1] == 3 and stack.dtype == x.dtype:
         for n, crop in enumerate(crops):  # image by image: each product stays in cache
