@@ -22,7 +22,7 @@ from analyses import common
 
 ANALYSES = ("data_efficiency", "mixing_patterns", "input_dependence", "synthesizer_ladder",
             "equivalences", "robustness_comparison", "interpretability_comparison",
-            "cost_accuracy", "precision_check")
+            "calibration", "equivariance", "cost_accuracy", "precision_check")
 TITLES = {
     "data_efficiency": "Data efficiency",
     "mixing_patterns": "Mixing patterns",
@@ -31,6 +31,8 @@ TITLES = {
     "equivalences": "Equivalences",
     "robustness_comparison": "Robustness",
     "interpretability_comparison": "Interpretability",
+    "calibration": "Calibration and selective prediction",
+    "equivariance": "Shift equivariance",
     "cost_accuracy": "Cost vs accuracy",
     "precision_check": "bf16 vs fp32 training (protocol check)",
 }
