@@ -22,7 +22,7 @@ from analyses import common
 
 ANALYSES = ("data_efficiency", "mixing_patterns", "input_dependence", "synthesizer_ladder",
             "equivalences", "robustness_comparison", "interpretability_comparison",
-            "calibration", "equivariance", "cost_accuracy", "precision_check")
+            "calibration", "equivariance", "cost_accuracy", "edge_cost", "precision_check")
 TITLES = {
     "data_efficiency": "Data efficiency",
     "mixing_patterns": "Mixing patterns",
@@ -34,6 +34,7 @@ TITLES = {
     "calibration": "Calibration and selective prediction",
     "equivariance": "Shift equivariance",
     "cost_accuracy": "Cost vs accuracy",
+    "edge_cost": "Edge cost (batch 1, one thread, int8)",
     "precision_check": "bf16 vs fp32 training (protocol check)",
 }
 VERDICT_RULES = (
