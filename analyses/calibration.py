@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from analyses import common, converged, verdicts
+from analyses import common, evaluation, verdicts
 from analyses.common import LABELS, Claim
 
 NAME = "calibration"
@@ -95,11 +95,6 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(log_t.detach().exp())
 
 
-def _logits(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    with torch.inference_mode(), torch.autocast("cpu", enabled=False):
-        return torch.cat([model(images[i:i + batch]).float() for i in range(0, len(images), batch)])
-
-
 def summary(logits: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
     probs = logits.double().softmax(dim=1)
     return {"accuracy": float((logits.argmax(1) == labels).double().mean()), "ece": ece(probs, labels),
@@ -128,25 +123,19 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     from probe import zoo
     from analyses.cells import data_split, test_sets
     from analyses.cells.recipe import to_float
-    quick = bool(scale["quick"])
-    fams = list(scale["families"])
-    if "cnn" not in fams:
-        raise ValueError("calibration compares every family with the CNN: include 'cnn'")
-    recipe, _ = converged.recipe_and_store(quick)
-    plan_seeds = sorted(int(s) for s in recipe.plans["full"]["seeds"])
-    loaded = converged.models(fams, plan_seeds, quick=quick, progress=progress)
-    (xt, yt), (xs, ys) = test_sets(recipe)
-    xt, xs = to_float(xt), to_float(xs)
+    recipe, _, loaded, xt, yt = evaluation.full_models(NAME, scale, "cnn", progress=progress)
+    _, (xs, ys) = test_sets(recipe)
+    xs = to_float(xs)
     split = data_split(recipe)
     n_c = min(int(scale["corruption_n"]), len(ys))
     suite = _corrupted_suite(xs[:n_c], scale, progress)
     rows = []
     for model, row in tqdm(loaded, desc="models", disable=not progress):
-        logits = _logits(model, xt)
-        temperature = fit_temperature(_logits(model, split.val_images), split.val_labels)
-        corrupted = torch.cat([_logits(model, images) for _, _, images in suite])
+        logits = evaluation.outputs(model, xt)
+        temperature = fit_temperature(evaluation.outputs(model, split.val_images), split.val_labels)
+        corrupted = torch.cat([evaluation.outputs(model, images) for _, _, images in suite])
         labels_c = ys[:n_c].repeat(len(suite))
-        init = _logits(zoo.build(row["family"], seed=row["seed"]).eval(), xt)
+        init = evaluation.outputs(zoo.build(row["family"], seed=row["seed"]).eval(), xt)
         rows.append({"family": row["family"], "seed": row["seed"], **summary(logits, yt),
                      "temperature": temperature,
                      "ece_temperature_scaled": ece((logits.double() / temperature).softmax(1), yt),
@@ -163,30 +152,13 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
 # ----------------------------------------------------------------------------- claims
 
 
-def _by_family(results: Mapping) -> Dict[str, List[dict]]:
-    out: Dict[str, List[dict]] = {}
-    for r in sorted(results["rows"], key=lambda r: r["seed"]):
-        out.setdefault(r["family"], []).append(r)
-    return out
-
-
 def paired_effects(results: Mapping, value, sign: float = 1.0) -> Dict[str, List[float]]:
     """Per non-CNN family, per seed: ``sign * (value(family row) - value(CNN row))``."""
-    rows = _by_family(results)
-    cnn = {r["seed"]: value(r) for r in rows["cnn"]}
-    out = {}
-    for f, mine in rows.items():
-        if f == "cnn":
-            continue
-        seeds = [r["seed"] for r in mine]
-        if sorted(seeds) != sorted(cnn):
-            raise ValueError(f"{f} has seeds {seeds}, the CNN {sorted(cnn)}: compared seed by seed")
-        out[f] = [sign * (value(r) - cnn[r["seed"]]) for r in mine]
-    return out
+    return evaluation.paired_by_seed(results["rows"], value, "cnn", sign=sign)
 
 
 def claims(results: Mapping) -> List[Claim]:
-    rows = _by_family(results)
+    rows = evaluation.by_family(results["rows"])
     mlps = [f for f in common.MLP_FAMILIES if f in rows]
     if not mlps:
         raise ValueError("the results hold no MLP family (mixer, resmlp, gmlp, fnet)")
@@ -239,7 +211,7 @@ def claims(results: Mapping) -> List[Claim]:
 
 def plot(results: dict, paths: common.Paths) -> List[Path]:
     import matplotlib.pyplot as plt
-    rows = _by_family(results)
+    rows = evaluation.by_family(results["rows"])
     fams = list(rows)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]

@@ -20,7 +20,7 @@ from typing import Dict, List, Mapping
 import numpy as np
 import torch
 
-from analyses import common, converged, verdicts
+from analyses import common, converged, evaluation, verdicts
 from analyses.common import COLORS, LABELS, Claim
 
 NAME = "cost_accuracy"
@@ -34,14 +34,7 @@ SCALES = {
 
 def _time(model, x, reps: int) -> float:
     """Seconds per call of ``model(x)`` (median of ``reps`` calls after one warm-up)."""
-    with torch.inference_mode():
-        model(x)
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return evaluation.latency_ms(model, x, reps) / 1e3
 
 
 def seeds(quick: bool) -> List[int]:

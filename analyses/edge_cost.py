@@ -20,14 +20,13 @@ a time on one CPU thread.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from analyses import common, converged, verdicts
+from analyses import common, evaluation, verdicts
 from analyses.common import LABELS, Claim
 
 NAME = "edge_cost"
@@ -37,19 +36,6 @@ SCALES = {
     "quick": {"quick": True, "families": ["cnn", "mixer", "vit"], "sizes": [28, 56], "rounds": 3,
               "reps": 3},
 }
-
-
-def latency_ms(model: torch.nn.Module, x: torch.Tensor, reps: int) -> float:
-    """Median milliseconds of ``model(x)`` over ``reps`` calls after one warm-up, on the
-    current torch threads."""
-    with torch.inference_mode():
-        model(x)
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
 
 
 def quantized(model: torch.nn.Module) -> torch.nn.Module:
@@ -63,26 +49,15 @@ def quantized(model: torch.nn.Module) -> torch.nn.Module:
         return quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def _accuracy(model, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
-    with torch.inference_mode(), torch.autocast("cpu", enabled=False):
-        pred = torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
-    return float((pred == y).double().mean())
+def _accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((evaluation.outputs(model, x).argmax(1) == y).double().mean())
 
 
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     from tqdm import tqdm
     from probe import zoo
-    from analyses.cells import test_sets
-    from analyses.cells.recipe import to_float
-    quick = bool(scale["quick"])
+    recipe, _, loaded, xt, yt = evaluation.full_models(NAME, scale, "vit", progress=progress)
     fams = list(scale["families"])
-    if "vit" not in fams:
-        raise ValueError("edge_cost compares every family with attention: include 'vit'")
-    recipe, _ = converged.recipe_and_store(quick)
-    plan_seeds = sorted(int(s) for s in recipe.plans["full"]["seeds"])
-    loaded = converged.models(fams, plan_seeds, quick=quick, progress=progress)
-    (xt, yt), _ = test_sets(recipe)
-    xt = to_float(xt)
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # the edge setting: one thread, one image
     try:
@@ -98,10 +73,10 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
         by_size: Dict[str, Dict[str, List[float]]] = {f: {str(s): [] for s in scale["sizes"]} for f in fams}
         for _ in tqdm(range(scale["rounds"]), desc="timing rounds", disable=not progress):
             for f in fams:  # interleaved: machine drift hits every family alike
-                fp32[f].append(latency_ms(timed[f], x28, scale["reps"]))
-                q8[f].append(latency_ms(int8[f], x28, scale["reps"]))
+                fp32[f].append(evaluation.latency_ms(timed[f], x28, scale["reps"]))
+                q8[f].append(evaluation.latency_ms(int8[f], x28, scale["reps"]))
                 for s in scale["sizes"]:
-                    by_size[f][str(s)].append(latency_ms(nets[(f, s)], xs[s], scale["reps"]))
+                    by_size[f][str(s)].append(evaluation.latency_ms(nets[(f, s)], xs[s], scale["reps"]))
         accuracy = []
         for model, row in tqdm(loaded, desc="int8 accuracy", disable=not progress):
             accuracy.append({"family": row["family"], "seed": row["seed"], "fp32": _accuracy(model, xt, yt),
@@ -125,9 +100,8 @@ def _rows(results: Mapping) -> Dict[str, dict]:
 
 def latency_effects(results: Mapping, key: str = "latency_ms_fp32") -> Dict[str, List[float]]:
     """Per non-ViT family, per timing round: ViT latency / family latency - 1 (> 0: faster)."""
-    rows = _rows(results)
-    vit = rows["vit"][key]
-    return {f: [v / t - 1.0 for v, t in zip(vit, r[key], strict=True)] for f, r in rows.items() if f != "vit"}
+    return evaluation.paired_by_round({f: r[key] for f, r in _rows(results).items()}, "vit",
+                                      lambda family, vit: vit / family - 1.0)
 
 
 def crossover(results: Mapping, family: str = "mixer") -> Dict[str, object]:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from analyses import common, converged, verdicts
+from analyses import common, evaluation, verdicts
 from analyses.common import LABELS, Claim
 
 NAME = "equivariance"
@@ -52,9 +52,8 @@ def shift(x: torch.Tensor, dy: int, dx: int, mode: str) -> torch.Tensor:
     return out
 
 
-def _predict(model, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    with torch.inference_mode(), torch.autocast("cpu", enabled=False):
-        return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+def _predict(model, x: torch.Tensor) -> torch.Tensor:
+    return evaluation.outputs(model, x).argmax(1)
 
 
 def measure(model, x: torch.Tensor, y: torch.Tensor) -> Dict[str, object]:
@@ -79,18 +78,9 @@ def measure(model, x: torch.Tensor, y: torch.Tensor) -> Dict[str, object]:
 def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     from tqdm import tqdm
     from probe import zoo
-    from analyses.cells import test_sets
-    from analyses.cells.recipe import to_float
-    quick = bool(scale["quick"])
-    fams = list(scale["families"])
-    if "cnn" not in fams:
-        raise ValueError("equivariance compares every family with the CNN: include 'cnn'")
-    recipe, _ = converged.recipe_and_store(quick)
-    plan_seeds = sorted(int(s) for s in recipe.plans["full"]["seeds"])
-    loaded = converged.models(fams, plan_seeds, quick=quick, progress=progress)
-    (xt, yt), _ = test_sets(recipe)
+    recipe, _, loaded, xt, yt = evaluation.full_models(NAME, scale, "cnn", progress=progress)
     order = torch.randperm(len(yt), generator=torch.Generator().manual_seed(0))[:min(scale["n"], len(yt))]
-    x, y = to_float(xt[order]), yt[order]
+    x, y = xt[order], yt[order]
     rows = []
     for model, row in tqdm(loaded, desc="models", disable=not progress):
         rows.append({"family": row["family"], "seed": row["seed"], **measure(model, x, y),
@@ -105,30 +95,13 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
 # ----------------------------------------------------------------------------- claims
 
 
-def _by_family(results: Mapping) -> Dict[str, List[dict]]:
-    out: Dict[str, List[dict]] = {}
-    for r in sorted(results["rows"], key=lambda r: r["seed"]):
-        out.setdefault(r["family"], []).append(r)
-    return out
-
-
 def consistency_gaps(results: Mapping) -> Dict[str, List[float]]:
     """Per non-CNN family, per seed: CNN consistency minus the family's (paired by seed)."""
-    rows = _by_family(results)
-    cnn = {r["seed"]: r["consistency"] for r in rows["cnn"]}
-    out = {}
-    for f, mine in rows.items():
-        if f == "cnn":
-            continue
-        if sorted(r["seed"] for r in mine) != sorted(cnn):
-            raise ValueError(f"{f} has seeds {[r['seed'] for r in mine]}, the CNN {sorted(cnn)}: "
-                             f"compared seed by seed")
-        out[f] = [cnn[r["seed"]] - r["consistency"] for r in mine]
-    return out
+    return evaluation.paired_by_seed(results["rows"], lambda r: r["consistency"], "cnn", sign=-1.0)
 
 
 def claims(results: Mapping) -> List[Claim]:
-    rows = _by_family(results)
+    rows = evaluation.by_family(results["rows"])
     mlps = [f for f in common.MLP_FAMILIES if f in rows]
     if not mlps:
         raise ValueError("the results hold no MLP family (mixer, resmlp, gmlp, fnet)")
@@ -163,7 +136,7 @@ def claims(results: Mapping) -> List[Claim]:
 
 def plot(results: dict, paths: common.Paths) -> List[Path]:
     import matplotlib.pyplot as plt
-    rows = _by_family(results)
+    rows = evaluation.by_family(results["rows"])
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, mode in zip(axes[:2], MODES):
         for f, rs in rows.items():
