@@ -35,6 +35,7 @@ __all__ = [
     "fit_to_model", "decode", "labels", "load_upload", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS",
     "FASHION_MNIST_CLASSES", "SYSTEM_FASHION_MNIST", "NAMES", "ImageDataset", "load",
     "as_tensors", "read_idx", "find_fashion_mnist", "fashion_mnist_available", "synthetic",
+    "glyph_pairs", "glyph_shapes",
     "FolderDataset", "imagenet_c", "imagenet_c_cells", "loader", "timm_transform",
     "model_transform", "resize_transform",
 ]
@@ -42,8 +43,11 @@ __all__ = [
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                          "Shirt", "Sneaker", "Bag", "Ankle boot"]
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-NAMES = ["fashion-mnist", "cifar10", "imagefolder:<path>", "imagenet:<path>", "synthetic"]
+NAMES = ["fashion-mnist", "cifar10", "imagefolder:<path>", "imagenet:<path>", "synthetic",
+         "glyph-pairs:<distance>"]
 SYNTHETIC_CLASSES = ["horizontal", "vertical", "diagonal", "checker"]
+GLYPH_PAIR_CLASSES = ["different", "same"]
+GLYPH = 4  # glyph side (px) of the glyph-pairs dataset
 
 _FMNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -366,6 +370,50 @@ def synthetic(n: int, *, size: int = 28, patch: int = 10, seed: int = 0) -> Imag
                         name="synthetic", split="", masks=masks)
 
 
+def glyph_shapes() -> torch.Tensor:
+    """The eight ``4 x 4`` glyphs of :func:`glyph_pairs` ``[8, 4, 4]`` (0/1): every one has
+    eight pixels on (no glyph differs from another in brightness) and no two are equal."""
+    rows = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1], [1, 0, 0, 1],
+                         [1, 0, 1, 0], [0, 1, 0, 1]], dtype=torch.float32)
+    picks = [(0, 2, 0, 2), (0, 0, 2, 2), (4, 5, 4, 5), (4, 4, 5, 5),
+             (3, 1, 1, 3), (1, 3, 3, 1), (0, 1, 2, 3), (3, 2, 1, 0)]
+    return torch.stack([rows[list(p)] for p in picks])
+
+
+def glyph_pairs(n: int, distance: int, *, size: int = 28, seed: int = 0) -> ImageDataset:
+    """Two ``4 x 4`` glyphs whose top-left corners lie ``distance`` px apart (horizontally or
+    vertically, at random), on a noisy background; the label says whether they are the same
+    glyph (``"same"``) or two different ones. Only the relation between the two glyphs,
+    ``distance`` px apart, carries the label: each glyph alone is uniform over the eight
+    (:func:`glyph_shapes`), all with the same number of bright pixels. Masks mark both glyphs.
+
+    Raises:
+        ValueError: the two glyphs do not fit ``size`` at that distance.
+    """
+    if distance < GLYPH or distance + GLYPH > size:
+        raise ValueError(f"glyph-pairs distance must be in [{GLYPH}, {size - GLYPH}] for {size}-px "
+                         f"images (two {GLYPH}-px glyphs that do not overlap), got {distance}")
+    glyphs = glyph_shapes()
+    g = torch.Generator().manual_seed(20_011 * seed + 29 * distance + 5)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    first = torch.randint(0, len(glyphs), (n,), generator=g)
+    other = (first + torch.randint(1, len(glyphs), (n,), generator=g)) % len(glyphs)
+    second = torch.where(labels == 1, first, other)
+    vertical = torch.rand(n, generator=g) < 0.5
+    along = torch.randint(0, size - GLYPH - distance + 1, (n,), generator=g)
+    across = torch.randint(0, size - GLYPH + 1, (n,), generator=g)
+    images = 0.1 + 0.1 * torch.rand(n, 1, size, size, generator=g)
+    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    for k in range(n):
+        a, c = int(along[k]), int(across[k])
+        spots = [(a, c), (a + distance, c)] if vertical[k] else [(c, a), (c, a + distance)]
+        for (top, left), glyph in zip(spots, (first[k], second[k])):
+            images[k, 0, top:top + GLYPH, left:left + GLYPH] = 0.15 + 0.7 * glyphs[glyph]
+            masks[k, 0, top:top + GLYPH, left:left + GLYPH] = True
+    return ImageDataset(images.clamp(0, 1), labels, classes=GLYPH_PAIR_CLASSES,
+                        name=f"glyph-pairs:{distance}", split="", masks=masks)
+
+
 # ----------------------------------------------------------------------------- uploads
 
 
@@ -484,6 +532,15 @@ def load(name: str, split: str = "test", *, root: Optional[Union[str, Path]] = N
         size = (input_size or (1, 28, 28))[-1]
         count = n if n is not None else (4000 if split == "train" else 1000)
         ds = synthetic(count, size=size, seed=2 * seed + (0 if split == "train" else 1))
+        ds.split = split
+        return ds
+    elif name.startswith("glyph-pairs:"):
+        distance = name.split(":", 1)[1]
+        if not distance.isdigit():
+            raise ValueError(f"{name}: the distance must be whole pixels, e.g. glyph-pairs:12")
+        size = (input_size or (1, 28, 28))[-1]
+        count = n if n is not None else (4000 if split == "train" else 1000)
+        ds = glyph_pairs(count, int(distance), size=size, seed=2 * seed + (0 if split == "train" else 1))
         ds.split = split
         return ds
     elif name.startswith("imagenet-c:"):

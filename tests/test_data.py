@@ -273,3 +273,31 @@ def test_load_upload_rejects_oversized_dimensions_before_decoding():
 def test_load_upload_rejects_too_many_bytes():
     with pytest.raises(ValueError, match="limit is 10 MB"):
         data.load_upload(b"\x89PNG\r\n\x1a\n" + b"\x00" * (data.MAX_UPLOAD_BYTES + 1))
+
+
+def test_glyph_pairs_label_is_the_relation_between_two_glyphs_at_the_distance():
+    from probe.data import GLYPH, glyph_pairs, glyph_shapes
+    shapes = glyph_shapes()
+    assert len({tuple(s.flatten().tolist()) for s in shapes}) == len(shapes)
+    assert set(shapes.sum((1, 2)).tolist()) == {8.0}  # no glyph is brighter than another
+    for distance in (4, 12, 20):
+        ds = glyph_pairs(200, distance, seed=3)
+        assert ds.classes == ["different", "same"] and 60 < int(ds.labels.sum()) < 140
+        for k in range(40):
+            rows, cols = torch.nonzero(ds.masks[k, 0], as_tuple=True)
+            top, left = int(rows.min()), int(cols.min())
+            vertical = int(rows.max()) - top + 1 > GLYPH
+            second = (top + distance, left) if vertical else (top, left + distance)
+            a = ds.images[k, 0, top:top + GLYPH, left:left + GLYPH]
+            b = ds.images[k, 0, second[0]:second[0] + GLYPH, second[1]:second[1] + GLYPH]
+            assert ds.masks[k, 0, second[0]:second[0] + GLYPH, second[1]:second[1] + GLYPH].all()
+            assert int(ds.masks[k].sum()) == 2 * GLYPH * GLYPH
+            assert torch.equal(a, b) == bool(ds.labels[k] == 1), (distance, k)
+    again = glyph_pairs(20, 12, seed=3)
+    assert torch.equal(again.images, glyph_pairs(20, 12, seed=3).images)
+    assert not torch.equal(again.images, glyph_pairs(20, 12, seed=4).images)
+    with pytest.raises(ValueError, match="distance"):
+        glyph_pairs(4, 25)
+    with pytest.raises(ValueError, match="whole pixels"):
+        data.load("glyph-pairs:x", "train", n=4)
+    assert data.load("glyph-pairs:20", "test", n=8).name == "glyph-pairs:20"
