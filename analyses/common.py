@@ -48,20 +48,39 @@ DATA_ROOT: Optional[str] = None   # --data-root of the running analysis (None: $
 FAMILIES = tuple(PROTOCOL_FAMILIES)
 MLP_FAMILIES = tuple(n for n in FAMILIES if zoo.families()[n].group == "mlp")
 LADDER = ("mixer", "token_linear", "token_softmax", "synth_random", "synth_dense", "dot_attention")
-VARIANTS = ("synth",) + LADDER[1:]   # no sweep of their own: Mixer's learning rate
+# The finer token grid (issue 16: locality and reach on a grid where they can differ): a zoo
+# family's own builder with patch size 2 instead of 4, 14x14 = 196 tokens on 28 px, everything
+# else (width, depth, MLP ratios, norms) as the family; trained at the family's swept lr.
+FINEGRID = {f"{f}_p2": f for f in ("mixer", "resmlp", "gmlp", "vit", "fnet")}
+FINEGRID_PATCH = 2
+VARIANTS = ("synth",) + LADDER[1:] + tuple(FINEGRID)   # no sweep of their own (see above)
 LABELS = {**{n: f.label for n, f in zoo.families().items()}, "synth": "softmax(R) N(0,.02)",
           "token_linear": "linear R", "token_softmax": "softmax(R)",
           "synth_random": "Synth-Random", "synth_dense": "Synth-Dense",
-          "dot_attention": "dot attention"}
+          "dot_attention": "dot attention",
+          **{v: f"{zoo.families()[f].label} 14x14" for v, f in FINEGRID.items()}}
 COLORS = {**{n: f.color for n, f in zoo.families().items()}, "synth": "#ff7f0e",
           "token_linear": "#8c564b", "token_softmax": "#e377c2", "synth_random": "#ff7f0e",
-          "synth_dense": "#bcbd22", "dot_attention": "#9edae5"}
+          "synth_dense": "#bcbd22", "dot_attention": "#9edae5",
+          **{v: zoo.families()[f].color for v, f in FINEGRID.items()}}
 
 # ----------------------------------------------------------------------------- models
 
 
 def build(name: str, *, seed: int = 0) -> zoo.ProbeModel:
-    """A seeded random model: a zoo family (``synth`` included) or a ladder rung (:data:`VARIANTS`)."""
+    """A seeded random model: a zoo family (``synth`` included), a ladder rung or a finer-grid
+    variant (:data:`VARIANTS`, :data:`FINEGRID`: the family's builder with patch size 2)."""
+    if name in FINEGRID:
+        from probe.data import FASHION_MNIST_CLASSES
+        from probe.provenance import weights_info
+        family = FINEGRID[name]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = zoo.families()[family].builder(10, 1, 28, patch_size=FINEGRID_PATCH)
+        return zoo.ProbeModel(net, name=name, family=family, input_size=(1, 28, 28),
+                              classes=FASHION_MNIST_CLASSES, mean=zoo.FASHION_MNIST_MEAN,
+                              std=zoo.FASHION_MNIST_STD,
+                              weights_info=weights_info("random", f"seed {seed}"))
     if name in VARIANTS and name not in zoo.names():
         from probe.data import FASHION_MNIST_CLASSES
         from probe.models.synth_ladder import ladder_mixer
@@ -76,7 +95,7 @@ def build(name: str, *, seed: int = 0) -> zoo.ProbeModel:
 
 def hyper(name: str) -> dict:
     """Learning rate / weight decay / batch size of a family (``synth`` uses Mixer's)."""
-    fam = zoo.families()["mixer" if name in VARIANTS else name]
+    fam = zoo.families()[FINEGRID.get(name, "mixer" if name in VARIANTS else name)]
     return {"lr": fam.lr, "weight_decay": fam.weight_decay, "batch_size": fam.batch_size}
 
 

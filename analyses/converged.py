@@ -1,8 +1,9 @@
 """The trained models every analysis uses: the cells of the one recipe (``analyses/recipe.json``).
 
 Full scale: the full-data models committed under ``analyses/models/<family>_n<n>_s<seed>.safetensors``
-(and the data-efficiency cells under ``runs/cells``), trained by ``python -m analyses.cells``
-(``make cells-full``, ``make cells-data-efficiency``). An analysis never trains those
+(and the data-efficiency and finegrid cells under ``runs/cells``: :func:`models` with
+``n_train``, e.g. ``plan_spec("finegrid", quick=...)["n_train"]``), trained by ``python -m
+analyses.cells`` (``make cells-full``, ``make cells-data-efficiency``, ``make cells-finegrid``). An analysis never trains those
 itself: a missing one is a one-line error naming the command that trains it.
 
 ``--quick``: the same recipe shrunk to seconds (:func:`analyses.cells.quick_recipe`, a
@@ -21,10 +22,10 @@ from probe import zoo
 
 from .cells import Cell, Store, committed_recipe, default_store, quick_recipe, train_cell
 from .cells.plan import sweep_results
-from .cells.training import CellBusy, load_model
+from .cells.training import CellBusy, load_model, plan_of
 from .cells.recipe import Recipe
 
-__all__ = ["recipe_and_store", "lrs", "cells_for", "model_row", "load", "models"]
+__all__ = ["recipe_and_store", "plan_spec", "lrs", "cells_for", "model_row", "load", "models"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +34,15 @@ def recipe_and_store(quick: bool) -> Tuple[Recipe, Store]:
     """The committed recipe and its store, or their ``--quick`` versions."""
     recipe = quick_recipe() if quick else committed_recipe()
     return recipe, default_store(recipe, quick=quick)
+
+
+def plan_spec(name: str, *, quick: bool) -> dict:
+    """The recipe's ``plans.<name>`` (its ``--quick`` version with ``quick``), e.g. ``finegrid``'s
+    ``families``, ``n_train`` and ``seeds``."""
+    recipe, _ = recipe_and_store(quick)
+    if name not in recipe.plans:
+        raise ValueError(f"recipe {recipe.hash} has no plans.{name}; see analyses/recipe.json")
+    return dict(recipe.plans[name])
 
 
 def lrs(families: Sequence[str], *, quick: bool) -> Dict[str, float]:
@@ -79,7 +89,7 @@ def load(cell: Cell, *, quick: bool = False, progress: bool = False) -> Tuple[zo
     card = store.card(cell)
     if card is None:
         if not quick:
-            plan = "full" if cell.is_full else "data-efficiency"
+            plan = plan_of(cell)
             raise ValueError(f"model {cell.key} is not trained yet; run `python -m analyses.cells run "
                              f"--plan {plan} --family {cell.family} --seed {cell.seed}` (make "
                              f"cells-{plan}) first")
@@ -117,7 +127,7 @@ def models(families: Sequence[str], seeds: Sequence[int], *, n_train: Optional[i
         _, store = recipe_and_store(False)
         missing = [c for c in cells if not store.is_done(c)]
         if missing:
-            plan = "full" if missing[0].is_full else "data-efficiency"
+            plan = plan_of(missing[0])
             fams = " ".join(dict.fromkeys(c.family for c in missing))
             raise ValueError(f"{len(missing)} model(s) not trained yet ({', '.join(c.key for c in missing[:4])}"
                              f"{', ...' if len(missing) > 4 else ''}); run `make cells-{plan}` "

@@ -1,7 +1,12 @@
 """Claims and checks of ``analyses.mixing_patterns``, computed from its results file:
 per-seed values by layer, their intervals (log or logit scale, so levels stay in range),
 the same-seed initialisation and reference controls, the three claims and the checks that
-hold by construction."""
+hold by construction.
+
+With a ``finegrid`` block (14x14 tokens, patch 2: where locality and reach can differ from
+uniform, random and Fourier mixing), each claim's effect and verdict come from that grid
+(:func:`finegrid_view`), and the 7x7 measurement of the converged full-data models is kept
+beside it (``details["grid_7x7"]``, with its own verdict at the same margin)."""
 from __future__ import annotations
 
 import math
@@ -101,8 +106,8 @@ def _minus(a: Sequence[float], b: Sequence[float]) -> List[float]:
 
 
 def _ref(results: dict, metric: str) -> Dict[str, float]:
-    """``{reference: its value of metric}`` on the 7x7 token grid (uniform, random, DFT,
-    local, identity)."""
+    """``{reference: its value of metric}`` on the results' token grid (uniform, random, DFT,
+    local, identity; keys ``<name>_<h>x<w>``)."""
     return {name: ref[metric] for name, ref in results["references"].items()}
 
 
@@ -168,6 +173,90 @@ def _levels(results: dict, families: Sequence[str], metric: str, depth: Optional
                 for w in WEIGHTS} for f in families}
 
 
+# ----------------------------------------------------------------------------- grids
+
+
+def finegrid_view(results: dict) -> Optional[dict]:
+    """The ``finegrid`` block (14x14-token models, the CNN on the same images) as a results
+    dict the claim and check builders read, or ``None`` without one."""
+    fg = results.get("finegrid")
+    if not fg:
+        return None
+    return {**results, "mixing": fg["mixing"], "references": fg["references"], "maps": fg["maps"],
+            "image_size": fg["image_size"], "radius_px": fg["radius_px"],
+            "templates": fg.get("templates"), "token_grid": list(fg["grid"]),
+            "grid_text": f"{fg['grid'][0]}x{fg['grid'][1]} tokens ({fg['patch_px']:g}-px patches) "
+                         f"of the finegrid plan's models ({fg['n_train']} training images)"}
+
+
+def grid_text(results: dict) -> str:
+    """Which grid and models a results dict (or :func:`finegrid_view`) measures."""
+    return results.get("grid_text", f"{TOKEN_GRID[0]}x{TOKEN_GRID[1]} tokens (4-px patches) of "
+                                    f"the converged full-data models")
+
+
+def figure_suffix(results: dict) -> str:
+    """Figure-name suffix of a grid: ``"_14x14"`` for the finer grid, ``""`` for 7x7."""
+    grid = tuple(results.get("token_grid", TOKEN_GRID))
+    return "" if grid == TOKEN_GRID else f"_{grid[0]}x{grid[1]}"
+
+
+def _tokens(results: dict, radius_px: float) -> str:
+    """``radius_px`` in tokens of the results' grid (28-px images)."""
+    grid = results.get("token_grid", TOKEN_GRID)
+    tokens = radius_px * grid[0] / results["image_size"]
+    return f"{tokens:g} token" + ("" if tokens == 1 else "s")
+
+
+def grid_change(block: dict, metric: str, depth: Optional[int], confidence: float
+                ) -> Dict[str, dict]:
+    """Per family of a ``finegrid`` block: ``metric`` of the trained 14x14 model, of the 7x7
+    model trained on the same images and seed, and 14x14 minus 7x7 (intervals over seeds)."""
+    out = {}
+    for fam in block["coarse"]:
+        if fam not in block["mixing"]:
+            continue
+        fine = values(block, fam, "trained", metric, depth)
+        coarse = values({"mixing": block["coarse"]}, fam, "trained", metric, depth)
+        out[fam] = {"14x14": metric_ci(metric, fine, confidence=confidence),
+                    "7x7": metric_ci(metric, coarse, confidence=confidence),
+                    "difference": interval(common.mean_ci(_minus(fine, coarse),
+                                                          confidence=confidence))}
+    return out
+
+
+# the layer and metric each claim reads (for the same-data grid comparison)
+CLAIM_LAYER = {"mixer_mixing_is_local": ("locality", None),
+               "cnn_reaches_less_far": ("mean_mixing_distance_px", -1),
+               "attention_reaches_far": ("mean_mixing_distance_px", 0)}
+
+
+def _on_finegrid(fine: Claim, coarse: Claim, block: dict) -> Claim:
+    """The finer grid's claim (its effect and interval decide the verdict), with the 7x7
+    full-data measurement (``grid_7x7``: effect, interval, verdict at the same margin, per
+    family) and the same-data grid comparison (``grid_14x14_minus_7x7_same_data``) beside it."""
+    metric, depth = CLAIM_LAYER[fine.key]
+    row = coarse.as_result()
+    seven = {k: row[k] for k in ("verdict", "effect", "ci_low", "ci_high", "sensitivity",
+                                 "per_family", "experiment", "figure", "reference", "details")}
+    return Claim(
+        key=fine.key, claim=fine.claim, who=fine.who,
+        experiment=f"{fine.experiment} ({fine.figure}). Also on {grid_text({})}: effect "
+                   f"{coarse.estimate:.3g} [{coarse.low:.3g}, {coarse.high:.3g}], "
+                   f"{coarse.verdict} (details.grid_7x7, {coarse.figure})",
+        figure="mixing_grids.pdf", effect=fine.effect,
+        estimate=fine.estimate, low=fine.low, high=fine.high, per_family=fine.per_family,
+        reference=fine.reference,
+        details={**fine.details, "grid": {"tokens": block["grid"], "patch_px": block["patch_px"],
+                                          "n_train": block["n_train"]},
+                 "grid_7x7": seven,
+                 "grid_14x14_minus_7x7_same_data": {
+                     "metric": metric, "layer": "mean over layers" if depth is None else depth,
+                     "per_family": {f: v for f, v in grid_change(block, metric, depth,
+                                                                 fine.confidence).items()
+                                    if f in fine.per_family}}})
+
+
 # ----------------------------------------------------------------------------- claims
 
 
@@ -195,12 +284,13 @@ def _mixer_local(results: dict) -> Claim:
             "first-layer token-mixing templates look like local, conv-like filters) and the "
             "'MLP, conv and attention are nearly equivalent' argument",
         experiment=f"effective token mixing (channel-averaged Jacobian of the token MLP, "
-                   f"{results['settings']['images']} Fashion-MNIST test images) of the converged "
-                   f"full-data Mixer, {n} seeds, beside {CONTROLS_TEXT}; its first-layer "
+                   f"{results['settings']['images']} Fashion-MNIST test images) of Mixer on "
+                   f"{grid_text(results)}, {n} seeds, beside {CONTROLS_TEXT}; its first-layer "
                    f"templates (Fig. 5) scored one by one against uniform, DFT, local and "
-                   f"peak-centred random templates (mixer_templates.pdf)",
-        figure="mixing_distance_by_depth.pdf",
-        effect=f"share of the mixing mass within {radius:g} px (one token), mean over the "
+                   f"peak-centred random templates (mixer_templates{figure_suffix(results)}.pdf)",
+        figure=f"mixing_distance_by_depth{figure_suffix(results)}.pdf",
+        effect=f"share of the mixing mass within {radius:g} px ({_tokens(results, radius)}), "
+               f"mean over the "
                f"token-mixing layers, trained minus the same seed's initialisation: > 0 means "
                f"training made the mixing more local (per family: the same change for every "
                f"token model; FNet's is 0 by construction)",
@@ -296,12 +386,12 @@ def _cnn_reach(results: dict) -> Claim:
         who="MLP-Mixer, gMLP and ViT authors (Tolstikhin et al., Liu et al., Dosovitskiy et "
             "al. 2021) motivating global token mixing against local convolutions",
         experiment=f"mean mixing distance (pixels and fraction of the {results['image_size']}"
-                   f"-px image side) of the last token-mixing layer of the converged "
-                   f"{', '.join(LABELS[f] for f in tokens)} vs the converged CNN's last stage "
-                   f"(whose receptive field spans the image), {n} seeds, each beside "
-                   f"{CONTROLS_TEXT}; the first stage reaches less far by construction (a "
-                   f"check, not evidence)",
-        figure="mixing_distance_by_depth.pdf",
+                   f"-px image side) of the last token-mixing layer of "
+                   f"{', '.join(LABELS[f] for f in tokens)} on {grid_text(results)} vs the "
+                   f"last stage of the CNN trained on the same images (whose receptive field "
+                   f"spans the image), {n} seeds, each beside {CONTROLS_TEXT}; the first stage "
+                   f"reaches less far by construction (a check, not evidence)",
+        figure=f"mixing_distance_by_depth{figure_suffix(results)}.pdf",
         effect=f"last-layer mean mixing distance (pixels) of the trained token model minus the "
                f"trained CNN's last stage, per seed; group: mean over the token models whose "
                f"mixing is learned ({', '.join(LABELS[f] for f in learned)}; FNet's fixed DFT "
@@ -329,11 +419,11 @@ def _attention_reach(results: dict) -> Claim:
         who="Dosovitskiy et al. 2021 (ViT: some heads attend globally already in the lowest "
             "layers, Fig. 7) and the attention side of the MLP debate",
         experiment=f"mean attention distance (pixels and fraction of the "
-                   f"{results['image_size']}-px image side) of the converged ViT's first layer "
-                   f"vs the converged CNN's first stage, {n} seeds, each beside {CONTROLS_TEXT}; "
-                   f"at initialisation ViT's near-uniform attention reaches farther by "
-                   f"construction (a check)",
-        figure="mixing_distance_by_depth.pdf",
+                   f"{results['image_size']}-px image side) of ViT's first layer on "
+                   f"{grid_text(results)} vs the first stage of the CNN trained on the same "
+                   f"images, {n} seeds, each beside {CONTROLS_TEXT}; at initialisation ViT's "
+                   f"near-uniform attention reaches farther by construction (a check)",
+        figure=f"mixing_distance_by_depth{figure_suffix(results)}.pdf",
         effect="ViT first-layer mean mixing distance (pixels, mean over heads) minus the CNN's "
                "first stage, trained models, interval over seeds: > 0 means attention reaches "
                "farther in one step",
@@ -346,7 +436,20 @@ def _attention_reach(results: dict) -> Claim:
 
 
 def claims(results: dict) -> List[Claim]:
-    """Mixer's locality gain, and the CNN's / attention's reach, on the trained models."""
+    """Mixer's locality gain, and the CNN's / attention's reach, on the trained models: on the
+    14x14 grid when the results hold a ``finegrid`` block (the 7x7 measurement kept in each
+    claim's ``details["grid_7x7"]``), else on the 7x7 grid."""
+    coarse = _claims_on(results)
+    view = finegrid_view(results)
+    if view is None:
+        return coarse
+    fine = {c.key: c for c in _claims_on(view)}
+    return [_on_finegrid(fine[c.key], c, results["finegrid"]) if c.key in fine else c
+            for c in coarse]
+
+
+def _claims_on(results: dict) -> List[Claim]:
+    """The claims measured on one grid's models (the top level, or :func:`finegrid_view`)."""
     fams = list(results["mixing"])
     learned = [f for f in token_families(fams) if f not in FIXED_MIXING]
     out: List[Claim] = []
@@ -363,7 +466,19 @@ def claims(results: dict) -> List[Claim]:
 
 
 def checks(results: dict) -> List[Check]:
-    """What holds by construction: receptive fields, the reach gap at init, FNet's fixed DFT."""
+    """What holds by construction: receptive fields, the reach gap at init, FNet's fixed DFT;
+    the same for the ``finegrid`` block's models (ids ending ``_finegrid``)."""
+    out = _checks_on(results)
+    view = finegrid_view(results)
+    if view is not None:
+        out += [Check(key=f"{c.key}_finegrid", what=f"{c.what} [{grid_text(view)}; the CNN "
+                      f"trained on the same images]", max_abs_error=c.max_abs_error,
+                      tolerance=c.tolerance, details=c.details) for c in _checks_on(view)]
+    return out
+
+
+def _checks_on(results: dict) -> List[Check]:
+    """The checks of one grid's models (the top level, or :func:`finegrid_view`)."""
     fams = list(results["mixing"])
     tokens = token_families(fams)
     dist = "mean_mixing_distance_px"
@@ -399,7 +514,8 @@ def checks(results: dict) -> List[Check]:
                          "token_first_layer_init_px": {
                              f: values(results, f, "init", dist, 0) for f in tokens}}))
     for fam in (f for f in FIXED_MIXING if f in fams):
-        ref = results["references"][f"dft_{TOKEN_GRID[0]}x{TOKEN_GRID[1]}"]
+        grid = results.get("token_grid", TOKEN_GRID)
+        ref = results["references"][f"dft_{grid[0]}x{grid[1]}"]
         errors = {f"{w} seed {r['seed']} {lay['layer']} {m}": abs(lay[m] - ref[m])
                   for w in WEIGHTS for r in results["mixing"][fam][w] for lay in r["layers"]
                   for m in METRICS}

@@ -30,6 +30,15 @@ the same score of reference templates (``results["templates"]``, ``mixer_templat
 Levels get intervals that stay in range (distances on a log scale, shares on a logit
 scale); claims are differences over seeds.
 
+The finer grid (``results["finegrid"]``, issue 16): on 7x7 tokens uniform, random and DFT
+mixing all measure about 14.4 px, so the same measurements are repeated on 14x14 tokens
+(patch 2: :data:`analyses.common.FINEGRID`, the ``finegrid`` plan's cells), each beside its
+same-seed initialisation and the 14x14 references, with the 7x7 models and the CNN trained on
+the same images and seeds (``coarse``; the data-efficiency cells of that size) and Mixer's
+14x14 first-layer templates (radius ``radius_px`` = 2 tokens of 2 px). The claims then
+take their effect from the finer grid and keep the 7x7 full-data measurement beside it
+(:mod:`analyses.mixing_claims`); figures ``*_14x14.pdf`` and ``mixing_grids.pdf``.
+
 Facts that hold by construction are checks, not evidence (``results["checks"]``): a
 CNN stage mixes only inside its receptive field; at initialisation the CNN's first
 stage (zero-initialised residual branch: a 1x1 strided shortcut) reaches less far
@@ -60,13 +69,18 @@ from analyses.mixing_claims import (  # noqa: F401  (the claims' module; names r
     values)
 
 NAME = "mixing_patterns"
+# finegrid: the finer-grid variants (analyses.common.FINEGRID: patch 2, 14x14 tokens) and the
+# 7x7 models and CNN trained on the same images and seeds ("coarse"), at the finegrid plan's size
 SCALES = {
     "full": {"quick": False, "families": list(common.FAMILIES), "seeds": [0, 1, 2],
-             "images": 64, "radius_px": 4.0},
+             "images": 64, "radius_px": 4.0,
+             "finegrid": {"variants": list(common.FINEGRID), "coarse": list(common.FAMILIES)}},
     "quick": {"quick": True, "families": ["mixer", "vit", "fnet", "cnn"], "seeds": [0, 1],
-              "images": 4, "radius_px": 4.0},
+              "images": 4, "radius_px": 4.0,
+              "finegrid": {"variants": ["mixer_p2", "vit_p2"], "coarse": ["mixer", "vit", "cnn"]}},
 }
-# query tokens (row, col) on the 7x7 token grid whose mixing rows the map figure shows
+# query tokens (row, col) on the 7x7 token grid whose mixing rows the map figure shows (on
+# another grid: the cell under the same pixel position, named by its own (row, col))
 QUERIES = ((3, 3), (1, 1), (1, 5), (5, 1), (5, 5), (0, 3))
 PANELS = 6
 REFERENCE_SEED = 0           # seed of the "random" reference matrix (probe.mixing.references)
@@ -164,6 +178,7 @@ def panels(family: str, m, image_size: int) -> dict:
 
     def row_panel(mat: torch.Tensor, q: Tuple[int, int], title: str) -> dict:
         i, j = _query_index(q, m.grid, image_size)
+        title = f"{title}token ({i},{j})"                  # the query's cell on this layer's grid
         sh, sw = hi / m.grid[0], wi / m.grid[1]
         centre = [((i + 0.5) * sh) * px, ((j + 0.5) * sw) * px]
         return {"title": title, "values": _round(mat[i * m.grid[1] + j].reshape(hi, wi)),
@@ -174,18 +189,18 @@ def panels(family: str, m, image_size: int) -> dict:
         k = units.shape[0]
         for u in [round(i * (k - 1) / (PANELS - 2)) for i in range(PANELS - 1)]:
             out.append({"title": f"hidden unit {u}", "values": _round(units[u]), "query_px": None})
-        out.append(row_panel(rows.mean(0), QUERIES[0], "effective, token (3,3)"))
+        out.append(row_panel(rows.mean(0), QUERIES[0], "effective, "))
     elif m.kind == "attention":
         for h in range(min(m.heads, PANELS - 2)):
-            out.append(row_panel(rows[h], QUERIES[0], f"head {h}, token (3,3)"))
-        out.append(row_panel(rows.mean(0), QUERIES[0], "head mean, token (3,3)"))
+            out.append(row_panel(rows[h], QUERIES[0], f"head {h}, "))
+        out.append(row_panel(rows.mean(0), QUERIES[0], "head mean, "))
         if p:
             cls = m.matrix[..., 0, p:].double().mean((0, 1)).reshape(hi, wi)
             out.append({"title": "class token, head mean", "values": _round(cls),
                         "query_px": None})
     else:
         for q in QUERIES[:PANELS]:
-            out.append(row_panel(rows.mean(0), q, f"token ({q[0]},{q[1]})"))
+            out.append(row_panel(rows.mean(0), q, ""))
     return {"layer": m.layer, "kind": m.kind, "input_grid": [hi, wi], "px_per_unit": px,
             "panels": out}
 
@@ -278,25 +293,26 @@ def _template_panels(m) -> List[dict]:
     return [{"unit": u, "values": _round(units[u])} for u in picks]
 
 
-def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
+def _measure(trained, x, radius: float, first_seed: int, progress: bool, desc: str
+             ) -> Tuple[Dict[str, Dict[str, list]], Dict[str, dict], Dict[str, object]]:
+    """Every model of ``trained`` (``[(model, row)]``) beside its same-seed initialisation:
+    ``(mixing, maps, templates)``: per family (a finer-grid variant under its zoo family's
+    name) the trained and init metrics by layer, the trained layers with their controls; the
+    first-layer panels of ``first_seed``; Mixer's first-layer template scores (empty if none)."""
     from tqdm import tqdm
 
-    from analyses import converged
-    from probe import mixing, zoo
-    x, _ = common.test_set(scale["images"])
+    from probe import mixing
     image_size = int(x.shape[-1])
-    radius = scale["radius_px"]
-    trained = converged.models(scale["families"], scale["seeds"], quick=scale["quick"],
-                               progress=progress)
-    measured: Dict[str, Dict[str, list]] = {f: {w: [] for w in WEIGHTS} for f in scale["families"]}
+    measured: Dict[str, Dict[str, list]] = {}
     maps_out: Dict[str, dict] = {}
     templates: Dict[str, object] = {"radius_px": radius, "power": 2,
                                     "trained": [], "init": [], "panels": {}}
-    bar = tqdm(trained, desc="mixing patterns", unit="model", disable=not progress)
+    bar = tqdm(trained, desc=desc, unit="model", disable=not progress)
     for model, row in bar:
-        fam, seed = row["family"], row["seed"]
-        bar.set_postfix(model=fam, seed=seed)
-        start = zoo.build(fam, seed=seed).eval()
+        name, seed = row["family"], row["seed"]
+        fam = common.FINEGRID.get(name, name)
+        bar.set_postfix(model=name, seed=seed)
+        start = common.build(name, seed=seed).eval()       # zoo.build for a zoo family
         maps = {"trained": mixing.extract(model, x), "init": mixing.extract(start, x)}
         ctrl = layer_controls(maps["trained"], maps["init"], radius)
         for which, net in (("trained", model), ("init", start)):
@@ -308,21 +324,69 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
             record = {"seed": seed, "layers": layers}
             if which == "trained":
                 record["test_accuracy"] = row["test_accuracy"]
-                if seed == scale["seeds"][0]:
+                if seed == first_seed:
                     maps_out[fam] = panels(fam, maps[which][0], image_size)
-            measured[fam][which].append(record)
+            measured.setdefault(fam, {w: [] for w in WEIGHTS})[which].append(record)
             first = maps[which][0]
             if isinstance(first.native, dict) and "fc1" in first.native and fam == "mixer":
                 templates[which].append({"seed": seed, **template_scores(first, radius)})
-                if seed == scale["seeds"][0]:
+                if seed == first_seed:
                     templates["panels"][which] = _template_panels(first)
                     templates["grid"] = list(first.in_grid)
+                    templates["radius_tokens"] = radius / float(first.px_per_token[1])
                     templates["references"] = template_references(maps["trained"][0], radius)
+    return measured, maps_out, templates
+
+
+def finegrid(scale: dict, x: torch.Tensor, progress: bool) -> Tuple[dict, List[dict]]:
+    """The finer token grid (issue 16): the ``finegrid`` plan's variants (patch 2, 14x14
+    tokens) and, on the same training images and seeds (a data-efficiency size), the 7x7
+    token models and the CNN, each beside its initialisation and its grid's references.
+
+    Returns ``(block, model rows)``; the block is laid out like the results' top level
+    (``mixing`` holds the 14x14 models under their zoo family's name, plus the CNN),
+    with ``coarse``: the 7x7 token models of the same size and seeds."""
+    from analyses import converged
+    spec, quick, seeds = scale["finegrid"], scale["quick"], scale["seeds"]
+    radius, image_size = scale["radius_px"], int(x.shape[-1])
+    n = int(converged.plan_spec("finegrid", quick=quick)["n_train"])
+    fine = converged.models(spec["variants"], seeds, n_train=n, quick=quick, progress=progress)
+    coarse = converged.models(spec["coarse"], seeds, n_train=n, quick=quick, progress=progress)
+    m_fine, maps_fine, tpl = _measure(fine, x, radius, seeds[0], progress, "mixing 14x14")
+    m_coarse, maps_coarse, _ = _measure(coarse, x, radius, seeds[0], progress,
+                                        "mixing 7x7, same data")
+    first = m_fine[next(iter(m_fine))]["trained"][0]["layers"][0]
+    grid = tuple(first["input_grid"])
+    block = {"n_train": n, "grid": list(grid), "patch_px": first["px_per_unit"],
+             "variants": {common.FINEGRID[v]: v for v in spec["variants"]},
+             "image_size": image_size, "radius_px": radius,
+             "radius_tokens": radius / first["px_per_unit"],
+             "mixing": {**m_fine, **{f: v for f, v in m_coarse.items() if f == "cnn"}},
+             "coarse": {f: v for f, v in m_coarse.items() if f != "cnn"},
+             "maps": {**maps_fine, **{f: v for f, v in maps_coarse.items() if f == "cnn"}},
+             "references": references(image_size, radius, grid=grid)}
+    if tpl["trained"]:
+        block["templates"] = tpl
+    return block, [row for _, row in fine + coarse]
+
+
+def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
+    from analyses import converged
+    x, _ = common.test_set(scale["images"])
+    image_size = int(x.shape[-1])
+    radius = scale["radius_px"]
+    trained = converged.models(scale["families"], scale["seeds"], quick=scale["quick"],
+                               progress=progress)
+    measured, maps_out, templates = _measure(trained, x, radius, scale["seeds"][0], progress,
+                                             "mixing patterns")
     out = {"models": [row for _, row in trained], "image_size": image_size,
            "radius_px": radius, "mixing": measured, "maps": maps_out,
            "references": references(image_size, radius)}
     if templates["trained"]:
         out["templates"] = templates
+    if scale.get("finegrid"):
+        out["finegrid"], rows = finegrid(scale, x, progress)
+        out["models"] += rows
     return out
 
 # ----------------------------------------------------------------------------- figures

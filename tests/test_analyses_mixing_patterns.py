@@ -1,6 +1,7 @@
 """analyses.mixing_patterns: the quick run's results (converged models, claims, checks), pixel
 units and fractions of the image side, initialisation and per-layer reference values
-(probe.mixing.controls), Mixer's first-layer templates, in-range intervals, the four verdicts of
+(probe.mixing.controls), Mixer's first-layer templates, the finer 14x14 token grid (claims take
+their effect from it and keep the 7x7 measurement), in-range intervals, the four verdicts of
 each claim on constructed results, per-family effects and the by-construction checks,
 --plot-only."""
 import json
@@ -17,7 +18,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 CLAIMS = {"mixer_mixing_is_local", "cnn_reaches_less_far", "attention_reaches_far"}
 CHECKS = {"cnn_mixing_within_receptive_field", "cnn_first_stage_reaches_less_far_at_init",
           "fnet_mixing_is_fixed_dft"}
-FIGURES = ("mixing_patterns.pdf", "mixing_distance_by_depth.pdf", "mixer_templates.pdf")
+FINE_CHECKS = {"cnn_mixing_within_receptive_field_finegrid",     # quick: no fnet_p2
+               "cnn_first_stage_reaches_less_far_at_init_finegrid"}
+FIGURES = ("mixing_patterns.pdf", "mixing_distance_by_depth.pdf", "mixer_templates.pdf",
+           "mixing_patterns_14x14.pdf", "mixing_distance_by_depth_14x14.pdf",
+           "mixer_templates_14x14.pdf", "mixing_grids.pdf")
 CONTROLS = ("uniform", "random", "dft", "local")
 
 
@@ -36,14 +41,19 @@ def test_quick_run_writes_models_claims_checks(quick):
     assert res["analysis"] == "mixing_patterns" and res["scale"] == "quick"
     fams, seeds = res["settings"]["families"], res["settings"]["seeds"]
     assert "cnn" in fams and "mixer" in fams and "vit" in fams
-    # one row per converged model used, family-major then seed
+    # one row per converged model used, family-major then seed: the full-data models, then the
+    # finer-grid variants and the 7x7 models trained on the same images
+    fg = res["settings"]["finegrid"]
+    n = res["finegrid"]["n_train"]
     used = [(r["family"], r["seed"]) for r in res["models"]]
-    assert used == [(f, s) for f in fams for s in seeds]
+    assert used == [(f, s) for f in fams + fg["variants"] + fg["coarse"] for s in seeds]
+    assert {r["n_train"] for r in res["models"][len(fams) * len(seeds):]} == {n}
     for row in res["models"]:
         assert set(row) >= {"family", "n_train", "seed", "steps", "lr", "val_accuracy",
                             "test_accuracy", "weights"}
         assert (mp.common.ROOT / row["weights"]).is_file()
-    acc = {(r["family"], r["seed"]): r["test_accuracy"] for r in res["models"]}
+    acc = {(r["family"], r["seed"]): r["test_accuracy"]
+           for r in res["models"][:len(fams) * len(seeds)]}
     for fam in fams:
         assert {r["seed"]: r["test_accuracy"] for r in res["mixing"][fam]["trained"]} == \
             {s: acc[fam, s] for s in seeds}
@@ -53,16 +63,27 @@ def test_quick_run_writes_models_claims_checks(quick):
         assert c["verdict"] in VERDICTS
         for control in ("initialisation", "uniform", "random", "DFT", "local Gaussian"):
             assert control in c["experiment"], (c["id"], control)
+        # the effect comes from the 14x14 grid; the 7x7 full-data measurement stays beside it
+        assert "14x14 tokens" in c["experiment"] and "7x7 tokens" in c["experiment"]
+        assert c["figure"] == "mixing_grids.pdf"
+        seven = c["details"]["grid_7x7"]
+        assert seven["verdict"] in VERDICTS
+        assert seven["ci_low"] <= seven["effect"] <= seven["ci_high"]
+        assert c["details"]["grid"] == {"tokens": [14, 14], "patch_px": 2.0, "n_train": n}
         assert c["ci_low"] <= c["effect"] <= c["ci_high"]
         assert set(c["sensitivity"]) == {"half", "double"}
         for fe in c["per_family"].values():
             assert fe["ci_low"] <= fe["effect"] <= fe["ci_high"]
     tokens = [f for f in fams if f != "cnn"]
-    assert set(claims["cnn_reaches_less_far"]["per_family"]) == set(tokens)
-    assert set(claims["mixer_mixing_is_local"]["per_family"]) == set(tokens)
+    fine = [mp.common.FINEGRID[v] for v in fg["variants"]]
+    for key in ("cnn_reaches_less_far", "mixer_mixing_is_local"):
+        assert set(claims[key]["per_family"]) == set(fine)
+        assert set(claims[key]["details"]["grid_7x7"]["per_family"]) == set(tokens)
     assert set(claims["attention_reaches_far"]["per_family"]) == {"vit"}
+    same = claims["attention_reaches_far"]["details"]["grid_14x14_minus_7x7_same_data"]
+    assert set(same["per_family"]) == {"vit"} and same["layer"] == 0
     checks = {c["id"]: c for c in res["checks"]}
-    assert set(checks) == CHECKS
+    assert set(checks) == CHECKS | FINE_CHECKS
     for c in checks.values():
         assert set(c) >= {"id", "what", "max_abs_error", "tolerance", "holds"}
         assert c["holds"] is True, c
@@ -213,10 +234,80 @@ def test_mixer_first_layer_templates(quick):
     refs = tpl["references"]
     assert refs["local"] > refs["random_peak_centred"] > refs["uniform"]
     local = {c["id"]: c for c in res["claims"]}["mixer_mixing_is_local"]
-    summary = local["reference"]["first_layer_templates"]
+    summary = local["details"]["grid_7x7"]["reference"]["first_layer_templates"]   # 7x7 kept
     assert summary["median_per_seed"]["init"][0] == pytest.approx(np.median(want.numpy()),
                                                                   abs=1e-5)
     assert "median_change" in summary
+
+
+def test_finegrid_block(quick):
+    """The 14x14 models: every layer on a 14x14 grid of 2-px cells, distances in pixels and as a
+    fraction of the image side, init = the same-seed variant's metrics, the 14x14 references
+    (uniform: closed form; local sigma = 1 token = 2 px), the 7x7 models on the same images,
+    Mixer's 14x14 templates with their score per template, its distribution and the radius."""
+    from probe import mixing
+    _, _, res = quick
+    fg, seeds = res["finegrid"], res["settings"]["seeds"]
+    assert fg["grid"] == [14, 14] and fg["patch_px"] == 2.0 and fg["radius_tokens"] == 2.0
+    assert fg["variants"] == {mp.common.FINEGRID[v]: v
+                              for v in res["settings"]["finegrid"]["variants"]}
+    assert set(fg["mixing"]) == set(fg["variants"]) | {"cnn"}
+    assert set(fg["coarse"]) == set(res["settings"]["finegrid"]["coarse"]) - {"cnn"}
+    for fam in fg["variants"]:
+        for which in mp.WEIGHTS:
+            assert [r["seed"] for r in fg["mixing"][fam][which]] == seeds
+            for r in fg["mixing"][fam][which]:
+                for lay in r["layers"]:
+                    assert lay["input_grid"] == [14, 14] and lay["px_per_unit"] == 2.0
+                    assert lay["mean_mixing_distance_px"] == pytest.approx(
+                        2.0 * lay["mean_mixing_distance_units"], rel=1e-5)
+                    assert lay["mean_mixing_distance_fraction"] == pytest.approx(
+                        lay["mean_mixing_distance_px"] / 28, rel=1e-6)
+        for lay in fg["mixing"][fam]["trained"][0]["layers"]:
+            ctrl = lay["controls"]
+            assert set(CONTROLS) <= set(ctrl["locality"]) and ctrl["side_px"] == 28.0
+            assert ctrl["mean_mixing_distance_fraction"]["uniform"] == pytest.approx(
+                fg["references"]["uniform_14x14"]["mean_mixing_distance_fraction"], rel=1e-5)
+        for r in fg["coarse"][fam]["trained"]:
+            assert {lay["px_per_unit"] for lay in r["layers"]} == {4.0}
+    x, _ = mp.common.test_set(res["settings"]["images"])
+    net = mp.common.build("vit_p2", seed=seeds[-1]).eval()
+    want = mp.layer_metrics(mixing.extract(net, x), 28, res["radius_px"], net)
+    got = fg["mixing"]["vit"]["init"][-1]["layers"]
+    for g, w in zip(got, want):
+        for metric in mp.METRICS:
+            assert g[metric] == pytest.approx(w[metric], rel=1e-5, abs=1e-7)
+    ref = fg["references"]
+    assert set(ref) == {f"{n}_14x14" for n in ("uniform", "random", "dft", "local", "identity")}
+    yy, xx = np.meshgrid(np.arange(14) * 2.0, np.arange(14) * 2.0, indexing="ij")
+    pos = np.stack([yy.ravel(), xx.ravel()], 1)
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    assert ref["uniform_14x14"]["mean_mixing_distance_px"] == pytest.approx(d.mean(), rel=1e-5)
+    assert ref["uniform_14x14"]["locality"] == pytest.approx((d <= 4.0 + 1e-9).mean(), rel=1e-5)
+    local = np.exp(-(d / 2.0) ** 2 / 2)
+    local /= local.sum(1, keepdims=True)
+    assert ref["local_14x14"]["mean_mixing_distance_px"] == pytest.approx(
+        (local * d).sum() / local.sum(), rel=1e-5)
+    # uniform, random and DFT mixing still look alike; the local reference now reaches ~6x less
+    assert ref["local_14x14"]["mean_mixing_distance_px"] * 5 < \
+        ref["uniform_14x14"]["mean_mixing_distance_px"]
+    tpl = fg["templates"]
+    assert tpl["grid"] == [14, 14] and tpl["radius_px"] == 4.0 and tpl["radius_tokens"] == 2.0
+    first = mixing.extract(mp.common.build("mixer_p2", seed=seeds[0]).eval(), x)[0]
+    score = mixing.template_locality(first, 4.0, templates="fc1")
+    assert tpl["init"][0]["locality"] == pytest.approx(score.tolist(), abs=1e-5)
+    for which in mp.WEIGHTS:
+        for rec in tpl[which]:
+            assert len(rec["locality"]) == 64 and rec["distribution"]["n"] == 64
+            assert rec["distribution"]["q50"] == pytest.approx(np.median(rec["locality"]),
+                                                               abs=1e-5)
+    assert tpl["references"]["local"] > tpl["references"]["random_peak_centred"] > \
+        tpl["references"]["uniform"]
+    summary = {c["id"]: c for c in res["claims"]}["mixer_mixing_is_local"]["reference"]
+    assert summary["first_layer_templates"]["radius_px"] == 4.0
+    assert set(summary["first_layer_templates"]["distribution"]) == set(mp.WEIGHTS)
+    assert summary["first_layer_templates"]["median_per_seed"]["init"][0] == pytest.approx(
+        float(np.median(score.numpy())), abs=1e-5)                     # the 14x14 templates
 
 
 def test_level_intervals_stay_in_range():
@@ -426,6 +517,69 @@ def test_checks_on_constructed_results():
     rows = {c.key: c for c in mp.checks(res)}
     assert not rows["fnet_mixing_is_fixed_dft"].holds
     assert rows["fnet_mixing_is_fixed_dft"].max_abs_error == pytest.approx(14.56 - 13.0)
+
+
+def _fine(res, fine):
+    """``res`` with a finegrid block made of the constructed results ``fine`` (its 7x7 models
+    on the same images: ``res``'s own)."""
+    fg = {"n_train": 10000, "grid": [14, 14], "patch_px": 2.0, "image_size": 28,
+          "radius_px": 4.0, "radius_tokens": 2.0, "variants": {}, "maps": {},
+          "mixing": fine["mixing"], "references": {k.replace("7x7", "14x14"): v
+                                                   for k, v in fine["references"].items()},
+          "coarse": {f: v for f, v in res["mixing"].items() if f != "cnn"},
+          "templates": fine["templates"]}
+    return {**res, "finegrid": fg}
+
+
+@pytest.mark.parametrize("fine_gain, coarse_gain, fine_verdict, coarse_verdict",
+                         [(0.3, 0.0, "supported", "negligible"),
+                          (-0.3, 0.3, "opposite", "supported")])
+def test_claims_take_the_finer_grid_and_keep_7x7(fine_gain, coarse_gain, fine_verdict,
+                                                 coarse_verdict):
+    """With a finegrid block the claim's effect and verdict are the 14x14 grid's; the 7x7
+    measurement is kept with its own verdict, and the same-data grid difference per family."""
+    res = _fine(_synthetic(mixer_gain=coarse_gain), _synthetic(mixer_gain=fine_gain))
+    c = _claim(res, "mixer_mixing_is_local")
+    assert c.estimate == pytest.approx(fine_gain) and c.verdict == fine_verdict
+    seven = c.details["grid_7x7"]
+    assert seven["effect"] == pytest.approx(coarse_gain) and seven["verdict"] == coarse_verdict
+    assert "14x14 tokens" in c.experiment and coarse_verdict in c.experiment
+    diff = c.details["grid_14x14_minus_7x7_same_data"]["per_family"]["mixer"]["difference"]
+    assert diff["value"] == pytest.approx(fine_gain - coarse_gain)
+    assert c.reference["locality"]["uniform_14x14"] == REFS["uniform_7x7"]["locality"]
+    assert _claim({k: v for k, v in res.items() if k != "finegrid"},
+                  "mixer_mixing_is_local").estimate == pytest.approx(coarse_gain)
+
+
+def test_reach_claims_on_the_finer_grid():
+    """On 14x14 tokens the CNN's reach comparison uses the CNN trained on the same images."""
+    coarse = _synthetic({"vit": 14.0, "cnn": 2.0})
+    fine = _synthetic({"vit": 9.0, "mixer": 6.0, "resmlp": 6.0, "gmlp": 6.0, "cnn": 3.0})
+    res = _fine(coarse, fine)
+    reach = _claim(res, "attention_reaches_far")
+    assert reach.estimate == pytest.approx(6.0) and reach.details["grid_7x7"]["effect"] == \
+        pytest.approx(12.0)
+    same = reach.details["grid_14x14_minus_7x7_same_data"]["per_family"]["vit"]
+    assert same["difference"]["value"] == pytest.approx(-5.0, abs=0.05)
+    cnn = _claim(res, "cnn_reaches_less_far")
+    assert cnn.estimate == pytest.approx(np.mean([6.0, 6.0, 6.0, 9.0]) - 3.0, abs=0.05)
+    assert set(cnn.per_family) == {"mixer", "resmlp", "gmlp", "vit", "fnet"}
+
+
+def test_finegrid_checks_on_constructed_results():
+    """The by-construction checks also run on the 14x14 models (ids ending _finegrid), FNet's
+    against the 14x14 DFT reference."""
+    fine = _synthetic()
+    res = _fine(_synthetic(), fine)
+    rows = {c.key: c for c in mp.checks(res)}
+    assert set(rows) == CHECKS | {f"{k}_finegrid" for k in CHECKS}
+    assert all(c.holds for c in rows.values())
+    res["finegrid"]["references"]["dft_14x14"] = {**REFS["dft_7x7"], "locality": 0.2}
+    rows = {c.key: c for c in mp.checks(res)}
+    assert rows["fnet_mixing_is_fixed_dft"].holds
+    assert not rows["fnet_mixing_is_fixed_dft_finegrid"].holds
+    assert rows["fnet_mixing_is_fixed_dft_finegrid"].max_abs_error == pytest.approx(
+        0.2 - REFS["dft_7x7"]["locality"])
 
 
 def test_claims_use_pixels_not_grid_units():

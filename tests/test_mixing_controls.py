@@ -257,11 +257,11 @@ def test_gmlp_input_dependence_is_positive_only_with_the_gate(x):
 def test_template_locality_per_template(x):
     spike = torch.zeros(3, 7, 7)
     spike[0, 3, 3] = 1.0                                 # one token: fully local
-    spike[1] = 1.0                                       # flat: peak at token (0, 0)
+    spike[1] = 1.0                                       # flat: tied peaks, centre (3, 3)
     spike[2, 0, 0], spike[2, 6, 6] = 1.0, 1.0            # two far tokens: half the energy
     loc = mixing.template_locality(spike, 4.0, templates="fc1", image_size=28)
-    corner = sum(1 for i in range(7) for j in range(7) if math.hypot(i, j) <= 1.0)
-    torch.testing.assert_close(loc, torch.tensor([1.0, corner / 49, 0.5]))
+    disc = sum(1 for i in range(7) for j in range(7) if math.hypot(i - 3, j - 3) <= 1.0)
+    torch.testing.assert_close(loc, torch.tensor([1.0, disc / 49, 0.5]))
     mixer = zoo.build("mixer", seed=0).eval()
     (m,) = mixing.extract(mixer, x[:1], layers=[0])
     per = mixing.template_locality(m, 4.0, templates="fc1")

@@ -4,8 +4,9 @@ A *cell* is one model: a zoo family trained on ``n_train`` Fashion-MNIST images 
 ``synthetic`` ones: the ``synthetic`` plan)
 with a seed and a peak learning rate, under the committed recipe
 (``analyses/recipe.json``, identified by its hash). Cells are trained by
-``python -m analyses.cells run --plan sweep|full|data-efficiency|synthetic`` (or
-``make cells-sweep`` / ``cells-full`` / ``cells-data-efficiency`` / ``cells-synthetic``), resume
+``python -m analyses.cells run --plan sweep|full|data-efficiency|synthetic|finegrid`` (or
+``make cells-sweep`` / ``cells-full`` / ``cells-data-efficiency`` / ``cells-synthetic`` /
+``cells-finegrid``), resume
 after any interruption, and leave fp16 safetensors weights with a JSON card:
 full-data models under ``analyses/models/<family>_n<n>_s<seed>.safetensors``
 (committed, loadable with ``probe.zoo.load(family, weights=PATH)``), the others
@@ -21,7 +22,7 @@ Modules: :mod:`.recipe` (the recipe, its hash, step rule, data split),
 (worker processes), ``__main__`` (the command line).
 """
 from .plan import (PLANS, CellStatus, cell_status, chosen_lrs, plan, select_lr, sweep_grid,
-                   sweep_results, synthetic_cells, synthetic_recipe, write_sweep)
+                   sweep_results, synthetic_cells, synthetic_recipe, write_sweep, finegrid_cells)
 from .recipe import (QUICK_OVERRIDES, RECIPE_PATH, DataSplit, Recipe, committed_recipe, data_split,
                      derived_seed, load_recipe, quick_recipe, test_sets, train_subset)
 from .runner import RunReport, run_cells, summary
@@ -34,6 +35,6 @@ __all__ = [
     "Recipe", "RECIPE_PATH", "QUICK_OVERRIDES", "load_recipe", "committed_recipe", "quick_recipe",
     "DataSplit", "data_split", "train_subset", "test_sets", "derived_seed",
     "PLANS", "plan", "select_lr", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep", "CellStatus",
-    "synthetic_recipe", "synthetic_cells",
+    "synthetic_recipe", "synthetic_cells", "finegrid_cells",
     "cell_status", "RunReport", "run_cells", "summary",
 ]

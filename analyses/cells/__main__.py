@@ -5,6 +5,7 @@
     python -m analyses.cells run --plan sweep --family cnn --quick     # seconds, runs/cells_quick/
     python -m analyses.cells run --plan full --family synth_random  # a ladder rung, Mixer's lr
     python -m analyses.cells run --plan synthetic   # every family on the synthetic dataset
+    python -m analyses.cells run --plan finegrid    # the 14x14-token variants (patch 2)
 
 ``run`` trains the plan's unfinished cells and resumes stopped ones; stop it with
 Ctrl-C or ``kill <pid>`` at any time and run the same command to continue.
@@ -147,14 +148,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.add_argument("--plan", required=True, choices=PLANS,
                        help="sweep (lr per family), full (every family on all data, 3 seeds), "
                             "data-efficiency (1k/3k/10k images), precision-check (the CNN in "
-                            "bf16 and fp32) or synthetic (every family on the synthetic "
-                            "dataset, 10k images, 3 seeds: localisation)")
+                            "bf16 and fp32), synthetic (every family on the synthetic "
+                            "dataset, 10k images, 3 seeds: localisation) or finegrid (Mixer, "
+                            "ResMLP, gMLP, ViT, FNet with patch 2: 14x14 tokens, 10k images, "
+                            "3 seeds: locality and reach)")
         p.add_argument("--family", nargs="+", action="extend", choices=cell_families(), metavar="F",
                        help=f"only these families (default the protocol's: {', '.join(PROTOCOL_FAMILIES)}); "
                             f"the analysis variants (Mixer's body with other token mixing: synth "
                             f"and the Synthesizer ladder token_linear, token_softmax, synth_random, "
                             f"synth_dense, dot_attention) train only when named, at Mixer's swept "
-                            f"learning rate, in the full and data-efficiency plans")
+                            f"learning rate, in the full and data-efficiency plans; the finer-grid "
+                            f"variants (mixer_p2, ..., fnet_p2: patch 2) at their family's, in the "
+                            f"finegrid plan")
         p.add_argument("--seed", nargs="+", action="extend", type=int, metavar="S",
                        help="only these seeds")
         p.add_argument("--n", nargs="+", action="extend", type=int, metavar="N",

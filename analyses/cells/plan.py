@@ -15,6 +15,11 @@
   ``plans.synthetic.seeds``, seed-major, at the learning rate the (Fashion-MNIST) sweep chose:
   the committed recipe with only ``training.data`` ``dataset``, ``pool_n`` and ``test_n``
   changed (:func:`synthetic_recipe`, its own hash; cards beside the others).
+- ``finegrid``: the finer-token-grid variants ``plans.finegrid.families`` (a family's
+  architecture with patch size 2: 14x14 tokens, ``analyses.common.FINEGRID``) on
+  ``plans.finegrid.n_train`` images (a data-efficiency size, so the 7x7 models of the same
+  data and seeds exist), seeds ``plans.finegrid.seeds``, seed-major, the committed recipe,
+  each at its family's swept learning rate (:func:`finegrid_cells`).
 
 The sweep's choice (:func:`select_lr`: best final validation accuracy, ties to the
 smaller lr) is written to ``<models>/lr_sweep.json`` (committed beside the full-data
@@ -40,10 +45,10 @@ from .recipe import Recipe, committed_recipe
 from .training import (PROTOCOL_FAMILIES, Cell, Store, cell_families, default_store, is_locked,
                        lr_family)
 
-__all__ = ["PLANS", "plan", "select_lr", "synthetic_recipe", "synthetic_cells", "precision_cells", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep",
+__all__ = ["PLANS", "plan", "select_lr", "synthetic_recipe", "synthetic_cells", "finegrid_cells", "precision_cells", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep",
            "CellStatus", "cell_status"]
 
-PLANS = ("sweep", "full", "data-efficiency", "precision-check", "synthetic")
+PLANS = ("sweep", "full", "data-efficiency", "precision-check", "synthetic", "finegrid")
 
 
 def select_lr(val_accuracy: Mapping[float, float]) -> float:
@@ -208,6 +213,8 @@ def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] =
     else:
         if name == "precision-check" and families is None:
             fams = [recipe.plans["precision-check"]["family"]]
+        if name == "finegrid":
+            fams = _finegrid_families(recipe, families)
         lrs = chosen_lrs(recipe=recipe, store=store, families=fams)
         if name == "full":
             jobs = [(s, recipe.full_n) for s in recipe.plans["full"]["seeds"]]
@@ -220,6 +227,8 @@ def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] =
             cells = [c for c in cells if c.family in fams]
         elif name == "synthetic":
             cells = synthetic_cells(recipe, lrs, families=fams)
+        elif name == "finegrid":
+            cells = finegrid_cells(recipe, lrs, families=fams)
         else:
             cells = [Cell(f, n, s, lrs[f], recipe) for s, n in jobs for f in fams]
     if seeds is not None:
@@ -265,6 +274,42 @@ def synthetic_cells(recipe: Recipe, lrs: Mapping[str, float], *,
         raise ValueError(f"no learning rate for {', '.join(missing)}")
     seeds = recipe.plans["synthetic"]["seeds"] if seeds is None else seeds
     return [Cell(f, n, int(s), lrs[f], data_recipe) for s in seeds for f in fams]
+
+
+def _finegrid_families(recipe: Recipe, families: Optional[Sequence[str]]) -> List[str]:
+    """``plans.finegrid.families``, or those of them named in ``families`` (others: an error)."""
+    if "finegrid" not in recipe.plans:
+        raise ValueError(f"recipe {recipe.hash} has no plans.finegrid; add one laid out like "
+                         f"analyses/recipe.json's")
+    planned = list(recipe.plans["finegrid"]["families"])
+    if not families:
+        return planned
+    other = [f for f in families if f not in planned]
+    if other:
+        raise ValueError(f"{', '.join(other)} is not in the finegrid plan; its families are "
+                         f"{', '.join(planned)}")
+    return [f for f in planned if f in families]
+
+
+def finegrid_cells(recipe: Recipe, lrs: Mapping[str, float], *,
+                   families: Optional[Sequence[str]] = None,
+                   seeds: Optional[Sequence[int]] = None) -> List[Cell]:
+    """The ``finegrid`` plan: ``families`` (default ``plans.finegrid.families``) on
+    ``plans.finegrid.n_train`` images of the committed recipe, each at its ``lrs`` entry (its
+    family's swept learning rate), for ``seeds`` (default ``plans.finegrid.seeds``), seed-major."""
+    fams = _finegrid_families(recipe, families)
+    spec = recipe.plans["finegrid"]
+    # the 7x7 models it is compared with: a data-efficiency size trained with those seeds
+    coarse = recipe.plans["data-efficiency"]["sizes"].get(str(spec["n_train"]), [])
+    if any(s not in coarse for s in spec["seeds"]):
+        raise ValueError(f"plans.finegrid must use a size and seeds of plans.data-efficiency (the "
+                         f"7x7 models it is compared with): n_train {spec['n_train']} has seeds "
+                         f"{coarse}, the finegrid plan asks {spec['seeds']}")
+    missing = [f for f in fams if f not in lrs]
+    if missing:
+        raise ValueError(f"no learning rate for {', '.join(missing)}")
+    seeds = spec["seeds"] if seeds is None else seeds
+    return [Cell(f, int(spec["n_train"]), int(s), lrs[f], recipe) for s in seeds for f in fams]
 
 
 @dataclass

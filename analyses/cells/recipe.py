@@ -43,7 +43,8 @@ QUICK_OVERRIDES: Dict[str, Any] = {
     "lr_sweep": {"n_train": 512},
     "plans": {"full": {"seeds": [0]},
               "data-efficiency": {"sizes": {"128": [0, 1], "256": [0, 1], "512": [0]}},
-              "synthetic": {"pool_n": 1024, "test_n": 256, "n_train": 512, "seeds": [0]}},
+              "synthetic": {"pool_n": 1024, "test_n": 256, "n_train": 512, "seeds": [0]},
+              "finegrid": {"n_train": 512, "seeds": [0]}},
     "checkpoint_every": 10,
 }
 
@@ -237,6 +238,16 @@ class Recipe:
             if any(isinstance(s, bool) or not isinstance(s, int) or s < 0
                    for s in self._need("plans.synthetic.seeds")):
                 raise ValueError(f"{self.source}: plans.synthetic.seeds must be integers >= 0")
+        if "finegrid" in self.plans:
+            self._positive("plans.finegrid.n_train")
+            families = self._need("plans.finegrid.families")
+            fg_seeds = self._need("plans.finegrid.seeds")
+            if not families or not all(isinstance(f, str) for f in families):
+                raise ValueError(f"{self.source}: plans.finegrid.families must be a non-empty list "
+                                 f"of variant names (analyses.common.FINEGRID), got {families!r}")
+            if not fg_seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
+                                   for s in fg_seeds):
+                raise ValueError(f"{self.source}: plans.finegrid.seeds must be integers >= 0")
 
 
 def load_recipe(path: Union[str, Path]) -> Recipe:

@@ -23,16 +23,12 @@ A finished cell has fp16 safetensors weights and a JSON card beside them
 (:class:`Store` says where); the card's presence, with the cell's recipe hash
 and learning rate, is what "finished" means.
 
-Besides the zoo families, a cell can train an analysis variant of
-``analyses.common.VARIANTS``, built by ``analyses.common.build``: the rungs of the
-Synthesizer ladder (``token_linear``, ``token_softmax``, ``synth_random``, ``synth_dense``,
-``dot_attention``: ``probe/models/synth_ladder.py``) and the earlier ``synth``
-(``probe/models/synthesizer.py``). A variant trains under the SAME recipe (same hash,
-data, steps, schedule, precision) at the learning rate its body's family chose in the
-sweep (:data:`VARIANT_LR_FAMILY`: every variant is Mixer's body with its token-mixing
-MLPs swapped, so each uses Mixer's swept learning rate and has no sweep of its own). Its
-cells are keyed like any other (``synth_random_n55000_s0_lr<Mixer's lr>_<hash>``); no zoo
-family's key changes.
+A cell can also train an analysis variant (``analyses.common.VARIANTS``, built by
+``analyses.common.build``): the Synthesizer ladder's rungs (``probe/models/synth_ladder.py``),
+the earlier ``synth`` and the finer-grid ``<family>_p2`` (patch 2, 14x14 tokens). It trains
+under the SAME recipe (hash, data, steps, schedule, precision) at the learning rate its
+body's family chose in the sweep (:data:`VARIANT_LR_FAMILY`; no sweep of its own), keyed like
+any other cell (``synth_random_n55000_s0_lr<Mixer's lr>_<hash>``); no zoo family's key changes.
 """
 from __future__ import annotations
 
@@ -62,7 +58,8 @@ from .recipe import (Recipe, committed_recipe, data_split, derived_seed, test_se
 
 __all__ = ["Cell", "Store", "CellBusy", "default_store", "train_cell", "training_step", "accuracy",
            "lr_factor", "make_optimizer", "batch_indices", "is_locked", "default_command", "ROOT",
-           "VARIANT_LR_FAMILY", "PROTOCOL_FAMILIES", "cell_families", "lr_family", "build_model", "load_model"]
+           "VARIANT_LR_FAMILY", "PROTOCOL_FAMILIES", "cell_families", "lr_family", "build_model", "load_model",
+           "plan_of"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_FORMAT = 1
@@ -76,10 +73,13 @@ CHECKPOINT_FORMAT = 1
 PROTOCOL_FAMILIES: Tuple[str, ...] = ("mixer", "resmlp", "gmlp", "vit", "fnet", "cnn")
 
 # The zoo family whose swept learning rate an analysis variant trains at: its body's family.
-# Every variant is Mixer's body (only the token mixing differs), so all train at Mixer's lr.
+# The ladder rungs and synth are Mixer's body (only the token mixing differs): Mixer's lr; a
+# finer-grid variant (``<family>_p2``: patch 2, 14x14 tokens) is its family's body: its lr.
 VARIANT_LR_FAMILY: Dict[str, str] = {"synth": "mixer", "token_linear": "mixer",
                                      "token_softmax": "mixer", "synth_random": "mixer",
-                                     "synth_dense": "mixer", "dot_attention": "mixer"}
+                                     "synth_dense": "mixer", "dot_attention": "mixer",
+                                     "mixer_p2": "mixer", "resmlp_p2": "resmlp",
+                                     "gmlp_p2": "gmlp", "vit_p2": "vit", "fnet_p2": "fnet"}
 
 
 # ----------------------------------------------------------------------------- models
@@ -462,20 +462,25 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def plan_of(cell: Cell) -> str:
+    """The plan (``analyses.cells.plan.PLANS``) that trains ``cell``."""
+    sweep, finegrid = cell.recipe.lr_sweep, cell.recipe.plans.get("finegrid", {})
+    if cell.in_synthetic_plan:
+        return "synthetic"                      # a cell of plan.synthetic_cells
+    if cell.is_full:
+        return "full"
+    if cell.family in finegrid.get("families", ()) and cell.n_train == finegrid["n_train"]:
+        return "finegrid"                       # a cell of plan.finegrid_cells
+    if lr_family(cell.family) == cell.family and cell.n_train == sweep["n_train"] \
+            and cell.seed == sweep["seed"]:
+        return "sweep"
+    return "data-efficiency"
+
+
 def default_command(cell: Cell, threads: int) -> str:
     """The command line that (re)trains ``cell`` with the committed recipe."""
-    sweep = cell.recipe.lr_sweep
-    if cell.in_synthetic_plan:
-        plan = "synthetic"                      # a cell of plan.synthetic_cells
-    elif cell.is_full:
-        plan = "full"
-    elif lr_family(cell.family) == cell.family and cell.n_train == sweep["n_train"] \
-            and cell.seed == sweep["seed"]:
-        plan = "sweep"
-    else:
-        plan = "data-efficiency"
-    return (f"python -m analyses.cells run --plan {plan} --family {cell.family} --seed {cell.seed} "
-            f"--workers 1 --threads {threads}")
+    return (f"python -m analyses.cells run --plan {plan_of(cell)} --family {cell.family} "
+            f"--seed {cell.seed} --workers 1 --threads {threads}")
 
 
 # ----------------------------------------------------------------------------- training

@@ -248,14 +248,18 @@ def template_locality(m: MapOrMatrix, radius: float, *, unit: str = "px",
         templates: ``"rows"``: every row of the mixing matrix (prefix tokens dropped),
             centred on its output token; ``"fc1"``: Mixer's first-layer token templates
             (``native["fc1"]`` ``[hidden, h, w]``, the paper's figure), each centred on
-            its own peak ``argmax |w|`` (they have no output token).
+            its own peak ``argmax |w|`` (they have no output token); among tied peaks the
+            one nearest the grid's centre (then the first in row-major order), so a flat
+            template is scored around the centre, not a corner.
         power: 2 scores energy (the default), 1 the ``|w|`` mass that :func:`locality` uses.
         image_size: ``(H, W)`` in pixels for ``unit="px"`` with a raw tensor.
 
     Returns:
         ``"rows"``: ``[..., T_out]`` (``[B, H, T_out]`` for a MixingMap); ``"fc1"``: ``[K]``.
         An identity row or a one-token template -> 1 at any radius >= 0; a uniform
-        row -> the share of input tokens within ``radius`` of its token.
+        row -> the share of input tokens within ``radius`` of its token; a flat template
+        -> the share of tokens within ``radius`` of the centre token (lattice points of
+        the disc over ``h * w``, about ``pi r^2 / (h w)`` in tokens when the disc fits).
     """
     if templates == "rows":
         matrix, grid, prefix, input_grid = _unpack(m, grid, 0, None)
@@ -281,7 +285,9 @@ def template_locality(m: MapOrMatrix, radius: float, *, unit: str = "px",
     if scale is not None:
         pos = pos * torch.tensor(scale, dtype=torch.float64)
     w = t.reshape(t.shape[0], -1).abs().double().pow(power)
-    centre = pos[w.argmax(-1).cpu()]                                       # [K, 2]
+    mid = ((pos - pos.mean(0)) ** 2).sum(-1).to(w.device)                  # [T] to grid centre
+    peak = torch.where(w == w.max(-1, keepdim=True).values, mid, torch.inf).argmin(-1)
+    centre = pos[peak.cpu()]                                               # [K, 2]
     near = (torch.cdist(centre, pos) <= radius + 1e-9).double().to(w.device)
     return ((w * near).sum(-1) / w.sum(-1).clamp_min(1e-30)).float()
 

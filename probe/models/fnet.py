@@ -109,6 +109,10 @@ class FNetBlock(nn.Module):
 @register_family("fnet", description="FNet: parameter-free 2-D Fourier token mixing + channel MLP",
                  paper="Lee-Thorp et al. 2021, arXiv:2105.03824", label="FNet", color="#9467bd",
                  mixing_kind="fourier", group="mlp", epochs=5, lr=2e-3)
-def _fnet(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
-    return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans, patch_size=4,
-                    num_blocks=4, embed_dim=128, mlp_ratio=(0.5, 4.0), block_layer=FNetBlock)
+def _fnet(num_classes: int, in_chans: int, img_size: int, *,
+          patch_size: int = 4) -> nn.Module:
+    """The zoo family (patch 4: 7x7 tokens on 28 px); ``patch_size`` changes only the
+    token grid (2: the 14x14-token variant of issue 16, ``analyses.common.FINEGRID``)."""
+    return MlpMixer(num_classes=num_classes, img_size=img_size, in_chans=in_chans,
+                    patch_size=patch_size, num_blocks=4, embed_dim=128, mlp_ratio=(0.5, 4.0),
+                    block_layer=FNetBlock)

@@ -30,7 +30,10 @@ def _vit_cam_layer(model: nn.Module) -> Optional[str]:
                  paper="Dosovitskiy et al. 2021, arXiv:2010.11929", label="ViT", color="#d62728",
                  mixing_kind="attention", group="attention", gradcam_layer=_vit_cam_layer,
                  rollout=True, epochs=5, lr=1e-3, timm_match=_is_timm_vit)
-def _vit(num_classes: int, in_chans: int, img_size: int) -> nn.Module:
-    return VisionTransformer(img_size=img_size, patch_size=4, in_chans=in_chans,
+def _vit(num_classes: int, in_chans: int, img_size: int, *,
+         patch_size: int = 4) -> nn.Module:
+    """The zoo family (patch 4: 7x7 tokens on 28 px); ``patch_size`` changes only the
+    token grid (2: the 14x14-token variant of issue 16, ``analyses.common.FINEGRID``)."""
+    return VisionTransformer(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
                              num_classes=num_classes, embed_dim=128, depth=4, num_heads=4,
                              mlp_ratio=2.0)
