@@ -247,10 +247,7 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
     fig.suptitle(f"Calibration of the converged models ({len(rows[fams[0]])} seeds; markers: mean, "
                  f"bars: 95% interval over seeds)", fontsize=10)
     fig.tight_layout()
-    out = paths.figures / "calibration.pdf"
-    fig.savefig(out)
-    plt.close(fig)
-    return [out]
+    return [common.savefig(fig, paths, NAME)]
 
 
 def main(argv: Sequence[str] = None) -> int:

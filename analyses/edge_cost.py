@@ -201,10 +201,7 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
     fig.suptitle("Edge cost: one image, one CPU thread (converged models at 28 px; random weights "
                  "at larger sizes, where only the time is measured)", fontsize=10)
     fig.tight_layout()
-    out = paths.figures / "edge_cost.pdf"
-    fig.savefig(out)
-    plt.close(fig)
-    return [out]
+    return [common.savefig(fig, paths, NAME)]
 
 
 def main(argv: Sequence[str] = None) -> int:

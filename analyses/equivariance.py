@@ -164,10 +164,7 @@ def plot(results: dict, paths: common.Paths) -> List[Path]:
                  f"{len(next(iter(rows.values())))} seeds; band: range over seeds; grey line: "
                  f"one patch = 4 px)", fontsize=10)
     fig.tight_layout()
-    out = paths.figures / "equivariance.pdf"
-    fig.savefig(out)
-    plt.close(fig)
-    return [out]
+    return [common.savefig(fig, paths, NAME)]
 
 
 def main(argv: Sequence[str] = None) -> int:

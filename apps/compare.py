@@ -39,10 +39,6 @@ TIMM_WEIGHTS = ("pretrained", "random", "file")
 MIN_MODELS, MAX_MODELS = 2, 4
 RUNS = Path(os.environ.get("PROBE_RUNS", "runs"))
 CLAIMS = Path(os.environ.get("PROBE_CLAIMS", ROOT / "analyses" / "results"))
-KIND_LABEL = {"token-mlp": "token-mixing MLP (Jacobian)", "token-linear": "linear token mixing",
-              "spatial-gating": "spatial gating projection", "attention": "self-attention",
-              "fourier": "Fourier mixing Re(F)", "conv": "conv effective mixing",
-              "dense": "pixel Gram of the first dense layer's Jacobian"}
 
 
 # ----------------------------------------------------------------------------- process set-up and cached loaders
@@ -337,7 +333,7 @@ def section_models(names: List[str], loaded: Dict[str, object], res: Dict[str, I
         with col:
             st.markdown(f"#### {name}")
             st.caption(f"weights: {zoo.describe_weights(loaded[name])}")
-            st.caption(f"{KIND_LABEL.get(m.kind, m.kind)} · layer {depth} of "
+            st.caption(f"{mixing.KIND_LABELS.get(m.kind, m.kind)} · layer {depth} of "
                        f"{len(r.maps)} · {weights_used[name]} weights · input "
                        f"{'x'.join(map(str, loaded[name].input_size))}")
             view = (mix["head"], mix["view"])

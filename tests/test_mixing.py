@@ -625,3 +625,9 @@ def test_register_extractor_by_type_extends_extract():
 class _Transpose(nn.Module):
     def forward(self, z):
         return z.transpose(1, 2)
+
+
+def test_every_mixing_kind_has_a_caption_label():
+    from probe import mixing
+    assert set(mixing.KIND_LABELS) == set(mixing.KINDS)
+    assert all(label.strip() for label in mixing.KIND_LABELS.values())

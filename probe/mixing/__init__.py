@@ -32,13 +32,13 @@ from .controls import CONTROLS, METRICS, REFERENCES, controls, references
 from .extractors import effective, extract, layers, register_extractor
 from .grid import LayerInfo, TokenContext, check_input, find_or_raise
 from .jacobian import channel_jacobian, mlp_effective
-from .maps import KINDS, STATIC_KINDS, MixingMap
+from .maps import KIND_LABELS, KINDS, STATIC_KINDS, MixingMap
 from .metrics import (UNITS, distribution, effective_rank, entropy, input_dependence, locality,
                       mean_mixing_distance, summarize, template_locality, token_positions,
                       translation_equivariance)
 
 __all__ = [
-    "KINDS", "STATIC_KINDS", "MixingMap", "LayerInfo", "register_extractor", "layers", "extract",
+    "KINDS", "KIND_LABELS", "STATIC_KINDS", "MixingMap", "LayerInfo", "register_extractor", "layers", "extract",
     "effective", "channel_jacobian", "token_positions", "mean_mixing_distance", "locality",
     "input_dependence", "translation_equivariance", "entropy", "effective_rank", "summarize",
     "run", "main", "UNITS", "TokenContext", "check_input", "find_or_raise",

@@ -13,10 +13,15 @@ import torch
 
 from .metrics import summarize
 
-__all__ = ["KINDS", "STATIC_KINDS", "MixingMap"]
+__all__ = ["KINDS", "KIND_LABELS", "STATIC_KINDS", "MixingMap"]
 
 KINDS = ("token-mlp", "token-linear", "spatial-gating", "attention", "fourier", "conv", "dense")
 STATIC_KINDS = ("token-linear", "spatial-gating", "fourier")
+# How each kind reads in captions (the app, figures)
+KIND_LABELS = {"token-mlp": "token-mixing MLP (Jacobian)", "token-linear": "linear token mixing",
+               "spatial-gating": "spatial gating projection", "attention": "self-attention",
+               "fourier": "Fourier mixing Re(F)", "conv": "conv effective mixing",
+               "dense": "pixel Gram of the first dense layer's Jacobian"}
 Tensor = torch.Tensor
 
 
