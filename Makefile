@@ -56,12 +56,16 @@ analyses-data: setup data
 	$(BIN)/python -m analyses.cost_accuracy
 	$(BIN)/python -m analyses.edge_cost
 	$(BIN)/python -m analyses.precision_check
+	$(BIN)/python -m analyses.fewer_layers
+	$(BIN)/python -m analyses.same_model
+	$(BIN)/python -m analyses.pure_mlp
 
 analyses-mixing: setup data
 	$(BIN)/python -m analyses.mixing_patterns
 	$(BIN)/python -m analyses.input_dependence
 	$(BIN)/python -m analyses.synthesizer_ladder
 	$(BIN)/python -m analyses.equivalences
+	$(BIN)/python -m analyses.external_attention
 
 analyses-robustness: setup data
 	$(BIN)/python -m analyses.robustness_comparison
@@ -114,6 +118,16 @@ cells-synthetic: setup data
 # images, 3 seeds, at their family's swept learning rate: locality and reach in analyses.mixing_patterns
 cells-finegrid: setup data
 	$(BIN)/python -m analyses.cells run --plan finegrid --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+
+# Any other plan of analyses/recipe.json (a group plan: an entry of "plans" with its own
+# "families", e.g. finegrid-7x7): make cells-<plan>, or make cells PLAN=<plan>
+cells-%: setup data
+	$(BIN)/python -m analyses.cells run --plan $* --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+
+.PHONY: cells
+cells: setup data
+	@test -n "$(PLAN)" || { echo "usage: make cells PLAN=<plan> (python -m analyses.cells status --help lists the plans)" >&2; exit 2; }
+	$(BIN)/python -m analyses.cells run --plan $(PLAN) --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
 
 # Every training cell the analyses need, in priority order, in the background (resumes whatever
 # is unfinished; safe to start again after an interruption): log in runs/cells_all.log.

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -51,42 +51,66 @@ LADDER = ("mixer", "token_linear", "token_softmax", "synth_random", "synth_dense
 # The finer token grid (issue 16: locality and reach on a grid where they can differ): a zoo
 # family's own builder with patch size 2 instead of 4, 14x14 = 196 tokens on 28 px, everything
 # else (width, depth, MLP ratios, norms) as the family; trained at the family's swept lr.
-FINEGRID = {f"{f}_p2": f for f in ("mixer", "resmlp", "gmlp", "vit", "fnet")}
 FINEGRID_PATCH = 2
-VARIANTS = ("synth",) + LADDER[1:] + tuple(FINEGRID)   # no sweep of their own (see above)
+FINEGRID = {f"{f}_p2": f for f in ("mixer", "resmlp", "gmlp", "vit", "fnet")}
+# Builder variants: a zoo family's own builder with other keyword arguments (its body
+# otherwise unchanged), ``name: (zoo family, builder kwargs)``. An entry here is buildable
+# (:func:`build`), trained by the cells at its family's swept learning rate (no sweep of its
+# own) and loadable; a recipe plan names it like a family. The finer grid's are the first.
+BUILDER_VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
+    **{v: (f, {"patch_size": FINEGRID_PATCH}) for v, f in FINEGRID.items()},
+    "vit_d2": ("vit", {"depth": 2}), "vit_d3": ("vit", {"depth": 3}),   # fewer-layers claim
+    "mixer_p7": ("mixer", {"patch_size": 7}),   # pure-mlp claim: 4x4 tokens of 7x7 px on 28 px
+    # resolution transfer: 36-px input (9x9 tokens), fine-tuned from the 28-px full-data models
+    **{f"{f}_36px": (f, {"img_size": 36}) for f in PROTOCOL_FAMILIES},
+}
+# The ResMLP ladder (probe/models/resmlp_ladder.py, the same-model claim): Mixer's body, one change
+# per rung from Mixer (a) through linear token mixing (b, the Synthesizer ladder's token_linear)
+# and Affine norms (c) to LayerScale (d: ResMLP's block); trained at Mixer's swept learning rate.
+RESMLP_LADDER = ("mixer", "token_linear", "linear_affine", "linear_affine_layerscale")
+VARIANTS = ("synth",) + LADDER[1:] + RESMLP_LADDER[2:] \
+    + tuple(v for v in BUILDER_VARIANTS)   # no sweep of their own
 LABELS = {**{n: f.label for n, f in zoo.families().items()}, "synth": "softmax(R) N(0,.02)",
           "token_linear": "linear R", "token_softmax": "softmax(R)",
           "synth_random": "Synth-Random", "synth_dense": "Synth-Dense",
-          "dot_attention": "dot attention",
+          "dot_attention": "dot attention", "linear_affine": "linear R + Affine",
+          "linear_affine_layerscale": "linear R + Affine + LayerScale",
           **{v: f"{zoo.families()[f].label} 14x14" for v, f in FINEGRID.items()}}
+for _v, (_f, _kw) in BUILDER_VARIANTS.items():        # e.g. "ViT depth=2"; the finer grid's above
+    LABELS.setdefault(_v, f"{zoo.families()[_f].label} " + " ".join(f"{k}={a}" for k, a in _kw.items()))
 COLORS = {**{n: f.color for n, f in zoo.families().items()}, "synth": "#ff7f0e",
           "token_linear": "#8c564b", "token_softmax": "#e377c2", "synth_random": "#ff7f0e",
-          "synth_dense": "#bcbd22", "dot_attention": "#9edae5",
-          **{v: zoo.families()[f].color for v, f in FINEGRID.items()}}
+          "synth_dense": "#bcbd22", "dot_attention": "#9edae5", "linear_affine": "#c49c94",
+          "linear_affine_layerscale": "#6b6ecf",
+          **{v: zoo.families()[body].color for v, (body, _) in BUILDER_VARIANTS.items()}}
 
 # ----------------------------------------------------------------------------- models
 
 
 def build(name: str, *, seed: int = 0) -> zoo.ProbeModel:
-    """A seeded random model: a zoo family (``synth`` included), a ladder rung or a finer-grid
+    """A seeded random model: a zoo family (``synth`` included), a ladder rung (the Synthesizer
+    ladder's or the ResMLP ladder's, :data:`RESMLP_LADDER`) or a finer-grid
     variant (:data:`VARIANTS`, :data:`FINEGRID`: the family's builder with patch size 2)."""
-    if name in FINEGRID:
+    if name in BUILDER_VARIANTS:
         from probe.data import FASHION_MNIST_CLASSES
         from probe.provenance import weights_info
-        family = FINEGRID[name]
+        family, kwargs = BUILDER_VARIANTS[name]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = zoo.families()[family].builder(10, 1, 28, patch_size=FINEGRID_PATCH)
-        return zoo.ProbeModel(net, name=name, family=family, input_size=(1, 28, 28),
+            size = int(kwargs.get("img_size", 28))     # the input size: an argument of its own
+            net = zoo.families()[family].builder(10, 1, size, **{k: v for k, v in kwargs.items()
+                                                                 if k != "img_size"})
+        return zoo.ProbeModel(net, name=name, family=family, input_size=(1, size, size),
                               classes=FASHION_MNIST_CLASSES, mean=zoo.FASHION_MNIST_MEAN,
                               std=zoo.FASHION_MNIST_STD,
                               weights_info=weights_info("random", f"seed {seed}"))
     if name in VARIANTS and name not in zoo.names():
         from probe.data import FASHION_MNIST_CLASSES
+        from probe.models.resmlp_ladder import resmlp_ladder_mixer
         from probe.models.synth_ladder import ladder_mixer
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = ladder_mixer(name, 10, 1, 28)
+            net = (resmlp_ladder_mixer if name in RESMLP_LADDER[2:] else ladder_mixer)(name, 10, 1, 28)
         return zoo.ProbeModel(net, name=name, family=name, input_size=(1, 28, 28),
                               classes=FASHION_MNIST_CLASSES, mean=zoo.FASHION_MNIST_MEAN,
                               std=zoo.FASHION_MNIST_STD)
@@ -95,7 +119,8 @@ def build(name: str, *, seed: int = 0) -> zoo.ProbeModel:
 
 def hyper(name: str) -> dict:
     """Learning rate / weight decay / batch size of a family (``synth`` uses Mixer's)."""
-    fam = zoo.families()[FINEGRID.get(name, "mixer" if name in VARIANTS else name)]
+    body = BUILDER_VARIANTS[name][0] if name in BUILDER_VARIANTS else None
+    fam = zoo.families()[body or ("mixer" if name in VARIANTS else name)]
     return {"lr": fam.lr, "weight_decay": fam.weight_decay, "batch_size": fam.batch_size}
 
 

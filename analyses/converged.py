@@ -25,7 +25,8 @@ from .cells.plan import sweep_results
 from .cells.training import CellBusy, load_model, plan_of
 from .cells.recipe import Recipe
 
-__all__ = ["recipe_and_store", "plan_spec", "lrs", "cells_for", "model_row", "load", "models"]
+__all__ = ["recipe_and_store", "plan_spec", "lrs", "cells_for", "model_row", "load", "models",
+           "plan_cells", "plan_rows", "plan_models"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,3 +134,68 @@ def models(families: Sequence[str], seeds: Sequence[int], *, n_train: Optional[i
                              f"{', ...' if len(missing) > 4 else ''}); run `make cells-{plan}` "
                              f"(python -m analyses.cells run --plan {plan} --family {fams}) first")
     return [load(c, quick=quick, progress=progress) for c in cells]
+
+
+def plan_cells(name: str, *, quick: bool = False, families: Optional[Sequence[str]] = None,
+               seeds: Optional[Sequence[int]] = None) -> List[Cell]:
+    """The cells of the recipe's plan ``name`` (a group plan of ``analyses/recipe.json``, e.g.
+    ``long-range``), or its ``--quick`` version's."""
+    from .cells import plan
+    recipe, store = recipe_and_store(quick)
+    if quick:                               # no quick sweep: every family at the grid's first lr
+        fams = families or recipe.plans[name]["families"]
+        chosen = lrs(list(fams), quick=True)
+        from .cells.groups import group_cell_args
+        spec = recipe.plans[name]
+        cells = [Cell(f, n, s, chosen[f], r)
+                 for f, n, s, r in group_cell_args(recipe, name, spec, list(fams))]
+        return [c for c in cells if seeds is None or c.seed in set(seeds)]
+    return plan(name, recipe=recipe, store=store, families=families, seeds=seeds)
+
+
+def _missing_error(name: str, missing: Sequence[Cell]) -> ValueError:
+    fams = " ".join(dict.fromkeys(c.family for c in missing))
+    return ValueError(f"{len(missing)} model(s) of plan {name} not trained yet ("
+                      f"{', '.join(c.key for c in missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+                      f"run `python -m analyses.cells run --plan {name} --family {fams}` first")
+
+
+def plan_rows(name: str, *, quick: bool = False, families: Optional[Sequence[str]] = None,
+              seeds: Optional[Sequence[int]] = None, progress: bool = False
+              ) -> List[Tuple[dict, Cell]]:
+    """``(model_row, cell)`` of every cell of plan ``name``, from the cards alone (the
+    accuracies; no model is loaded). Quick cells are trained if missing.
+
+    Raises:
+        ValueError: full scale and some cells are missing (the message names the command).
+    """
+    cells = plan_cells(name, quick=quick, families=families, seeds=seeds)
+    _, store = recipe_and_store(quick)
+    if not quick:
+        missing = [c for c in cells if not store.is_done(c, need_weights=False)]
+        if missing:
+            raise _missing_error(name, missing)
+    out = []
+    for cell in cells:
+        card = store.card(cell, need_weights=False) or _train_waiting(cell, store, progress)
+        out.append((model_row(card, store.weights_path(cell)), cell))
+    return out
+
+
+def plan_models(name: str, *, quick: bool = False, families: Optional[Sequence[str]] = None,
+                seeds: Optional[Sequence[int]] = None, progress: bool = False
+                ) -> List[Tuple[zoo.ProbeModel, dict, Cell]]:
+    """``(model in eval mode, model_row, cell)`` of every cell of plan ``name`` (their weights
+    are needed: a plan with ``commit_weights``, or cells trained on this machine). Quick cells
+    are trained if missing.
+
+    Raises:
+        ValueError: full scale and some cells are missing (the message names the command).
+    """
+    cells = plan_cells(name, quick=quick, families=families, seeds=seeds)
+    if not quick:
+        _, store = recipe_and_store(False)
+        missing = [c for c in cells if not store.is_done(c)]
+        if missing:
+            raise _missing_error(name, missing)
+    return [(*load(c, quick=quick, progress=progress), c) for c in cells]

@@ -87,7 +87,7 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     cells = [c for n, seeds in sizes.items()
              for c in converged.cells_for(fams, seeds, n_train=n, quick=quick)]
     if not quick:
-        missing = [c for c in cells if not store.is_done(c)]
+        missing = [c for c in cells if not store.is_done(c, need_weights=False)]
         if missing:
             plans = sorted({"full" if c.is_full else "data-efficiency" for c in missing})
             raise ValueError(f"{len(missing)} of {len(cells)} cells are not trained yet "
@@ -95,9 +95,9 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
                              f"); run {' and '.join(f'`make cells-{p}`' for p in plans)} first")
     models, curves = [], []
     for cell in tqdm(cells, desc="data efficiency", unit="model", disable=not progress):
-        if quick and not store.is_done(cell):
+        if quick and not store.is_done(cell, need_weights=False):
             converged.load(cell, quick=True)          # trains the missing quick cell
-        card = store.card(cell)                       # the numbers are on the committed cards
+        card = store.card(cell, need_weights=False)  # the numbers are on the committed cards
         models.append(converged.model_row(card, store.weights_path(cell)))
         curves.append({"family": cell.family, "n_train": cell.n_train, "seed": cell.seed,
                        "steps": card["steps"], "val_curve": card["val_curve"],

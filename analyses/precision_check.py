@@ -46,15 +46,15 @@ def compute(scale: dict, paths: common.Paths, progress: bool) -> dict:
     quick = bool(scale["quick"])
     _, store = converged.recipe_and_store(quick)
     cells = _cells(quick)
-    missing = [c for c in cells if not store.is_done(c)]
+    missing = [c for c in cells if not store.is_done(c, need_weights=False)]
     if missing and not quick:
         raise ValueError(f"{len(missing)} precision-check cell(s) not trained yet; run `make "
                          f"cells-precision` (python -m analyses.cells run --plan precision-check)")
     models = []
     for cell in cells:
-        if not store.is_done(cell):
+        if not store.is_done(cell, need_weights=False):
             converged.load(cell, quick=True, progress=progress)      # quick: trains it
-        card = store.card(cell)
+        card = store.card(cell, need_weights=False)
         row = converged.model_row(card, store.weights_path(cell))
         row["train_autocast"] = cell.recipe.training["precision"]["train_autocast"]
         row["train_time_s"] = card["train_time_s"]

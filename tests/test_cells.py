@@ -288,6 +288,7 @@ def test_cli_run_and_status(tmp_path, tiny, monkeypatch, capsys):
     recipe_file = tmp_path / "recipe.json"
     recipe_file.write_text(json.dumps(tiny.spec))
     monkeypatch.setattr(cells_cli, "default_store", lambda recipe, quick=False: _store(tmp_path))
+    monkeypatch.setattr(cells_cli, "native_bf16", lambda: True)     # any CPU: see the bf16 test
     argv = ["--plan", "sweep", "--family", "fnet", "--recipe", str(recipe_file)]
     assert cells_cli.main(["run", *argv, "--workers", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -303,6 +304,24 @@ def test_cli_run_and_status(tmp_path, tiny, monkeypatch, capsys):
     card = json.loads(card_path.read_text())
     assert card["command"] == (f"python -m analyses.cells run --plan sweep --family fnet --n 96 --seed 0 "
                                f"--workers 1 --threads 1 --recipe {recipe_file}")
+
+
+def test_cli_refuses_bf16_cells_on_a_cpu_without_native_bf16(tmp_path, tiny, monkeypatch, capsys):
+    recipe_file = tmp_path / "recipe.json"
+    recipe_file.write_text(json.dumps(tiny.spec))
+    monkeypatch.setattr(cells_cli, "default_store", lambda recipe, quick=False: _store(tmp_path))
+    monkeypatch.setattr(cells_cli, "native_bf16", lambda: False)
+    argv = ["run", "--plan", "sweep", "--family", "fnet", "--recipe", str(recipe_file),
+            "--workers", "1", "--no-progress"]
+    assert cells_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2 cell(s) train in bf16 autocast") and "--allow-slow-bf16" in err
+    assert len(err.strip().splitlines()) == 1 and not any((tmp_path / "runs").glob("fnet*"))
+    fp32 = tmp_path / "fp32.json"      # a recipe without bf16 autocast trains anywhere
+    fp32.write_text(json.dumps(tiny.variant({"training": {"precision": {"train_autocast": None}}}).spec))
+    assert cells_cli.main([*argv[:5], "--n", "96", "--seed", "0", "--recipe", str(fp32), *argv[7:]]) == 0
+    assert cells_cli.main([*argv, "--allow-slow-bf16"]) == 0      # the override trains here anyway
+    assert "2 cell(s) finished now" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [["status", "--plan", "bogus"], ["run", "--plan", "full", "--workers", "0"],

@@ -100,9 +100,11 @@ def test_finegrid_plan_lists_15_cells_and_changes_no_other_plan(tmp_path):
     # the 7x7 models of the same data and seeds are data-efficiency cells
     assert set(spec["seeds"]) <= set(recipe.plans["data-efficiency"]["sizes"]["10000"])
     assert all(c.lr == lrs[common.FINEGRID[c.family]] and c.recipe is recipe for c in plan)
-    assert all(c.steps == 1500 and not c.is_full and not c.commits_weights for c in plan)
+    # the mixing analyses load them: weights and card committed under models/finegrid/
+    assert all(c.steps == 1500 and not c.is_full and c.commits_weights for c in plan)
     assert all(plan_of(c) == "finegrid" for c in plan)
-    assert store.card_path(plan[0]) == tmp_path / "models" / "cells" / f"{plan[0].key}.json"
+    assert store.card_path(plan[0]) == tmp_path / "models" / "finegrid" / f"{plan[0].key}.json"
+    assert store.weights_path(plan[0]) == tmp_path / "models" / "finegrid" / f"{plan[0].key}.safetensors"
     assert [c.family for c in cells.plan("finegrid", recipe=recipe, store=store,
                                          families=["vit_p2"], seeds=[1])] == ["vit_p2"]
     with pytest.raises(ValueError, match="mixer is not in the finegrid plan"):

@@ -21,7 +21,7 @@ Modules: :mod:`.recipe` (the recipe, its hash, step rule, data split),
 :mod:`.plan` (plans, the learning-rate sweep's choice, status), :mod:`.runner`
 (worker processes), ``__main__`` (the command line).
 """
-from .plan import (PLANS, CellStatus, cell_status, chosen_lrs, plan, select_lr, sweep_grid,
+from .plan import (PLANS, plan_names, CellStatus, cell_status, chosen_lrs, plan, select_lr, sweep_grid,
                    sweep_results, synthetic_cells, synthetic_recipe, write_sweep, finegrid_cells)
 from .recipe import (QUICK_OVERRIDES, RECIPE_PATH, DataSplit, Recipe, committed_recipe, data_split,
                      derived_seed, load_recipe, quick_recipe, test_sets, train_subset)
@@ -34,7 +34,7 @@ __all__ = [
     "lr_factor", "make_optimizer", "batch_indices",
     "Recipe", "RECIPE_PATH", "QUICK_OVERRIDES", "load_recipe", "committed_recipe", "quick_recipe",
     "DataSplit", "data_split", "train_subset", "test_sets", "derived_seed",
-    "PLANS", "plan", "select_lr", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep", "CellStatus",
+    "PLANS", "plan_names", "plan", "select_lr", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep", "CellStatus",
     "synthetic_recipe", "synthetic_cells", "finegrid_cells",
     "cell_status", "RunReport", "run_cells", "summary",
 ]

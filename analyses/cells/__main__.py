@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 from probe.cli import OneLineParser, run_main
 from probe.results import check_writable
 
-from .plan import PLANS, cell_status, plan, sweep_results, write_sweep
+from .plan import PLANS, cell_status, plan_names, plan, sweep_results, write_sweep
 from .recipe import Recipe, committed_recipe, load_recipe, quick_recipe
 from .runner import run_cells
 from .training import PROTOCOL_FAMILIES, Cell, Store, cell_families, default_store
@@ -61,6 +61,31 @@ def _hashes(recipe: Recipe, cells: Sequence[Cell]) -> str:
     return recipe.hash + (f"; cells under variant(s) {', '.join(others)}" if others else "")
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN: avx512_bf16 / AMX). Without it torch
+    emulates bf16 and the recipe's bf16-autocast training runs far slower than fp32 (measured
+    on an AVX2-only machine: a Mixer step at batch 128 on one thread took 14-18 s in bf16
+    autocast against 1.1-1.3 s in fp32)."""
+    import torch
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def check_bf16(cells: Sequence[Cell], *, allow_slow: bool) -> None:
+    """One clear error before training bf16-autocast cells on a CPU without native bf16."""
+    import torch
+    slow = [c for c in cells if c.recipe.autocast_dtype == torch.bfloat16]
+    if slow and not allow_slow and not native_bf16():
+        raise ValueError(
+            f"{len(slow)} cell(s) train in bf16 autocast (the recipe's training.precision."
+            f"train_autocast) but this CPU has no native bf16 (no avx512_bf16/AMX), where bf16 "
+            f"training runs about 15x slower than fp32; run the plan on a machine with "
+            f"avx512_bf16 (lscpu | grep avx512_bf16), or pass --allow-slow-bf16 to train here anyway "
+            f"(changing train_autocast would change the recipe hash and every cell)")
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -74,24 +99,27 @@ def _run(args: argparse.Namespace) -> int:
     check_writable(store.runs)
     if any(c.commits_weights for c in cells):
         check_writable(store.models)
-    pending = [c for c in cells if not store.is_done(c)]
+    weights = args.plan != "sweep"       # the sweep needs validation accuracies only
+    pending = [c for c in cells if not store.is_done(c, need_weights=weights)]
+    if not args.quick:       # quick cells are tiny: seconds even with emulated bf16
+        check_bf16(pending, allow_slow=args.allow_slow_bf16)
     print(f"plan {args.plan}: {len(cells)} cells (recipe {_hashes(recipe, cells)}), {len(cells) - len(pending)} "
           f"done, {len(pending)} to train with {args.workers} worker(s) x {args.threads} thread(s); "
           f"logs in {store.runs}/<cell>/log.txt", flush=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     report = run_cells(pending, store=store, workers=args.workers, threads=args.threads,
                        progress=not args.no_progress, command_for=lambda c: _command(args, c),
-                       echo=lambda line: print(line, flush=True))
+                       echo=lambda line: print(line, flush=True), need_weights=weights)
     while args.plan == "sweep" and not report.failed and not report.busy:
         # a family whose best lr sat at the edge of its grid gets the next value beyond it
-        more = [c for c in _cells(args, recipe, store) if not store.is_done(c)]
+        more = [c for c in _cells(args, recipe, store) if not store.is_done(c, need_weights=False)]
         if not more:
             break
         print(f"sweep: best learning rate at the edge of the grid, {len(more)} more cell(s): "
               + ", ".join(f"{c.family} {c.lr:g}" for c in more), flush=True)
         step = run_cells(more, store=store, workers=args.workers, threads=args.threads,
                          progress=not args.no_progress, command_for=lambda c: _command(args, c),
-                         echo=lambda line: print(line, flush=True))
+                         echo=lambda line: print(line, flush=True), need_weights=False)
         report.finished += step.finished
         report.failed.update(step.failed)
         report.busy += step.busy
@@ -120,7 +148,7 @@ def _status(args: argparse.Namespace) -> int:
           f"{'val':>6s} {'test':>6s} {'time':>9s}")
     counts = {}
     for c in cells:
-        st = cell_status(c, store)
+        st = cell_status(c, store, need_weights=args.plan != "sweep")
         counts[st.state] = counts.get(st.state, 0) + 1
         val = f"{st.card['val_accuracy']:.4f}" if st.card else "-"
         test = f"{st.card['test_accuracy']:.4f}" if st.card else "-"
@@ -145,13 +173,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name, text in (("run", "train the plan's unfinished cells (resumes stopped ones)"),
                        ("status", "table of the plan's cells: done / running / stopped / pending")):
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--plan", required=True, choices=PLANS,
+        p.add_argument("--plan", required=True, choices=plan_names(),
                        help="sweep (lr per family), full (every family on all data, 3 seeds), "
                             "data-efficiency (1k/3k/10k images), precision-check (the CNN in "
                             "bf16 and fp32), synthetic (every family on the synthetic "
-                            "dataset, 10k images, 3 seeds: localisation) or finegrid (Mixer, "
-                            "ResMLP, gMLP, ViT, FNet with patch 2: 14x14 tokens, 10k images, "
-                            "3 seeds: locality and reach)")
+                            "dataset, 10k images, 3 seeds: localisation), or a group plan of "
+                            "analyses/recipe.json (an entry of 'plans' with its own 'families'; "
+                            "its 'why' says what it is for): "
+                            + ", ".join(n for n in plan_names() if n not in PLANS[:5]))
         p.add_argument("--family", nargs="+", action="extend", choices=cell_families(), metavar="F",
                        help=f"only these families (default the protocol's: {', '.join(PROTOCOL_FAMILIES)}); "
                             f"the analysis variants (Mixer's body with other token mixing: synth "
@@ -174,6 +203,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             p.add_argument("--threads", type=int, default=1,
                            help="torch threads per worker (default 1)")
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
+            p.add_argument("--allow-slow-bf16", action="store_true",
+                           help="train bf16-autocast cells even on a CPU without native bf16 "
+                                "(about 15x slower than fp32 there; default: stop with an error)")
     args = parser.parse_args(argv)
     return run_main(lambda: _run(args) if args.command == "run" else _status(args))
 

@@ -26,11 +26,14 @@ VARIANT_LR_FAMILY: Dict[str, str] = {"synth": "mixer", "token_linear": "mixer",
                                      "token_softmax": "mixer", "synth_random": "mixer",
                                      "synth_dense": "mixer", "dot_attention": "mixer",
                                      "mixer_p2": "mixer", "resmlp_p2": "resmlp",
-                                     "gmlp_p2": "gmlp", "vit_p2": "vit", "fnet_p2": "fnet"}
+                                     "gmlp_p2": "gmlp", "vit_p2": "vit", "fnet_p2": "fnet",
+                                     "linear_affine": "mixer", "linear_affine_layerscale": "mixer"}
 
 
 def _variants() -> Tuple[str, ...]:
-    from analyses.common import VARIANTS      # lazy: analyses.common is not needed to train zoo cells
+    from analyses.common import BUILDER_VARIANTS, VARIANTS   # lazy: zoo cells do not need them
+    for name, (body, _) in BUILDER_VARIANTS.items():         # a builder variant: its family's lr
+        VARIANT_LR_FAMILY.setdefault(name, body)
     missing = [v for v in VARIANTS if v not in VARIANT_LR_FAMILY]
     if missing:
         raise ValueError(f"analysis variant(s) {', '.join(missing)} have no learning-rate family in "
@@ -46,6 +49,8 @@ def cell_families() -> List[str]:
 
 def lr_family(family: str) -> str:
     """The zoo family whose swept learning rate ``family`` trains at (itself for a zoo family)."""
+    if family not in VARIANT_LR_FAMILY and family not in zoo.names():
+        _variants()                              # registers the builder variants' families
     return VARIANT_LR_FAMILY.get(family, family)
 
 

@@ -41,14 +41,22 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from probe import zoo
 from probe.results import atomic_write_json, read_json
 
+from .groups import BUILTIN_PLANS, group_cell_args, group_plans
 from .recipe import Recipe, committed_recipe
 from .training import (PROTOCOL_FAMILIES, Cell, Store, cell_families, default_store, is_locked,
                        lr_family)
 
-__all__ = ["PLANS", "plan", "select_lr", "synthetic_recipe", "synthetic_cells", "finegrid_cells", "precision_cells", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep",
+__all__ = ["PLANS", "plan_names", "plan", "select_lr", "synthetic_recipe", "synthetic_cells", "finegrid_cells", "precision_cells", "sweep_grid", "sweep_results", "chosen_lrs", "write_sweep",
            "CellStatus", "cell_status"]
 
 PLANS = ("sweep", "full", "data-efficiency", "precision-check", "synthetic", "finegrid")
+
+
+def plan_names(recipe: Optional[Recipe] = None) -> List[str]:
+    """Every plan of ``recipe`` (default the committed one): the built-in plans, then its group
+    plans (:mod:`.groups`), ``finegrid`` among them."""
+    recipe = recipe or committed_recipe()
+    return list(BUILTIN_PLANS) + [n for n in group_plans(recipe) if n not in BUILTIN_PLANS]
 
 
 def select_lr(val_accuracy: Mapping[float, float]) -> float:
@@ -92,8 +100,8 @@ def sweep_grid(recipe: Recipe, store: Store, family: str) -> Tuple[List[float], 
     grid = sorted(_lr(v) for v in s["lrs"])
     extend = s.get("extend")
     while True:
-        cards = {lr: store.card(Cell(family, int(s["n_train"]), int(s["seed"]), lr, recipe))
-                 for lr in grid}
+        cards = {lr: store.card(Cell(family, int(s["n_train"]), int(s["seed"]), lr, recipe),
+                                need_weights=False) for lr in grid}
         if any(card is None for card in cards.values()):
             return grid, False
         if not extend:
@@ -132,7 +140,7 @@ def sweep_results(*, recipe: Recipe, store: Store, families: Optional[Sequence[s
         grid, complete = sweep_grid(recipe, store, fam)
         if complete:
             cells = _sweep_cells_at(recipe, fam, grid)
-            accs = {c.lr: store.card(c)["val_accuracy"] for c in cells}
+            accs = {c.lr: store.card(c, need_weights=False)["val_accuracy"] for c in cells}
             out[fam] = {"val_accuracy": accs, "chosen_lr": select_lr(accs),
                         "keys": [c.key for c in cells]}
     saved = read_json(store.sweep_path)
@@ -198,10 +206,12 @@ def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] =
         ValueError: unknown plan or family; a variant in the ``sweep`` plan; for ``full`` and
             ``data-efficiency``, a family whose learning-rate sweep is not finished.
     """
-    if name not in PLANS:
-        raise ValueError(f"unknown plan {name!r}; valid: {', '.join(PLANS)}")
     recipe = recipe or committed_recipe()
+    if name not in PLANS and name not in group_plans(recipe):
+        raise ValueError(f"unknown plan {name!r}; valid: {', '.join(plan_names(recipe))}")
     store = store or default_store(recipe)
+    if name != "finegrid" and name in group_plans(recipe):
+        return _group_cells(recipe, store, name, families, seeds)
     fams = _families(families)
     if name == "sweep":
         variants = [f for f in fams if lr_family(f) != f]
@@ -234,6 +244,21 @@ def plan(name: str, *, recipe: Optional[Recipe] = None, store: Optional[Store] =
     if seeds is not None:
         cells = [c for c in cells if c.seed in set(seeds)]
     return cells
+
+
+def _group_cells(recipe: Recipe, store: Store, name: str, families: Optional[Sequence[str]],
+                 seeds: Optional[Sequence[int]]) -> List[Cell]:
+    """The cells of group plan ``name`` (:mod:`.groups`), or those of ``families``/``seeds``."""
+    spec = group_plans(recipe)[name]
+    planned = list(spec["families"])
+    fams = planned if not families else [f for f in planned if f in families]
+    other = [f for f in (families or ()) if f not in planned]
+    if other:
+        raise ValueError(f"{', '.join(other)} is not in the {name} plan; its families are "
+                         f"{', '.join(planned)}")
+    lrs = chosen_lrs(recipe=recipe, store=store, families=fams)
+    cells = [Cell(f, n, s, lrs[f], r) for f, n, s, r in group_cell_args(recipe, name, spec, fams)]
+    return [c for c in cells if seeds is None or c.seed in set(seeds)]
 
 
 def precision_cells(recipe: Recipe, lrs: Mapping[str, float]) -> List[Cell]:
@@ -332,9 +357,10 @@ class CellStatus:
     train_time_s: float
 
 
-def cell_status(cell: Cell, store: Store) -> CellStatus:
-    """The :class:`CellStatus` of ``cell`` in ``store`` (reads small files only)."""
-    card = store.card(cell)
+def cell_status(cell: Cell, store: Store, *, need_weights: bool = True) -> CellStatus:
+    """The :class:`CellStatus` of ``cell`` in ``store`` (reads small files only; without
+    ``need_weights`` a card is enough for ``done``, as for the sweep)."""
+    card = store.card(cell, need_weights=need_weights)
     if card is not None:
         return CellStatus(cell, "done", cell.steps, card, float(card["train_time_s"]))
     progress = read_json(store.progress_path(cell)) or {}

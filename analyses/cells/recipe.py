@@ -10,7 +10,9 @@ Data: the validation split (``val_n`` images) is carved from the training set
 with ``val_seed``, the same for every cell; the rest is the training pool. A
 cell's ``n`` training images are the first ``n`` of a permutation of the pool
 seeded by the cell's seed, so for one seed smaller subsets are nested in larger
-ones, and ``n = full_n`` is the whole pool.
+ones, and ``n = full_n`` is the whole pool. Generated datasets (``synthetic``,
+``glyph-pairs:<d>``) are drawn with fixed generator seeds: ``val_n + pool_n`` training images
+and ``test_n`` test images (:func:`generated_dataset`).
 """
 from __future__ import annotations
 
@@ -28,10 +30,35 @@ import torch
 from probe import data
 
 __all__ = ["Recipe", "RECIPE_PATH", "QUICK_OVERRIDES", "load_recipe", "committed_recipe", "quick_recipe",
-           "derived_seed", "DataSplit", "data_split", "train_subset", "test_sets", "to_float"]
+           "derived_seed", "DataSplit", "data_split", "train_subset", "test_sets", "to_float",
+           "generated_dataset", "dataset_problem"]
 
 RECIPE_PATH = Path(__file__).resolve().parents[1] / "recipe.json"
-DATASETS = ("fashion-mnist", "synthetic")
+DATASETS = ("fashion-mnist", "synthetic", "glyph-pairs:<d>")
+# generated on the fly by probe.data (fixed generator seeds): they need pool_n and test_n.
+# ``glyph-pairs:<d>`` (two 4-px glyphs d px apart, same/different) has two classes; the zoo's
+# 10-way head trains on labels 0/1, so every family keeps its architecture and parameters.
+GLYPH_DISTANCES = range(data.GLYPH, 28 - data.GLYPH + 1)   # whole pixels, on 28-px images
+
+
+def generated_dataset(name: str) -> bool:
+    """Whether the recipe's dataset ``name`` is generated (``synthetic``, ``glyph-pairs:<d>``)."""
+    return name == "synthetic" or str(name).startswith("glyph-pairs:")
+
+
+def dataset_problem(name: object) -> Optional[str]:
+    """Why ``name`` is not a dataset a recipe can train on (``None`` when it is one)."""
+    if name in ("fashion-mnist", "synthetic"):
+        return None
+    if isinstance(name, str) and name.startswith("glyph-pairs:"):
+        d = name.split(":", 1)[1]
+        if d.isdigit() and int(d) in GLYPH_DISTANCES:
+            return None
+        return (f"glyph-pairs:<d> needs the distance d in whole pixels from {GLYPH_DISTANCES[0]} to "
+                f"{GLYPH_DISTANCES[-1]} (two 4-px glyphs on 28-px images), got {name!r}")
+    return f"must be one of {', '.join(DATASETS)}, got {name!r}"
+
+
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, None: None}
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 TRAIN_SIZES = {"fashion-mnist": 60000}   # training-set sizes (the pool is this less val_n)
@@ -85,6 +112,9 @@ class Recipe:
         self.source = source
         self._validate()
         self.hash = hashlib.sha256(_canonical(self.training).encode()).hexdigest()[:12]
+        # the recipe whose plans name this one's cells: itself, or for a variant that changes
+        # only the training section (a plan's data or precision), the recipe it came from
+        self.root: "Recipe" = self
 
     # ------------------------------------------------------------------ sections
     @property
@@ -121,8 +151,11 @@ class Recipe:
 
     @property
     def full_n(self) -> int:
-        """Size of the training pool: the training set less the validation split."""
+        """Size of the training pool: the training set less the validation split (of
+        ``training.data.classes`` only, when the recipe names a class subset)."""
         d = self.training["data"]
+        if d.get("classes") is not None:
+            return data_split(self).pool_size
         if d["pool_n"] is not None:
             return int(d["pool_n"])
         if d["dataset"] not in TRAIN_SIZES:
@@ -136,7 +169,10 @@ class Recipe:
 
     def variant(self, overrides: Mapping[str, Any]) -> "Recipe":
         """A new recipe with ``overrides`` merged in (nested dicts merge, anything else replaces)."""
-        return Recipe(_merge(self.spec, overrides), source=f"{self.source} + overrides")
+        out = Recipe(_merge(self.spec, overrides), source=f"{self.source} + overrides")
+        if set(overrides) <= {"training"}:
+            out.root = self.root
+        return out
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Recipe) and _canonical(self.spec) == _canonical(other.spec)
@@ -173,9 +209,14 @@ class Recipe:
         for path in ("training.data.pool_n", "training.data.test_n"):
             if self._need(path) is not None:
                 self._positive(path)
-        if self._need("training.data.dataset") not in DATASETS:
-            raise ValueError(f"{self.source}: training.data.dataset must be one of {DATASETS}, got "
-                             f"{self.training['data']['dataset']!r}")
+        problem = dataset_problem(self._need("training.data.dataset"))
+        if problem:
+            raise ValueError(f"{self.source}: training.data.dataset {problem}")
+        if str(self.training["data"]["dataset"]).startswith("glyph-pairs:") and \
+                None in (self.training["data"]["pool_n"], self.training["data"]["test_n"]):
+            raise ValueError(f"{self.source}: training.data.pool_n and test_n must be numbers for "
+                             f"{self.training['data']['dataset']} (generated images: no fixed set "
+                             f"to carve from)")
         if self._need("training.optimizer.name") != "AdamW":
             raise ValueError(f"{self.source}: only the AdamW optimizer is implemented, got "
                              f"{self.training['optimizer']['name']!r}")
@@ -238,6 +279,11 @@ class Recipe:
             if any(isinstance(s, bool) or not isinstance(s, int) or s < 0
                    for s in self._need("plans.synthetic.seeds")):
                 raise ValueError(f"{self.source}: plans.synthetic.seeds must be integers >= 0")
+        from .groups import group_plans, validate_group
+        from .transfer import validate as validate_transfer
+        validate_transfer(self)             # training.data.classes / image_size, training.init_from
+        for name, spec in group_plans(self).items():
+            validate_group(name, spec, self.source)
         if "finegrid" in self.plans:
             self._positive("plans.finegrid.n_train")
             families = self._need("plans.finegrid.families")
@@ -274,7 +320,11 @@ def committed_recipe() -> Recipe:
 
 def quick_recipe(base: Optional[Recipe] = None) -> Recipe:
     """``base`` (default: the committed recipe) shrunk by :data:`QUICK_OVERRIDES` (smoke runs)."""
-    return (base or committed_recipe()).variant(QUICK_OVERRIDES)
+    from .groups import group_plans, quick_group
+    base = base or committed_recipe()
+    groups = {name: quick_group(spec, QUICK_OVERRIDES["lr_sweep"]["n_train"])
+              for name, spec in group_plans(base).items() if name not in QUICK_OVERRIDES["plans"]}
+    return base.variant(_merge(QUICK_OVERRIDES, {"plans": groups}))
 
 
 # ----------------------------------------------------------------------------- data
@@ -309,11 +359,11 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 @functools.lru_cache(maxsize=4)
 def _split(data_json: str) -> DataSplit:
     d = json.loads(data_json)
-    if d["dataset"] == "synthetic":
+    if generated_dataset(d["dataset"]):
         if d["pool_n"] is None:
-            raise ValueError("a synthetic-data recipe needs training.data.pool_n (the images are "
-                             "generated, there is no fixed training set to carve from)")
-        ds = data.load("synthetic", "train", n=d["val_n"] + d["pool_n"], seed=0)
+            raise ValueError(f"a {d['dataset']} recipe needs training.data.pool_n (the images are "
+                             f"generated, there is no fixed training set to carve from)")
+        ds = data.load(d["dataset"], "train", n=d["val_n"] + d["pool_n"], seed=0)
     else:
         ds = data.load(d["dataset"], "train")
     images, labels = ds.images, ds.labels
@@ -327,13 +377,16 @@ def _split(data_json: str) -> DataSplit:
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(d["val_seed"]))
     val = order[:d["val_n"]].sort().values
     pool = order[d["val_n"]:d["val_n"] + pool_n].sort().values
-    return DataSplit(images[pool], labels[pool], to_float(images[val]), labels[val].clone())
+    split = DataSplit(images[pool], labels[pool], to_float(images[val]), labels[val].clone())
+    from .transfer import adapt_split       # training.data.classes / image_size, if any
+    return adapt_split(split, d)
 
 
 def data_split(recipe: Recipe) -> DataSplit:
     """The recipe's validation split and training pool (cached per process)."""
     return _split(_canonical({k: v for k, v in recipe.training["data"].items()
-                              if k in ("dataset", "val_n", "val_seed", "pool_n")}))
+                              if k in ("dataset", "val_n", "val_seed", "pool_n", "classes",
+                                       "image_size")}))
 
 
 def train_subset(recipe: Recipe, n_train: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -352,6 +405,10 @@ def train_subset(recipe: Recipe, n_train: int, seed: int) -> Tuple[torch.Tensor,
 def _test_sets(data_json: str) -> List[Tuple[torch.Tensor, torch.Tensor]]:
     d = json.loads(data_json)
     full = data.as_tensors(data.load(d["dataset"], "test", n=d["test_n"], seed=0))
+    if d["dataset"].startswith("glyph-pairs:"):     # the subset: a seeded part of the test set
+        order = torch.randperm(len(full[1]), generator=torch.Generator().manual_seed(
+            d["test_subset_seed"]))[:d["test_subset_n"]].sort().values
+        return [full, (full[0][order], full[1][order])]
     subset = data.as_tensors(data.load(d["dataset"], "test", n=d["test_subset_n"],
                                        seed=d["test_subset_seed"]))
     return [full, subset]
@@ -362,4 +419,5 @@ def test_sets(recipe: Recipe) -> Tuple[Tuple[torch.Tensor, torch.Tensor], Tuple[
     d = recipe.training["data"]
     full, subset = _test_sets(_canonical({k: d[k] for k in ("dataset", "test_n", "test_subset_n",
                                                              "test_subset_seed")}))
-    return full, subset
+    from .transfer import adapt_test        # training.data.classes / image_size, if any
+    return adapt_test(full, d), adapt_test(subset, d)

@@ -90,7 +90,7 @@ def _record(report: RunReport, result: Tuple[str, Optional[dict], Optional[str]]
 
 def run_cells(cells: Sequence[Cell], *, store: Store, workers: int = 1, threads: Optional[int] = 1,
               progress: bool = True, command_for: Optional[Callable[[Cell], str]] = None,
-              echo: Callable[[str], None] = print) -> RunReport:
+              echo: Callable[[str], None] = print, need_weights: bool = True) -> RunReport:
     """Train the unfinished ``cells`` (in order) with ``workers`` processes of ``threads`` threads.
 
     Args:
@@ -101,13 +101,15 @@ def run_cells(cells: Sequence[Cell], *, store: Store, workers: int = 1, threads:
         progress: progress bars (per step with one worker, over all steps otherwise).
         command_for: the command recorded in each card (default ``train_cell``'s).
         echo: where the per-cell summary lines go.
+        need_weights: a cell counts as finished only with its committed weights (False: its
+            card is enough - the sweep reads validation accuracies only).
     """
     if workers <= 0:
         raise ValueError(f"workers must be positive, got {workers}")
     if threads is not None and threads <= 0:
         raise ValueError(f"threads must be positive, got {threads}")
     report = RunReport()
-    pending = [c for c in cells if not store.is_done(c)]
+    pending = [c for c in cells if not store.is_done(c, need_weights=need_weights)]
     command_for = command_for or (lambda cell: None)
     if workers == 1 or len(pending) <= 1:
         for cell in pending:

@@ -54,6 +54,8 @@ from probe.train import augment
 
 from .families import (PROTOCOL_FAMILIES, VARIANT_LR_FAMILY, build_model, cell_families,  # noqa: F401
                        load_model, lr_family)
+from . import transfer
+from .groups import membership, nearest_group
 from .recipe import (Recipe, committed_recipe, data_split, derived_seed, test_sets, to_float,
                      train_subset)
 
@@ -107,8 +109,9 @@ class Cell:
 
     @property
     def is_full(self) -> bool:
-        """Trained on the whole training pool (these weights are committed)."""
-        return self.n_train == self.recipe.full_n
+        """Trained on the whole training pool (these weights are committed); never a cell of a
+        class subset, another image size or another cell's weights (:mod:`.transfer`)."""
+        return self.n_train == self.recipe.full_n and not transfer.is_transfer(self.recipe)
 
     @property
     def in_synthetic_plan(self) -> bool:
@@ -118,10 +121,20 @@ class Cell:
             and [d["pool_n"], d["test_n"]] == [spec["pool_n"], spec["test_n"]]
 
     @property
+    def group_plan(self) -> Optional[str]:
+        """The group plan (:mod:`.groups`: a ``plans`` entry with its own ``families``) whose
+        cells include this one, or ``None``."""
+        return membership(self.family, self.n_train, self.seed, self.recipe)
+
+    @property
     def commits_weights(self) -> bool:
-        """Its weights are committed under the store's models folder: full-data cells, and the
-        ``synthetic`` plan's cells, whose weights an analysis needs (attributions)."""
-        return self.is_full or self.in_synthetic_plan
+        """Its weights are committed under the store's models folder: full-data cells, the
+        ``synthetic`` plan's cells, whose weights an analysis needs (attributions), and the
+        cells of a group plan with ``commit_weights``."""
+        if self.is_full or self.in_synthetic_plan:
+            return True
+        group = self.group_plan
+        return group is not None and bool(self.recipe.root.plans[group].get("commit_weights"))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Cell) and self.key == other.key
@@ -160,6 +173,8 @@ class Store:
             return Path(self.models) / "synthetic" / f"{cell.key}.safetensors"
         if cell.is_full:
             return Path(self.models) / f"{cell.family}_n{cell.n_train}_s{cell.seed}.safetensors"
+        if cell.commits_weights:        # a group plan's (commit_weights): its own folder, by key
+            return Path(self.models) / str(cell.group_plan) / f"{cell.key}.safetensors"
         return self.cell_dir(cell) / "model.safetensors"
 
     def card_path(self, cell: Cell) -> Path:
@@ -183,18 +198,26 @@ class Store:
     def sweep_path(self) -> Path:
         return Path(self.models) / "lr_sweep.json"
 
-    def card(self, cell: Cell) -> Optional[dict]:
-        """The finished cell's card, or ``None`` (missing, other recipe or lr, or no weights)."""
+    def card(self, cell: Cell, *, need_weights: bool = True) -> Optional[dict]:
+        """The finished cell's card, or ``None`` (missing, other recipe or lr, or - with
+        ``need_weights`` - its committed weights missing). Without ``need_weights`` (the sweep
+        and the accuracy tables read numbers only) a card that an earlier layout kept under
+        ``<models>/cells/`` counts too."""
         card = read_json(self.card_path(cell))
-        if not isinstance(card, dict) or (cell.commits_weights and not self.weights_path(cell).is_file()):
+        if not isinstance(card, dict) and not need_weights and cell.commits_weights:
+            card = read_json(Path(self.models) / "cells" / f"{cell.key}.json")
+        elif isinstance(card, dict) and cell.commits_weights and need_weights \
+                and not self.weights_path(cell).is_file():
+            return None
+        if not isinstance(card, dict):
             return None
         if card.get("recipe_hash") != cell.recipe.hash or card.get("lr") != cell.lr \
                 or card.get("seed") != cell.seed or card.get("n_train") != cell.n_train:
             return None
         return card
 
-    def is_done(self, cell: Cell) -> bool:
-        return self.card(cell) is not None
+    def is_done(self, cell: Cell, *, need_weights: bool = True) -> bool:
+        return self.card(cell, need_weights=need_weights) is not None
 
 
 def default_store(recipe: Recipe, *, quick: bool = False) -> Store:
@@ -402,13 +425,14 @@ def _relative(path: Path) -> str:
 
 def plan_of(cell: Cell) -> str:
     """The plan (``analyses.cells.plan.PLANS``) that trains ``cell``."""
-    sweep, finegrid = cell.recipe.lr_sweep, cell.recipe.plans.get("finegrid", {})
+    sweep = cell.recipe.lr_sweep
     if cell.in_synthetic_plan:
         return "synthetic"                      # a cell of plan.synthetic_cells
     if cell.is_full:
         return "full"
-    if cell.family in finegrid.get("families", ()) and cell.n_train == finegrid["n_train"]:
-        return "finegrid"                       # a cell of plan.finegrid_cells
+    group = cell.group_plan or nearest_group(cell.family, cell.n_train, cell.recipe)
+    if group is not None:
+        return group                            # a cell of a group plan (finegrid, ...)
     if lr_family(cell.family) == cell.family and cell.n_train == sweep["n_train"] \
             and cell.seed == sweep["seed"]:
         return "sweep"
@@ -486,6 +510,7 @@ def train_cell(cell: Cell, *, store: Optional[Store] = None, threads: Optional[i
         else:
             log(f"start {cell.key}: {cell.family}, n={cell.n_train}, seed {cell.seed}, lr {cell.lr:g}, "
                 f"{total} steps of {batch}, recipe {recipe.hash}, {torch.get_num_threads()} threads")
+            transfer.initialise(model, cell, store, log=log)       # training.init_from, if any
         orders = _EpochOrders(cell.n_train, cell.seed)
         start = time.perf_counter()
         bar = tqdm(total=total, initial=step, desc=cell.key, unit="step", disable=not progress,
@@ -589,6 +614,7 @@ def _finish(cell: Cell, model: zoo.ProbeModel, *, store: Store, curve: list, tra
         "weights": _relative(weights),
         "sha256": digest,
         "command": command,
+        **transfer.card_fields(cell, store),          # "init_from": the source cell, if any
     }
     atomic_write_json(store.card_path(cell), card)
     return card

@@ -31,9 +31,12 @@ def _vit_cam_layer(model: nn.Module) -> Optional[str]:
                  mixing_kind="attention", group="attention", gradcam_layer=_vit_cam_layer,
                  rollout=True, epochs=5, lr=1e-3, timm_match=_is_timm_vit)
 def _vit(num_classes: int, in_chans: int, img_size: int, *,
-         patch_size: int = 4) -> nn.Module:
-    """The zoo family (patch 4: 7x7 tokens on 28 px); ``patch_size`` changes only the
-    token grid (2: the 14x14-token variant of issue 16, ``analyses.common.FINEGRID``)."""
+         patch_size: int = 4, depth: int = 4) -> nn.Module:
+    """The zoo family (patch 4: 7x7 tokens on 28 px, 4 blocks); ``patch_size`` changes only the
+    token grid (2: the 14x14-token variant of issue 16, ``analyses.common.FINEGRID``), ``depth``
+    only the number of blocks (2, 3: the shallower ViTs of the ``fewer-layers`` claim)."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive integer (blocks), got {depth!r}")
     return VisionTransformer(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                             num_classes=num_classes, embed_dim=128, depth=4, num_heads=4,
+                             num_classes=num_classes, embed_dim=128, depth=depth, num_heads=4,
                              mlp_ratio=2.0)
