@@ -22,7 +22,8 @@ from analyses import common
 
 ANALYSES = ("data_efficiency", "mixing_patterns", "input_dependence", "synthesizer_ladder",
             "equivalences", "robustness_comparison", "interpretability_comparison",
-            "calibration", "equivariance", "cost_accuracy", "edge_cost", "precision_check")
+            "calibration", "equivariance", "cost_accuracy", "edge_cost", "precision_check",
+            "fewer_layers", "same_model", "external_attention", "pure_mlp")
 TITLES = {
     "data_efficiency": "Data efficiency",
     "mixing_patterns": "Mixing patterns",
@@ -36,6 +37,10 @@ TITLES = {
     "cost_accuracy": "Cost vs accuracy",
     "edge_cost": "Edge cost (batch 1, one thread, int8)",
     "precision_check": "bf16 vs fp32 training (protocol check)",
+    "fewer_layers": "Fewer Transformer layers vs an MLP (accuracy and latency)",
+    "same_model": "Stack-of-FFN, ResMLP and Mixer: the ResMLP ladder",
+    "external_attention": "External Attention: attention or a fixed matrix?",
+    "pure_mlp": "Pure MLP vs Mixer: patches as inductive bias",
 }
 VERDICT_RULES = (
     "A claim's effect is oriented so that > 0 is what the claim says, and measured on converged "
