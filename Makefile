@@ -119,6 +119,17 @@ cells-synthetic: setup data
 cells-finegrid: setup data
 	$(BIN)/python -m analyses.cells run --plan finegrid --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
 
+# The families of issue 17 outside the protocol six: their own learning-rate sweep first (ffn, mlp,
+# extattn: analyses.same_model, pure_mlp, external_attention), then the full-data cells of ffn and
+# extattn, and synth (Synthesizer-Random) at Mixer's swept rate
+EXTRA_SWEEP := ffn mlp extattn
+EXTRA_FULL := ffn extattn synth
+.PHONY: cells-extra-sweep cells-extra-full
+cells-extra-sweep: setup data
+	$(BIN)/python -m analyses.cells run --plan sweep --family $(EXTRA_SWEEP) --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+cells-extra-full: setup data
+	$(BIN)/python -m analyses.cells run --plan full --family $(EXTRA_FULL) --workers $(CELL_WORKERS) --threads $(CELL_THREADS)
+
 # Any other plan of analyses/recipe.json (a group plan: an entry of "plans" with its own
 # "families", e.g. finegrid-7x7): make cells-<plan>, or make cells PLAN=<plan>
 cells-%: setup data
@@ -134,7 +145,7 @@ cells: setup data
 .PHONY: cells-background
 cells-background: setup data
 	mkdir -p runs
-	nohup sh -c 'OMP_WAIT_POLICY=PASSIVE $(MAKE) cells-sweep cells-full cells-ladder cells-precision cells-data-efficiency cells-synthetic cells-finegrid' \
+	nohup sh -c 'OMP_WAIT_POLICY=PASSIVE $(MAKE) cells-sweep cells-full cells-ladder cells-precision cells-data-efficiency cells-finegrid-7x7 cells-finegrid cells-synthetic cells-extra-sweep cells-extra-full cells-fewer-layers cells-same-model cells-pure-mlp cells-long-range cells-pretrain-0to4 cells-finetune-5to9 cells-scratch-5to9 cells-resolution-36' \
 		> runs/cells_all.log 2>&1 &
 	@echo "training in the background: tail -f runs/cells_all.log; python -m analyses.cells status --plan full"
 

@@ -173,3 +173,20 @@ def test_a_group_cell_trains_commits_its_weights_and_loads(tmp_path, monkeypatch
     store.weights_path(cell).unlink()
     with pytest.raises(ValueError, match="run `python -m analyses.cells run --plan tiny-group"):
         converged.plan_models("tiny-group")
+
+
+def test_background_training_covers_every_plan_prerequisites_first():
+    """`make cells-background` trains every plan of the recipe, a fine-tuning plan after its source."""
+    from pathlib import Path
+    import re
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    order = re.search(r"cells-background:.*?\$\(MAKE\) ([^']+)'", text, re.S).group(1).split()
+    recipe = committed_recipe()
+    for name in cells.plan_names(recipe):
+        assert f"cells-{name}" in order or name in {"precision-check"}, name
+    assert "cells-precision" in order
+    for name, spec in recipe.spec["plans"].items():
+        source = (spec.get("init_from") or {}).get("plan") if isinstance(spec, dict) else None
+        if source:
+            assert order.index(f"cells-{source}") < order.index(f"cells-{name}"), (source, name)
+    assert order.index("cells-extra-sweep") < order.index("cells-extra-full") < order.index("cells-same-model")
