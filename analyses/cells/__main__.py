@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         check_writable(store.models)
     weights = args.plan != "sweep"       # the sweep needs validation accuracies only
     pending = [c for c in cells if not store.is_done(c, need_weights=weights)]
-    if not args.quick:       # quick cells are tiny: seconds even with emulated bf16
+    if not args.quick:       # quick cells train in fp32 (QUICK_OVERRIDES)
         check_bf16(pending, allow_slow=args.allow_slow_bf16)
     print(f"plan {args.plan}: {len(cells)} cells (recipe {_hashes(recipe, cells)}), {len(cells) - len(pending)} "
           f"done, {len(pending)} to train with {args.workers} worker(s) x {args.threads} thread(s); "
