@@ -59,6 +59,8 @@ analyses-data: setup data
 	$(BIN)/python -m analyses.fewer_layers
 	$(BIN)/python -m analyses.same_model
 	$(BIN)/python -m analyses.pure_mlp
+	$(BIN)/python -m analyses.transfer
+	$(BIN)/python -m analyses.resolution_transfer
 
 analyses-mixing: setup data
 	$(BIN)/python -m analyses.mixing_patterns
@@ -66,6 +68,7 @@ analyses-mixing: setup data
 	$(BIN)/python -m analyses.synthesizer_ladder
 	$(BIN)/python -m analyses.equivalences
 	$(BIN)/python -m analyses.external_attention
+	$(BIN)/python -m analyses.long_range
 
 analyses-robustness: setup data
 	$(BIN)/python -m analyses.robustness_comparison

@@ -23,7 +23,8 @@ from analyses import common
 ANALYSES = ("data_efficiency", "mixing_patterns", "input_dependence", "synthesizer_ladder",
             "equivalences", "robustness_comparison", "interpretability_comparison",
             "calibration", "equivariance", "cost_accuracy", "edge_cost", "precision_check",
-            "fewer_layers", "same_model", "external_attention", "pure_mlp")
+            "fewer_layers", "same_model", "external_attention", "pure_mlp", "transfer",
+            "resolution_transfer", "long_range")
 TITLES = {
     "data_efficiency": "Data efficiency",
     "mixing_patterns": "Mixing patterns",
@@ -41,6 +42,9 @@ TITLES = {
     "same_model": "Stack-of-FFN, ResMLP and Mixer: the ResMLP ladder",
     "external_attention": "External Attention: attention or a fixed matrix?",
     "pure_mlp": "Pure MLP vs Mixer: patches as inductive bias",
+    "transfer": "Pre-training and fine-tuning (classes 0-4 to 5-9)",
+    "resolution_transfer": "Resolution transfer (28 to 36 px)",
+    "long_range": "Long-range dependencies: glyph pairs d px apart",
 }
 VERDICT_RULES = (
     "A claim's effect is oriented so that > 0 is what the claim says, and measured on converged "
