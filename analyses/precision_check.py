@@ -36,10 +36,9 @@ def _cells(quick: bool) -> List[Cell]:
     if quick:
         lrs = converged.lrs([family], quick=True)
         spec = {"n_train": int(recipe.lr_sweep["n_train"]), "seeds": [0, 1]}
-        # the quick recipe trains in fp32; its bf16 arm is put back here, at batch 32 so that
-        # emulated bf16 (a CPU without avx512_bf16) stays seconds-scale too
-        recipe = recipe.variant({"plans": {"precision-check": spec}, "training": {
-            "batch_size": 32, "precision": {"train_autocast": "bfloat16"}}})
+        # the quick recipe trains in fp32; its bf16 arm is put back here
+        recipe = recipe.variant({"plans": {"precision-check": spec},
+                                 "training": {"precision": {"train_autocast": "bfloat16"}}})
     else:
         lrs = chosen_lrs(recipe=recipe, store=store, families=[family])
     return precision_cells(recipe, lrs)

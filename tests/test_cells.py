@@ -64,7 +64,7 @@ def test_quick_recipe_trains_in_fp32_on_the_committed_protocol():
     assert q.training["precision"]["train_autocast"] is None
     assert committed_recipe().training["precision"]["train_autocast"] == "bfloat16"
     assert q.training["optimizer"] == committed_recipe().training["optimizer"]
-    assert q.training["batch_size"] == committed_recipe().training["batch_size"]
+    assert q.training["batch_size"] == 32 and q.training["steps"]["min_steps"] == 20
     assert q.hash != committed_recipe().hash
 
 

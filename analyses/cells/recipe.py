@@ -63,12 +63,13 @@ AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, None: None}
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 TRAIN_SIZES = {"fashion-mnist": 60000}   # training-set sizes (the pool is this less val_n)
 
-# ``--quick``: the committed recipe shrunk to seconds (512 Fashion-MNIST images, 20 steps), trained
-# in fp32: on a CPU without native bf16 (AVX2 only) bf16 autocast is emulated and 5-15x slower,
-# which turned seconds into minutes per cell. The precision check's quick run adds bf16 back.
+# ``--quick``: the committed recipe shrunk to seconds (512 Fashion-MNIST images, 20 steps of 32
+# images; the tests train about 80 such cells, so their size sets the suite's time), in fp32: on a
+# CPU without native bf16 (AVX2 only) bf16 autocast is emulated and 5-15x slower, which turned
+# seconds into minutes per cell. The precision check's quick run adds bf16 back.
 QUICK_OVERRIDES: Dict[str, Any] = {
     "training": {"data": {"val_n": 256, "pool_n": 1024, "test_n": 1000},
-                 "steps": {"min_steps": 20, "epochs": 1}, "eval_every": 10,
+                 "steps": {"min_steps": 20, "epochs": 1}, "eval_every": 10, "batch_size": 32,
                  "precision": {"train_autocast": None}},
     "lr_sweep": {"n_train": 512},
     "plans": {"full": {"seeds": [0]},
