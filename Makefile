@@ -40,8 +40,10 @@ run: setup data
 zoo: setup data
 	$(BIN)/python -m probe.zoo
 
+# one pytest-xdist worker per core (at most 4), a test file per worker at a time (module-scoped
+# quick runs stay in one process); tests/conftest.py divides the torch threads among the workers
 test: setup data browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 bench: setup data
 	$(BIN)/python -m benchmarks

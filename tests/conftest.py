@@ -9,11 +9,16 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long test, kept out of CI (run with -m slow)")
 
 
+# pytest-xdist workers (``make test`` runs one per core: ``-n auto``) share the cores
+WORKERS = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
 @pytest.fixture(autouse=True)
 def two_threads():
-    """Every test runs on at most 2 intra-op threads (the CI machine's cores), restored after."""
+    """Every test runs on at most 2 intra-op threads (the CI machine's cores), divided among the
+    pytest-xdist workers (one thread each on 2 cores with 2 workers), restored after."""
     old = torch.get_num_threads()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // WORKERS)))
     yield
     torch.set_num_threads(old)
 
