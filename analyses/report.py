@@ -61,7 +61,8 @@ SCALE_LIMITS = (
     "parameters (4 blocks, 4-pixel patches, 7x7 tokens; a 3-stage ResNet for the CNN) trained "
     "to convergence on CPU under one recipe for every family. The debate's claims were made at ImageNet scale with 10-600M "
     "parameter models and large pre-training; a verdict here says what holds at this scale, not "
-    "at theirs. 'Inconclusive' means the 95% interval over seeds is too wide to decide.")
+    "at theirs. 'Inconclusive' means the interval over seeds (95% for a directional claim, 90% "
+    "for an equivalence claim) is too wide to decide.")
 
 IMAGENET = """\
 Every probe measurement accepts any timm architecture (`timm:<arch>`, pretrained weights from the
