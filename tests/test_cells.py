@@ -295,6 +295,24 @@ def test_sweep_grid_extends_past_an_edge_until_the_best_is_inside(tmp_path, tiny
         tiny.variant({"lr_sweep": {"extend": {"factor": 0.5, "bounds": [1e-4, 1e-2]}}})
 
 
+def test_recorded_sweep_choice_survives_a_retrained_sweep_cell(tmp_path, tiny):
+    # A sweep cell trained again (by a plan that commits its weights, on another thread
+    # count) can come back with a slightly different validation accuracy; the committed
+    # lr_sweep.json keeps the choice every later cell was trained at.
+    store = _store(tmp_path)
+    cell = lambda lr: Cell("cnn", 96, 0, lr, tiny)               # noqa: E731
+    _fake_card(store, cell(1e-3), 0.80)
+    _fake_card(store, cell(2e-3), 0.82)
+    assert cells.sweep_results(recipe=tiny, store=store)["cnn"]["chosen_lr"] == 2e-3
+    cells.write_sweep(recipe=tiny, store=store)
+    _fake_card(store, cell(2e-3), 0.79)                          # the retrained card
+    assert cells.sweep_results(recipe=tiny, store=store)["cnn"]["chosen_lr"] == 2e-3
+    assert all(c.lr == 2e-3 for c in cells.plan("data-efficiency", recipe=tiny, store=store,
+                                                families=["cnn"]))
+    store.sweep_path.unlink()                                    # no record: the cards decide
+    assert cells.sweep_results(recipe=tiny, store=store)["cnn"]["chosen_lr"] == 1e-3
+
+
 def test_cli_run_and_status(tmp_path, tiny, monkeypatch, capsys):
     recipe_file = tmp_path / "recipe.json"
     recipe_file.write_text(json.dumps(tiny.spec))

@@ -127,31 +127,38 @@ def sweep_results(*, recipe: Recipe, store: Store, families: Optional[Sequence[s
                   ) -> Dict[str, dict]:
     """Per family whose sweep is complete: ``{"val_accuracy": {lr: acc}, "chosen_lr", "keys"}``.
 
-    Reads the finished sweep cells' cards (see :func:`sweep_grid`), then fills families
-    that have no complete sweep from ``lr_sweep.json`` when that file was written for this
-    recipe, sweep size and seed. An analysis variant gets the entry of the family whose
-    learning rate it uses (:func:`.training.lr_family`), with ``"lr_from"``: that family.
+    A family recorded in ``lr_sweep.json`` (written for this recipe, sweep size and seed)
+    keeps that recorded choice: it is the committed decision every later cell was trained
+    at. A sweep cell may be trained again later by a plan that commits its weights (a
+    group plan sharing the key), and with another thread count its bf16 reductions give a
+    slightly different validation accuracy; re-reading the cards would then flip a choice
+    between two near-tied rates and orphan every cell trained at the old one. Families not
+    in the file are read from the finished sweep cells' cards (see :func:`sweep_grid`).
+    An analysis variant gets the entry of the family whose learning rate it uses
+    (:func:`.training.lr_family`), with ``"lr_from"``: that family.
     """
     asked = _families(families)
     sources = {lr_family(f) for f in asked}
     swept = [f for f in zoo.names() if f in sources]
     out: Dict[str, dict] = {}
-    for fam in swept:
-        grid, complete = sweep_grid(recipe, store, fam)
-        if complete:
-            cells = _sweep_cells_at(recipe, fam, grid)
-            accs = {c.lr: store.card(c, need_weights=False)["val_accuracy"] for c in cells}
-            out[fam] = {"val_accuracy": accs, "chosen_lr": select_lr(accs),
-                        "keys": [c.key for c in cells]}
     saved = read_json(store.sweep_path)
     s = recipe.lr_sweep
     if isinstance(saved, dict) and saved.get("recipe_hash") == recipe.hash \
             and [saved.get(k) for k in ("lrs", "extend", "n_train", "seed")] \
             == [s["lrs"], s.get("extend"), s["n_train"], s["seed"]]:
         for fam, entry in saved.get("families", {}).items():
-            if fam in swept and fam not in out:
+            if fam in swept:
                 out[fam] = {"val_accuracy": {float(k): v for k, v in entry["val_accuracy"].items()},
                             "chosen_lr": float(entry["chosen_lr"]), "keys": entry["keys"]}
+    for fam in swept:
+        if fam in out:
+            continue
+        grid, complete = sweep_grid(recipe, store, fam)
+        if complete:
+            cells = _sweep_cells_at(recipe, fam, grid)
+            accs = {c.lr: store.card(c, need_weights=False)["val_accuracy"] for c in cells}
+            out[fam] = {"val_accuracy": accs, "chosen_lr": select_lr(accs),
+                        "keys": [c.key for c in cells]}
     return {f: (out[lr_family(f)] if lr_family(f) == f else {**out[lr_family(f)], "lr_from": lr_family(f)})
             for f in asked if lr_family(f) in out}
 
