@@ -164,6 +164,7 @@ def test_card_has_every_field_and_zoo_load_reproduces_it(tmp_path, tiny):
     assert card["recipe"] == tiny.spec and card["recipe_hash"] == tiny.hash
     assert card["steps"] == 12 and card["threads"] == 1 and card["test_n"] == 128
     assert set(card["versions"]) >= {"torch", "timm"}
+    assert card["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability() and card["cpu"]["model"]
     assert card["sha256"] == zoo.sha256_file(weights)
     from safetensors.torch import load_file
     assert {v.dtype for v in load_file(str(weights)).values() if v.is_floating_point()} == {torch.float16}

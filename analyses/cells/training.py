@@ -448,6 +448,15 @@ def default_command(cell: Cell, threads: int) -> str:
 # ----------------------------------------------------------------------------- training
 
 
+def _cpu() -> dict:
+    """The CPU a cell trained on: bf16 kernels differ between CPUs, so the same cell trained
+    on two machines can differ in its last digits (token models; the CNN has matched)."""
+    model = next((line.split(":", 1)[1].strip() for line in
+                  (Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else [])
+                  if line.startswith("model name")), platform.processor() or "unknown")
+    return {"model": model, "capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def train_cell(cell: Cell, *, store: Optional[Store] = None, threads: Optional[int] = None,
                progress: bool = False, checkpoint_every: Optional[int] = None,
                on_step: Optional[Callable[[int], None]] = None,
@@ -610,6 +619,7 @@ def _finish(cell: Cell, model: zoo.ProbeModel, *, store: Store, curve: list, tra
         "threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "timm": timm.__version__,
                      "python": platform.python_version()},
+        "cpu": _cpu(),
         "storage_dtype": recipe.training["storage_dtype"],
         "weights": _relative(weights),
         "sha256": digest,
