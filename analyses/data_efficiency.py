@@ -5,8 +5,8 @@ on nested Fashion-MNIST subsets of 1k, 3k and 10k images and on the full trainin
 (55k: the 60k training set less the 5k validation split). The step budget grows with the
 data by the recipe's rule, ``steps(n) = max(min_steps, ceil(epochs * n / batch_size))``
 (1500, 1500, 1500 and 5157 steps), the same for every family; the learning rate is each
-family's choice from the sweep. Seeds: the recipe's ``plans.data-efficiency`` (5 at 1k
-and 3k, 3 at 10k) and ``plans.full`` (3). The models are cells of ``python -m
+family's choice from the sweep. Seeds: the recipe's ``plans.data-efficiency`` (3 at each
+size) and ``plans.full`` (3). The models are cells of ``python -m
 analyses.cells`` (``make cells-data-efficiency``, ``make cells-full``); this script trains
 nothing at full scale and reads only the cells' cards (committed under
 ``analyses/models``), so it reruns without the data-efficiency weights.

@@ -236,9 +236,9 @@ def test_plans_hold_every_family_and_seed(tmp_path):
     assert [(c.family, c.seed) for c in full] == [(f, s) for s in (0, 1, 2) for f in PROTOCOL_FAMILIES]
     assert all(c.n_train == 55000 and c.lr == lrs[c.family] and c.steps == 5157 for c in full)
     eff = cells.plan("data-efficiency", recipe=recipe, store=store)
-    assert len(eff) == 6 * (5 + 5 + 3) and len(set(eff)) == len(eff)
+    assert len(eff) == 6 * (3 + 3 + 3) and len(set(eff)) == len(eff)
     assert [c.seed for c in eff] == sorted(c.seed for c in eff)            # seed-major
-    assert {c.n_train for c in eff if c.seed == 4} == {1000, 3000}
+    assert {(c.n_train, c.seed) for c in eff} == {(n, s) for n in (1000, 3000, 10000) for s in (0, 1, 2)}
     assert [c.family for c in cells.plan("full", recipe=recipe, store=store, families=["cnn"])] == ["cnn"] * 3
     with pytest.raises(ValueError, match="unknown plan"):
         cells.plan("everything")
